@@ -1,1 +1,301 @@
-fn main() {}
+//! `promptseal`, the admin CLI for the ISV's operators: seal and manage template versions, register
+//! tenants, read the usage ledger. It uses the standard AWS credential chain and endpoint
+//! variables, so the same binary works against an AWS account and against the local stack.
+
+mod output;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use promptseal::envelope::{CachePolicy, Envelope};
+use promptseal::render::Renderer;
+use promptseal::template::TemplateDefinition;
+use promptseal::templates::TemplateStore;
+use promptseal::tenants::{PayloadLogging, Quotas, TenantRegistry, TenantSpec, TenantStatus};
+use promptseal::usage::UsageLedger;
+
+use output::Output;
+
+/// Operate promptseal: templates, tenants and usage.
+#[derive(Parser)]
+#[command(name = "promptseal", version)]
+struct Cli {
+    /// Print JSON instead of text, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where promptseal's resources are (the names template.yaml gives them for a stack `promptseal`).
+#[derive(Args)]
+struct Config {
+    #[arg(
+        long,
+        global = true,
+        env = "TEMPLATES_TABLE",
+        default_value = "promptseal-templates"
+    )]
+    templates_table: String,
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTS_TABLE",
+        default_value = "promptseal-tenants"
+    )]
+    tenants_table: String,
+    #[arg(
+        long,
+        global = true,
+        env = "USAGE_TABLE",
+        default_value = "promptseal-usage"
+    )]
+    usage_table: String,
+    /// KMS key (id, ARN or alias) for template data keys.
+    #[arg(
+        long,
+        global = true,
+        env = "TEMPLATE_KEY_ID",
+        default_value = "alias/promptseal-templates"
+    )]
+    template_key_id: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Seal, list and manage prompt templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// Register and manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Show a tenant's usage ledger.
+    Usage {
+        tenant_id: String,
+        /// First day to show (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// Check, seal and store a template file (TOML) as the template's next version.
+    Put {
+        file: PathBuf,
+        /// Make the new version the active one.
+        #[arg(long)]
+        activate: bool,
+        /// Recorded as the version's creator (default: the caller's AWS identity).
+        #[arg(long)]
+        created_by: Option<String>,
+    },
+    /// List templates with their active and latest versions.
+    List,
+    /// List a template's versions.
+    Versions { template_id: String },
+    /// Show a version's metadata (the active one unless --version is given).
+    Show {
+        template_id: String,
+        #[arg(long)]
+        version: Option<u32>,
+        /// Also decrypt and print the template text.
+        #[arg(long)]
+        decrypt: bool,
+    },
+    /// Make a version the active one.
+    Activate { template_id: String, version: u32 },
+    /// Retire a version so it can no longer be used.
+    Retire { template_id: String, version: u32 },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Register a tenant, or replace an existing tenant's settings (its status is kept).
+    Put {
+        tenant_id: String,
+        /// A template the tenant may use (repeat for several).
+        #[arg(long = "template")]
+        templates: Vec<String>,
+        /// Keep redacted payload records for this tenant.
+        #[arg(long)]
+        payload_logging: bool,
+        /// How long payload records are kept.
+        #[arg(long, default_value_t = 30)]
+        retention_days: u16,
+        #[arg(long)]
+        daily_tokens: Option<u64>,
+        #[arg(long)]
+        daily_requests: Option<u64>,
+    },
+    /// Show one tenant.
+    Get { tenant_id: String },
+    /// List every tenant.
+    List,
+    /// Suspend a tenant: its requests are refused until it is resumed.
+    Suspend { tenant_id: String },
+    /// Reactivate a suspended tenant.
+    Resume { tenant_id: String },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output { json: cli.json };
+    match run(cli, &out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, out: &Output) -> Result<()> {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let config = cli.config;
+    match cli.command {
+        Command::Template(cmd) => {
+            let envelope = Envelope::new(
+                aws_sdk_kms::Client::new(&sdk),
+                config.template_key_id,
+                CachePolicy::default(),
+            );
+            let store = TemplateStore::new(ddb, config.templates_table, envelope);
+            template(cmd, &store, &sdk, out).await
+        }
+        Command::Tenant(cmd) => {
+            tenant(cmd, &TenantRegistry::new(ddb, config.tenants_table), out).await
+        }
+        Command::Usage { tenant_id, since } => {
+            let ledger = UsageLedger::new(ddb, config.usage_table);
+            out.usage(&ledger.query(&tenant_id, since.as_deref()).await?)
+        }
+    }
+}
+
+async fn template(
+    cmd: TemplateCommand,
+    store: &TemplateStore,
+    sdk: &aws_config::SdkConfig,
+    out: &Output,
+) -> Result<()> {
+    match cmd {
+        TemplateCommand::Put {
+            file,
+            activate,
+            created_by,
+        } => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let definition: TemplateDefinition = toml::from_str(&source)
+                .with_context(|| format!("{} is not a valid template file", file.display()))?;
+            let created_by = match created_by {
+                Some(who) => who,
+                None => caller_identity(sdk).await?,
+            };
+            let meta = store
+                .put(definition, &created_by, activate, &Renderer::default())
+                .await
+                .with_context(|| format!("refused {}", file.display()))?;
+            out.put_result(&meta, activate)
+        }
+        TemplateCommand::List => out.templates(&store.list().await?),
+        TemplateCommand::Versions { template_id } => {
+            let active = store
+                .head(&template_id)
+                .await?
+                .and_then(|h| h.active_version);
+            out.versions(&store.versions(&template_id).await?, active)
+        }
+        TemplateCommand::Show {
+            template_id,
+            version,
+            decrypt,
+        } => {
+            let stored = store.version(&template_id, version).await?;
+            let text = match decrypt {
+                true => Some(store.decrypt(&stored).await?),
+                false => None,
+            };
+            out.version(&stored.meta, text.as_ref())
+        }
+        TemplateCommand::Activate {
+            template_id,
+            version,
+        } => {
+            store.activate(&template_id, version).await?;
+            out.done(&format!("{template_id} version {version} is now active"))
+        }
+        TemplateCommand::Retire {
+            template_id,
+            version,
+        } => {
+            store.retire(&template_id, version).await?;
+            out.done(&format!("{template_id} version {version} is retired"))
+        }
+    }
+}
+
+async fn tenant(cmd: TenantCommand, registry: &TenantRegistry, out: &Output) -> Result<()> {
+    match cmd {
+        TenantCommand::Put {
+            tenant_id,
+            templates,
+            payload_logging,
+            retention_days,
+            daily_tokens,
+            daily_requests,
+        } => {
+            let spec = TenantSpec {
+                tenant_id,
+                templates: templates.into_iter().collect::<BTreeSet<_>>(),
+                payload_logging: PayloadLogging {
+                    enabled: payload_logging,
+                    retention_days,
+                },
+                quotas: Quotas {
+                    daily_tokens,
+                    daily_requests,
+                },
+            };
+            out.tenant(&registry.put(&spec).await?)
+        }
+        TenantCommand::Get { tenant_id } => match registry.get(&tenant_id).await? {
+            Some(t) => out.tenant(&t),
+            None => anyhow::bail!("tenant {tenant_id:?} not found"),
+        },
+        TenantCommand::List => out.tenants(&registry.list().await?),
+        TenantCommand::Suspend { tenant_id } => out.tenant(
+            &registry
+                .set_status(&tenant_id, TenantStatus::Suspended)
+                .await?,
+        ),
+        TenantCommand::Resume { tenant_id } => out.tenant(
+            &registry
+                .set_status(&tenant_id, TenantStatus::Active)
+                .await?,
+        ),
+    }
+}
+
+/// The caller's AWS identity (an ARN), recorded as a version's creator.
+async fn caller_identity(sdk: &aws_config::SdkConfig) -> Result<String> {
+    let me = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .context("finding the caller's AWS identity (or pass --created-by)")?;
+    me.arn()
+        .map(str::to_owned)
+        .context("STS returned no ARN (pass --created-by)")
+}

@@ -21,7 +21,7 @@ const PUT_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateStoreError {
-    #[error("invalid template: {0}")]
+    #[error(transparent)]
     Definition(#[from] DefinitionError),
     #[error("template {0:?} not found")]
     NotFound(String),

@@ -1,0 +1,199 @@
+//! `cargo xtask demo`: starts the local stack, seals the demo template, registers a demo tenant and
+//! walks through what exists so far, printing each step, then stops the stack.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Result, bail};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::{cargo, ensure_venv, stack};
+
+/// A phrase from the demo template's system prompt, looked for in what is stored.
+const SECRET_PHRASE: &str = "ESC-ORANGE";
+
+struct Cli {
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    root: PathBuf,
+}
+
+impl Cli {
+    fn command(&self, args: &[&str]) -> Command {
+        println!("\n$ promptseal {}", args.join(" "));
+        let mut cmd = Command::new(&self.binary);
+        cmd.current_dir(&self.root)
+            .args(args)
+            .envs(self.env.iter().cloned());
+        cmd
+    }
+
+    /// Runs a step that must succeed.
+    fn ok(&self, args: &[&str]) -> Result<()> {
+        let status = self.command(args).status()?;
+        if !status.success() {
+            bail!("`promptseal {}` failed ({status})", args.join(" "));
+        }
+        Ok(())
+    }
+
+    /// Runs a step that must be refused.
+    fn refused(&self, args: &[&str]) -> Result<()> {
+        let status = self.command(args).status()?;
+        if status.success() {
+            bail!("`promptseal {}` should have been refused", args.join(" "));
+        }
+        println!("(refused, exit code {})", status.code().unwrap_or(-1));
+        Ok(())
+    }
+}
+
+fn step(title: &str) {
+    println!("\n=== {title} ===");
+}
+
+pub fn run(root: &Path) -> Result<()> {
+    let venv = ensure_venv(root)?;
+    crate::run(cargo().current_dir(root).args([
+        "build",
+        "--quiet",
+        "--package",
+        "promptseal-cli",
+    ]))?;
+    let local = stack::start(root, &venv, 0, 0)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let resources = rt.block_on(stack::provision(root, &local))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| root.join("target"));
+    let cli = Cli {
+        binary: target.join("debug/promptseal"),
+        env: local.env().into_iter().chain(resources.env()).collect(),
+        root: root.to_path_buf(),
+    };
+    println!(
+        "local stack: AWS emulator {}, Bedrock stand-in {}; tables and key created for stack {:?}",
+        local.aws_endpoint,
+        local.bedrock_endpoint,
+        stack::STACK_NAME
+    );
+
+    step("1. An operator seals a template (checked, encrypted under a fresh KMS data key)");
+    cli.ok(&[
+        "template",
+        "put",
+        "demo/support-reply.toml",
+        "--activate",
+        "--created-by",
+        "demo-operator",
+    ])?;
+    cli.ok(&["template", "list"])?;
+    cli.ok(&["template", "show", "support-reply"])?;
+
+    step("2. What DynamoDB holds: settings in the clear, the text only as ciphertext");
+    let ddb = aws_sdk_dynamodb::Client::new(&rt.block_on(local.sdk_config()));
+    let table = resources.table("TemplatesTable");
+    let item = rt.block_on(version_item(&ddb, table, 1))?;
+    let mut names: Vec<_> = item.keys().cloned().collect();
+    names.sort();
+    println!("stored attributes: {}", names.join(", "));
+    let ciphertext = item
+        .get("ciphertext")
+        .and_then(|v| v.as_b().ok())
+        .map_or(0, |b| b.as_ref().len());
+    println!("ciphertext: {ciphertext} bytes");
+    let leaked = item
+        .values()
+        .any(|v| format!("{v:?}").contains(SECRET_PHRASE));
+    println!(
+        "template phrase {SECRET_PHRASE:?} found in the stored item: {}",
+        if leaked { "YES" } else { "no" }
+    );
+    if leaked {
+        bail!("the template text is stored in the clear");
+    }
+
+    step("3. Only an explicit --decrypt shows the text, to an operator allowed to decrypt");
+    cli.ok(&["template", "show", "support-reply", "--decrypt"])?;
+
+    step("4. A ciphertext moved onto another version does not decrypt");
+    cli.ok(&[
+        "template",
+        "put",
+        "demo/support-reply.toml",
+        "--created-by",
+        "demo-operator",
+    ])?;
+    let v1 = rt.block_on(version_item(&ddb, table, 1))?;
+    rt.block_on(
+        ddb.update_item()
+            .table_name(table)
+            .key("template_id", AttributeValue::S("support-reply".into()))
+            .key("sk", AttributeValue::S("V#0000000002".into()))
+            .update_expression("SET ciphertext = :c, wrapped_key = :k")
+            .expression_attribute_values(":c", v1["ciphertext"].clone())
+            .expression_attribute_values(":k", v1["wrapped_key"].clone())
+            .send(),
+    )?;
+    println!("(copied version 1's ciphertext and wrapped key onto version 2)");
+    cli.refused(&[
+        "template",
+        "show",
+        "support-reply",
+        "--version",
+        "2",
+        "--decrypt",
+    ])?;
+    cli.ok(&["template", "retire", "support-reply", "2"])?;
+    cli.ok(&["template", "versions", "support-reply"])?;
+
+    step("5. Bad templates are refused at put, pointing at the problem");
+    let bad = root.join(".local/bad-template.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(root.join("demo/support-reply.toml"))?
+            .replace("{{ question }}", "{{ questoin }}"),
+    )?;
+    cli.refused(&["template", "put", ".local/bad-template.toml"])?;
+
+    step("6. Tenants: registered, entitled to templates, opted in to payload logging, suspended");
+    cli.ok(&[
+        "tenant",
+        "put",
+        "acme",
+        "--template",
+        "support-reply",
+        "--payload-logging",
+        "--retention-days",
+        "30",
+        "--daily-tokens",
+        "200000",
+    ])?;
+    cli.ok(&["tenant", "put", "globex", "--template", "support-reply"])?;
+    cli.ok(&["tenant", "list"])?;
+    cli.ok(&["tenant", "suspend", "globex"])?;
+    cli.ok(&["tenant", "get", "globex", "--json"])?;
+    cli.refused(&["tenant", "suspend", "initech"])?;
+
+    step("7. The usage ledger (invoke fills it per call; empty until the invoke function lands)");
+    cli.ok(&["usage", "acme"])?;
+
+    println!("\ndemo finished; stopping the local stack");
+    Ok(())
+}
+
+async fn version_item(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    version: u32,
+) -> Result<std::collections::HashMap<String, AttributeValue>> {
+    let out = ddb
+        .get_item()
+        .table_name(table)
+        .key("template_id", AttributeValue::S("support-reply".into()))
+        .key("sk", AttributeValue::S(format!("V#{version:010}")))
+        .send()
+        .await?;
+    out.item
+        .ok_or_else(|| anyhow::anyhow!("version {version} is not stored"))
+}
