@@ -101,3 +101,38 @@ async fn set_behaviour(
         .insert(model_id, behaviour);
     StatusCode::NO_CONTENT
 }
+
+/// Sets how `model_id` behaves on a running stand-in at `endpoint` (`http://127.0.0.1:PORT`).
+/// A blocking, dependency-free client for tests and demos.
+pub fn set_model_behaviour(
+    endpoint: &str,
+    model_id: &str,
+    behaviour: Behaviour,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let address = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+    let body = serde_json::to_string(&behaviour).expect("behaviour always serialises");
+    let path: String = model_id
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let mut stream = std::net::TcpStream::connect(address)?;
+    write!(
+        stream,
+        "PUT /_standin/models/{path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    if response.starts_with("HTTP/1.1 204") {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "stand-in refused the behaviour change: {}",
+            response.lines().next().unwrap_or_default()
+        )))
+    }
+}

@@ -236,10 +236,10 @@ pub async fn provision(config: &SdkConfig, template: &Path, stack_name: &str) ->
     let mut key_ids = BTreeMap::new();
 
     let of_type = |wanted: &'static str| {
-        resources.iter().filter_map(move |(id, r)| {
-            (r.get("Type").and_then(Value::as_str) == Some(wanted))
-                .then(|| (id.as_str().unwrap_or_default().to_owned(), &r["Properties"]))
-        })
+        resources
+            .iter()
+            .filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(wanted))
+            .map(|(id, r)| (id.as_str().unwrap_or_default().to_owned(), &r["Properties"]))
     };
 
     for (id, props) in of_type("AWS::DynamoDB::Table") {

@@ -13,14 +13,14 @@ pub type Item = HashMap<String, AttributeValue>;
 pub struct DynamoError {
     pub operation: &'static str,
     #[source]
-    pub source: aws_sdk_dynamodb::Error,
+    pub source: Box<aws_sdk_dynamodb::Error>,
 }
 
 impl DynamoError {
     pub fn new(operation: &'static str, source: impl Into<aws_sdk_dynamodb::Error>) -> Self {
         Self {
             operation,
-            source: source.into(),
+            source: Box::new(source.into()),
         }
     }
 }

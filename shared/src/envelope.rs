@@ -60,7 +60,7 @@ pub enum EnvelopeError {
     Kms {
         operation: &'static str,
         #[source]
-        source: aws_sdk_kms::Error,
+        source: Box<aws_sdk_kms::Error>,
     },
     /// The wrapped key or the ciphertext does not belong to this identity: tampered with, moved
     /// onto another item, or opened with the wrong context.
@@ -258,7 +258,7 @@ impl Envelope {
             .await
             .map_err(|e| EnvelopeError::Kms {
                 operation: "GenerateDataKey",
-                source: e.into(),
+                source: Box::new(e.into()),
             })?;
         let key = data_key(out.plaintext().map(Blob::as_ref))?;
         let wrapped_key = out
@@ -325,7 +325,7 @@ impl Envelope {
                 ) => EnvelopeError::Integrity,
                 _ => EnvelopeError::Kms {
                     operation: "Decrypt",
-                    source: e.into(),
+                    source: Box::new(e.into()),
                 },
             })?;
         data_key(out.plaintext().map(Blob::as_ref))

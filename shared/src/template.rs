@@ -320,7 +320,8 @@ mod tests {
 
     #[test]
     fn variables_are_checked_against_the_schema() {
-        let cases: &[(&[(&str, &str)], Result<(), VariableError>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Result<(), VariableError>);
+        let cases: &[Case] = &[
             (&[("question", "why?")], Ok(())),
             (&[("question", "why?"), ("tone", "formal")], Ok(())),
             (

@@ -100,6 +100,7 @@ impl TenantSpec {
     }
 }
 
+#[derive(Clone)]
 pub struct TenantRegistry {
     ddb: aws_sdk_dynamodb::Client,
     table: String,

@@ -31,6 +31,7 @@ pub fn today() -> String {
     dynamo::now_rfc3339()[..10].to_owned()
 }
 
+#[derive(Clone)]
 pub struct UsageLedger {
     ddb: aws_sdk_dynamodb::Client,
     table: String,

@@ -1,0 +1,347 @@
+//! The sealed template store against the local AWS emulator: envelope round trip, identity binding
+//! (moved ciphertexts and wrong contexts fail), the data-key cache bounds, versions and their
+//! lifecycle, and refusals that leave nothing behind.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use promptseal::envelope::{CachePolicy, EncryptionContext, EnvelopeError};
+use promptseal::render::Renderer;
+use promptseal::template::{
+    DefinitionError, InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec,
+    VersionStatus,
+};
+use promptseal::templates::TemplateStoreError;
+
+const CANARY: &str = "CANARY-7f3a-SYSTEM-PROMPT";
+
+fn definition(id: &str) -> TemplateDefinition {
+    TemplateDefinition {
+        id: id.into(),
+        model_id: "anthropic.claude-3-haiku-20240307-v1:0".into(),
+        inference: InferenceBounds {
+            max_tokens: 256,
+            temperature_min: 0.0,
+            temperature_max: 0.5,
+            temperature_default: 0.1,
+        },
+        guardrail: None,
+        variables: vec![VariableSpec {
+            name: "question".into(),
+            required: true,
+            max_chars: 500,
+        }],
+        system: format!("You are a support assistant. {CANARY}"),
+        messages: vec![MessagePart {
+            role: Role::User,
+            text: "Question: {{ question }}".into(),
+        }],
+    }
+}
+
+fn version_key(v: u32) -> AttributeValue {
+    AttributeValue::S(format!("V#{v:010}"))
+}
+
+/// Copies one version's ciphertext and wrapped key onto another item, as an attacker with write
+/// access to the table could.
+async fn move_ciphertext(stack: &common::Stack, from: (&str, u32), to: (&str, u32)) {
+    let ddb = stack.ddb();
+    let table = stack.resources.table("TemplatesTable");
+    let source = ddb
+        .get_item()
+        .table_name(table)
+        .key("template_id", AttributeValue::S(from.0.into()))
+        .key("sk", version_key(from.1))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    ddb.update_item()
+        .table_name(table)
+        .key("template_id", AttributeValue::S(to.0.into()))
+        .key("sk", version_key(to.1))
+        .update_expression("SET ciphertext = :c, wrapped_key = :k")
+        .expression_attribute_values(":c", source["ciphertext"].clone())
+        .expression_attribute_values(":k", source["wrapped_key"].clone())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn sealed_template_round_trips_and_is_never_stored_in_the_clear() {
+    let stack = common::fresh_stack().await;
+    let store = stack.template_store(CachePolicy::default());
+    let meta = store
+        .put(
+            definition("greeting"),
+            "operator-1",
+            true,
+            &Renderer::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((meta.version, meta.status), (1, VersionStatus::Available));
+
+    let stored = store.version("greeting", None).await.unwrap();
+    assert_eq!(stored.meta.created_by, "operator-1");
+    assert_eq!(stored.meta.settings.variables[0].name, "question");
+    let text = store.decrypt(&stored).await.unwrap();
+    assert!(text.system.ends_with(CANARY));
+    assert_eq!(text.messages[0].text, "Question: {{ question }}");
+
+    let items = stack
+        .ddb()
+        .scan()
+        .table_name(stack.resources.table("TemplatesTable"))
+        .send()
+        .await
+        .unwrap();
+    let raw = format!("{:?}", items.items());
+    assert!(!raw.contains("CANARY"), "template text stored in the clear");
+    assert!(
+        !raw.contains("Question:"),
+        "template text stored in the clear"
+    );
+}
+
+#[tokio::test]
+async fn ciphertext_moved_onto_another_template_or_version_fails_to_decrypt() {
+    let stack = common::fresh_stack().await;
+    let store = stack.template_store(CachePolicy::default());
+    let renderer = Renderer::default();
+    for id in ["alpha", "beta"] {
+        store
+            .put(definition(id), "op", true, &renderer)
+            .await
+            .unwrap();
+    }
+    store
+        .put(definition("alpha"), "op", false, &renderer)
+        .await
+        .unwrap();
+
+    // With alpha v1's key in the cache, a moved copy must still fail: the cache is keyed by
+    // identity too, and KMS and AES-GCM each bind the ciphertext to it.
+    let alpha1 = store.version("alpha", Some(1)).await.unwrap();
+    store.decrypt(&alpha1).await.unwrap();
+
+    move_ciphertext(&stack, ("alpha", 1), ("beta", 1)).await;
+    move_ciphertext(&stack, ("alpha", 1), ("alpha", 2)).await;
+    for (id, version) in [("beta", 1), ("alpha", 2)] {
+        let moved = store.version(id, Some(version)).await.unwrap();
+        let err = store.decrypt(&moved).await.unwrap_err();
+        assert!(
+            matches!(err, TemplateStoreError::Envelope(EnvelopeError::Integrity)),
+            "{id} v{version}: {err:?}"
+        );
+    }
+    // The original still opens.
+    assert!(store.decrypt(&alpha1).await.is_ok());
+}
+
+#[tokio::test]
+async fn kms_refuses_to_unwrap_a_data_key_under_the_wrong_context() {
+    let stack = common::fresh_stack().await;
+    let envelope = stack.envelope(CachePolicy::default());
+    let right = EncryptionContext::template("alpha", 1);
+    let sealed = envelope.seal(b"template text", &right).await.unwrap();
+
+    for wrong in [
+        EncryptionContext::template("alpha", 2),
+        EncryptionContext::template("beta", 1),
+    ] {
+        assert!(matches!(
+            envelope.open(&sealed, &wrong).await,
+            Err(EnvelopeError::Integrity)
+        ));
+    }
+    assert_eq!(envelope.kms_decrypts(), 2, "each wrong context went to KMS");
+    assert_eq!(
+        envelope.open(&sealed, &right).await.unwrap().as_slice(),
+        b"template text"
+    );
+}
+
+#[tokio::test]
+async fn data_key_cache_is_bounded_by_uses_and_by_age() {
+    let stack = common::fresh_stack().await;
+    let ctx = EncryptionContext::template("t", 1);
+
+    let by_uses = stack.envelope(CachePolicy {
+        max_age: Duration::from_secs(300),
+        max_uses: 3,
+        max_entries: 8,
+    });
+    let sealed = by_uses.seal(b"text", &ctx).await.unwrap();
+    for _ in 0..7 {
+        by_uses.open(&sealed, &ctx).await.unwrap();
+    }
+    // Three opens per unwrap: 7 opens need 3 unwraps.
+    assert_eq!(by_uses.kms_decrypts(), 3);
+
+    let by_age = stack.envelope(CachePolicy {
+        max_age: Duration::from_millis(300),
+        max_uses: 1_000,
+        max_entries: 8,
+    });
+    by_age.open(&sealed, &ctx).await.unwrap();
+    by_age.open(&sealed, &ctx).await.unwrap();
+    assert_eq!(by_age.kms_decrypts(), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    by_age.open(&sealed, &ctx).await.unwrap();
+    assert_eq!(by_age.kms_decrypts(), 2);
+}
+
+#[tokio::test]
+async fn versions_are_numbered_activated_and_retired() {
+    let stack = common::fresh_stack().await;
+    let store = stack.template_store(CachePolicy::default());
+    let renderer = Renderer::default();
+    for activate in [true, false, false] {
+        store
+            .put(definition("t"), "op", activate, &renderer)
+            .await
+            .unwrap();
+    }
+    let head = store.head("t").await.unwrap().unwrap();
+    assert_eq!((head.latest_version, head.active_version), (3, Some(1)));
+
+    store.activate("t", 3).await.unwrap();
+    assert_eq!(store.version("t", None).await.unwrap().meta.version, 3);
+
+    store.retire("t", 2).await.unwrap();
+    assert!(matches!(
+        store.activate("t", 2).await,
+        Err(TemplateStoreError::Retired { version: 2, .. })
+    ));
+    assert!(matches!(
+        store.activate("t", 9).await,
+        Err(TemplateStoreError::VersionNotFound { version: 9, .. })
+    ));
+
+    store.retire("t", 3).await.unwrap();
+    assert!(matches!(
+        store.version("t", None).await,
+        Err(TemplateStoreError::NoActiveVersion(_))
+    ));
+    let statuses: Vec<_> = store
+        .versions("t")
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| (v.version, v.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (1, VersionStatus::Available),
+            (2, VersionStatus::Retired),
+            (3, VersionStatus::Retired)
+        ]
+    );
+    assert!(matches!(
+        store.version("missing", None).await,
+        Err(TemplateStoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn concurrent_puts_get_distinct_versions() {
+    let stack = common::fresh_stack().await;
+    let store = stack.template_store(CachePolicy::default());
+    let renderer = Renderer::default();
+    let (a, b, c) = tokio::join!(
+        store.put(definition("busy"), "a", false, &renderer),
+        store.put(definition("busy"), "b", false, &renderer),
+        store.put(definition("busy"), "c", false, &renderer),
+    );
+    let mut versions = vec![a.unwrap().version, b.unwrap().version, c.unwrap().version];
+    versions.sort();
+    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(store.versions("busy").await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn refused_templates_leave_nothing_behind() {
+    let stack = common::fresh_stack().await;
+    let store = stack.template_store(CachePolicy::default());
+    let renderer = Renderer::default();
+
+    let mut undeclared = definition("bad");
+    undeclared.messages[0].text = "{{ question }} {{ secret_var }}".into();
+    let mut syntax = definition("bad");
+    syntax.system = "Hello {% if %}".into();
+    let mut unused = definition("bad");
+    unused.messages[0].text = "no variables here".into();
+    for (def, expected) in [
+        (undeclared, "secret_var"),
+        (syntax, "system"),
+        (unused, "question"),
+    ] {
+        let err = store.put(def, "op", true, &renderer).await.unwrap_err();
+        assert!(matches!(err, TemplateStoreError::Definition(_)), "{err:?}");
+        assert!(
+            err.to_string().contains(expected),
+            "{err} should name {expected}"
+        );
+    }
+    let mut bad_id = definition("bad id");
+    bad_id.id = "bad id".into();
+    assert!(matches!(
+        store.put(bad_id, "op", true, &renderer).await,
+        Err(TemplateStoreError::Definition(DefinitionError::InvalidId(
+            _
+        )))
+    ));
+    assert!(store.head("bad").await.unwrap().is_none());
+    assert!(matches!(
+        store.versions("bad").await,
+        Err(TemplateStoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn kms_and_dynamodb_failures_are_typed_and_write_nothing() {
+    let stack = common::fresh_stack().await;
+    let renderer = Renderer::default();
+
+    let no_key = promptseal::templates::TemplateStore::new(
+        stack.ddb(),
+        stack.resources.table("TemplatesTable"),
+        promptseal::envelope::Envelope::new(
+            aws_sdk_kms::Client::new(&stack.config),
+            "alias/does-not-exist",
+            CachePolicy::default(),
+        ),
+    );
+    let err = no_key
+        .put(definition("k"), "op", true, &renderer)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TemplateStoreError::Envelope(EnvelopeError::Kms { .. })),
+        "{err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some(), "cause kept");
+    assert!(no_key.head("k").await.unwrap().is_none());
+
+    let no_table = promptseal::templates::TemplateStore::new(
+        stack.ddb(),
+        "no-such-table",
+        stack.envelope(CachePolicy::default()),
+    );
+    let err = no_table.list().await.unwrap_err();
+    let TemplateStoreError::Dynamo(dynamo) = &err else {
+        panic!("expected a DynamoDB error, got {err:?}");
+    };
+    assert_eq!(dynamo.operation, "Scan");
+    assert!(matches!(
+        *dynamo.source,
+        aws_sdk_dynamodb::Error::ResourceNotFoundException(_)
+    ));
+}

@@ -1,0 +1,146 @@
+//! The tenant registry and the usage ledger against the local AWS emulator.
+
+mod common;
+
+use promptseal::tenants::{PayloadLogging, Quotas, TenantError, TenantSpec, TenantStatus};
+
+fn spec(id: &str) -> TenantSpec {
+    TenantSpec {
+        tenant_id: id.into(),
+        templates: ["support-reply".to_owned(), "summary".to_owned()].into(),
+        payload_logging: PayloadLogging {
+            enabled: true,
+            retention_days: 14,
+        },
+        quotas: Quotas {
+            daily_tokens: Some(100_000),
+            daily_requests: None,
+        },
+    }
+}
+
+#[tokio::test]
+async fn tenants_are_registered_listed_and_suspended() {
+    let stack = common::fresh_stack().await;
+    let registry = stack.tenants();
+
+    let acme = registry.put(&spec("acme")).await.unwrap();
+    assert_eq!(acme.status, TenantStatus::Active);
+    assert_eq!(acme.spec, spec("acme"));
+    assert!(acme.may_use("summary") && !acme.may_use("other"));
+    registry.put(&spec("globex")).await.unwrap();
+
+    let ids: Vec<_> = registry
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.spec.tenant_id)
+        .collect();
+    assert_eq!(ids, ["acme", "globex"]);
+
+    let suspended = registry
+        .set_status("acme", TenantStatus::Suspended)
+        .await
+        .unwrap();
+    assert_eq!(suspended.status, TenantStatus::Suspended);
+
+    // Replacing the settings keeps the status and the creation time; quotas can be lifted.
+    let mut changed = spec("acme");
+    changed.templates = ["summary".to_owned()].into();
+    changed.quotas.daily_tokens = None;
+    changed.payload_logging.enabled = false;
+    let replaced = registry.put(&changed).await.unwrap();
+    assert_eq!(replaced.status, TenantStatus::Suspended);
+    assert_eq!(replaced.created_at, acme.created_at);
+    assert_eq!(replaced.spec, changed);
+    assert_eq!(registry.get("acme").await.unwrap().unwrap(), replaced);
+
+    let resumed = registry
+        .set_status("acme", TenantStatus::Active)
+        .await
+        .unwrap();
+    assert_eq!(resumed.status, TenantStatus::Active);
+}
+
+#[tokio::test]
+async fn unknown_and_invalid_tenants_are_refused() {
+    let stack = common::fresh_stack().await;
+    let registry = stack.tenants();
+    assert!(registry.get("nobody").await.unwrap().is_none());
+    assert!(matches!(
+        registry.set_status("nobody", TenantStatus::Suspended).await,
+        Err(TenantError::NotFound(_))
+    ));
+    assert!(
+        registry.get("nobody").await.unwrap().is_none(),
+        "suspend created nothing"
+    );
+    assert!(matches!(
+        registry.put(&spec("not/valid")).await,
+        Err(TenantError::InvalidId(_))
+    ));
+    assert!(registry.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_usage_updates_are_all_counted() {
+    let stack = common::fresh_stack().await;
+    let ledger = stack.usage();
+    let model = "anthropic.claude-3-haiku-20240307-v1:0";
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..24u64 {
+        let ledger = ledger.clone();
+        calls.spawn(async move {
+            ledger
+                .record("acme", "2026-11-21", model, 100 + i, 10)
+                .await
+        });
+    }
+    for result in calls.join_all().await {
+        result.unwrap();
+    }
+    ledger
+        .record("acme", "2026-11-22", model, 5, 6)
+        .await
+        .unwrap();
+    ledger
+        .record("acme", "2026-11-22", "other-model", 1, 2)
+        .await
+        .unwrap();
+    ledger
+        .record("globex", "2026-11-22", model, 7, 7)
+        .await
+        .unwrap();
+
+    let rows = ledger.query("acme", None).await.unwrap();
+    let summary: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.day.as_str(),
+                r.model_id.as_str(),
+                r.requests,
+                r.input_tokens,
+                r.output_tokens,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "2026-11-21",
+                model,
+                24,
+                24 * 100 + (0..24).sum::<u64>(),
+                240
+            ),
+            ("2026-11-22", model, 1, 5, 6),
+            ("2026-11-22", "other-model", 1, 1, 2),
+        ]
+    );
+    let recent = ledger.query("acme", Some("2026-11-22")).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    assert!(ledger.query("initech", None).await.unwrap().is_empty());
+}
