@@ -349,6 +349,42 @@ fn reference(v: &Value) -> Result<&str> {
     }
 }
 
+/// The value of an endpoint variable that `cargo xtask test` sets, with advice when it is missing.
+pub fn endpoint_from_env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: integration tests run against the local stack. \
+             Use `cargo xtask test`, or `cargo xtask up` and `source .local/stack.env` first."
+        )
+    })
+}
+
+/// A name no other test, in this process or another, uses.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// For tests: the running emulator (from `AWS_ENDPOINT_URL`) and template.yaml's resources,
+/// freshly created for a stack name of their own.
+pub async fn fresh_resources() -> (SdkConfig, Resources) {
+    let config = emulator_config(&endpoint_from_env("AWS_ENDPOINT_URL")).await;
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let resources = provision(&config, &template, &unique_name("t"))
+        .await
+        .expect("provisioning template.yaml's resources in the emulator");
+    (config, resources)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

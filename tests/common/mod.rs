@@ -3,9 +3,6 @@
 
 #![allow(dead_code)] // each test target uses its own subset of these helpers
 
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use aws_config::SdkConfig;
 use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::templates::TemplateStore;
@@ -18,40 +15,15 @@ pub struct Stack {
     pub resources: Resources,
 }
 
-fn endpoint(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: integration tests run against the local stack. \
-             Use `cargo xtask test`, or `cargo xtask up` and `source .local/stack.env` first."
-        )
-    })
-}
-
 pub fn bedrock_endpoint() -> String {
-    endpoint("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+    promptseal_devstack::endpoint_from_env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
 }
 
-/// A name no other test (in this or another process) uses.
-pub fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}-{nanos}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub use promptseal_devstack::unique_name as unique;
 
 /// Fresh tables and key, named for a new stack.
 pub async fn fresh_stack() -> Stack {
-    let config = promptseal_devstack::emulator_config(&endpoint("AWS_ENDPOINT_URL")).await;
-    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
-    let resources = promptseal_devstack::provision(&config, &template, &unique("t"))
-        .await
-        .expect("provisioning template.yaml's resources in the emulator");
+    let (config, resources) = promptseal_devstack::fresh_resources().await;
     Stack { config, resources }
 }
 

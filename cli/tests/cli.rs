@@ -1,0 +1,258 @@
+//! The real `promptseal` binary against the local stack: what an operator types, what they see,
+//! and the exit codes scripts rely on.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use promptseal::usage::UsageLedger;
+use promptseal_devstack::Resources;
+use serde_json::Value;
+
+const TEMPLATE: &str = r#"
+id = "faq"
+model_id = "amazon.nova-micro-v1:0"
+system = "You answer FAQ questions. CANARY-CLI-SYSTEM"
+
+[inference]
+max_tokens = 300
+temperature_default = 0.3
+
+[[variables]]
+name = "question"
+required = true
+max_chars = 200
+
+[[messages]]
+role = "user"
+text = "Q: {{ question }}"
+"#;
+
+struct Cli {
+    env: Vec<(String, String)>,
+    dir: PathBuf,
+}
+
+impl Cli {
+    async fn new() -> (Self, Resources, aws_config::SdkConfig) {
+        let (config, resources) = promptseal_devstack::fresh_resources().await;
+        let dir = std::env::temp_dir().join(promptseal_devstack::unique_name("cli"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cli = Self {
+            env: resources.env(),
+            dir,
+        };
+        (cli, resources, config)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_promptseal"))
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .current_dir(&self.dir)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    /// Runs a command that must fail; returns its exit code and stderr.
+    fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.dir.join(name), text).unwrap();
+        name.to_owned()
+    }
+}
+
+#[tokio::test]
+async fn templates_are_sealed_listed_shown_and_decrypted_only_on_request() {
+    let (cli, _, _) = Cli::new().await;
+    let file = cli.write("faq.toml", TEMPLATE);
+
+    let put = cli.ok(&[
+        "template",
+        "put",
+        &file,
+        "--activate",
+        "--created-by",
+        "alice",
+    ]);
+    assert_eq!(put.trim(), "faq version 1 sealed and activated");
+    let put2 = cli.json(&["template", "put", &file, "--created-by", "bob"]);
+    assert_eq!(put2["version"]["version"], 2);
+    assert_eq!(put2["activated"], false);
+
+    let list = cli.json(&["template", "list"]);
+    assert_eq!(list[0]["template_id"], "faq");
+    assert_eq!(list[0]["active_version"], 1);
+    assert_eq!(list[0]["latest_version"], 2);
+
+    let shown = cli.ok(&["template", "show", "faq"]);
+    assert!(shown.contains("amazon.nova-micro-v1:0") && shown.contains("question"));
+    assert!(
+        !shown.contains("CANARY"),
+        "metadata view printed template text"
+    );
+    assert!(cli.json(&["template", "show", "faq"])["text"].is_null());
+
+    let decrypted = cli.json(&["template", "show", "faq", "--version", "2", "--decrypt"]);
+    assert_eq!(
+        decrypted["text"]["system"],
+        "You answer FAQ questions. CANARY-CLI-SYSTEM"
+    );
+    assert_eq!(decrypted["version"]["created_by"], "bob");
+
+    cli.ok(&["template", "activate", "faq", "2"]);
+    cli.ok(&["template", "retire", "faq", "1"]);
+    let versions = cli.json(&["template", "versions", "faq"]);
+    assert_eq!(versions["active_version"], 2);
+    assert_eq!(versions["versions"][0]["status"], "retired");
+    let (code, err) = cli.fails(&["template", "activate", "faq", "1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("retired"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_template_files_are_refused_with_the_problem_named() {
+    let (cli, _, _) = Cli::new().await;
+    let cases = [
+        (
+            TEMPLATE.replace("{{ question }}", "{{ question }"),
+            "messages[0]",
+        ),
+        (
+            TEMPLATE.replace("{{ question }}", "{{ topic }}"),
+            "\"topic\"",
+        ),
+        (
+            TEMPLATE.replace("max_chars = 200", "max_chars = 200\nlimit = 3"),
+            "unknown field `limit`",
+        ),
+        (
+            TEMPLATE.replace("temperature_default = 0.3", "temperature_default = 3.0"),
+            "temperature",
+        ),
+        (
+            TEMPLATE.replace("id = \"faq\"", "id = \"f a q\""),
+            "\"f a q\"",
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let file = cli.write(&format!("bad{i}.toml"), text);
+        let (code, err) = cli.fails(&["template", "put", &file, "--created-by", "x"]);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains(expected),
+            "case {i}: {err:?} should contain {expected:?}"
+        );
+        assert!(
+            !err.contains("CANARY"),
+            "case {i}: error echoed template text"
+        );
+    }
+    let (_, err) = cli.fails(&["template", "put", "missing.toml", "--created-by", "x"]);
+    assert!(err.contains("missing.toml"), "{err}");
+    assert_eq!(cli.json(&["template", "list"]), Value::Array(vec![]));
+}
+
+#[tokio::test]
+async fn the_creator_defaults_to_the_callers_aws_identity() {
+    let (cli, _, _) = Cli::new().await;
+    let file = cli.write("faq.toml", TEMPLATE);
+    cli.ok(&["template", "put", &file]);
+    let shown = cli.json(&["template", "show", "faq", "--version", "1"]);
+    let creator = shown["version"]["created_by"].as_str().unwrap();
+    assert!(creator.starts_with("arn:aws:"), "{creator}");
+}
+
+#[tokio::test]
+async fn tenants_are_managed_and_usage_is_shown() {
+    let (cli, resources, config) = Cli::new().await;
+    let put = cli.json(&[
+        "tenant",
+        "put",
+        "acme",
+        "--template",
+        "faq",
+        "--template",
+        "summary",
+        "--payload-logging",
+        "--retention-days",
+        "7",
+        "--daily-tokens",
+        "5000",
+    ]);
+    assert_eq!(put["status"], "active");
+    assert_eq!(put["templates"], serde_json::json!(["faq", "summary"]));
+    assert_eq!(put["payload_logging"]["retention_days"], 7);
+    assert_eq!(put["quotas"]["daily_tokens"], 5000);
+
+    cli.ok(&["tenant", "suspend", "acme"]);
+    assert_eq!(cli.json(&["tenant", "get", "acme"])["status"], "suspended");
+    let listed = cli.ok(&["tenant", "list"]);
+    assert!(
+        listed.contains("acme") && listed.contains("suspended"),
+        "{listed}"
+    );
+    cli.ok(&["tenant", "resume", "acme"]);
+    assert_eq!(cli.json(&["tenant", "list"])[0]["status"], "active");
+
+    let (code, err) = cli.fails(&["tenant", "get", "initech"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not found"), "{err}");
+    let (_, err) = cli.fails(&["tenant", "put", "bad/id"]);
+    assert!(err.contains("bad/id"), "{err}");
+
+    let ledger = UsageLedger::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        resources.table("UsageTable"),
+    );
+    ledger
+        .record("acme", "2026-11-20", "m1", 120, 30)
+        .await
+        .unwrap();
+    ledger
+        .record("acme", "2026-11-20", "m1", 80, 20)
+        .await
+        .unwrap();
+    let usage = cli.json(&["usage", "acme"]);
+    assert_eq!(usage[0]["requests"], 2);
+    assert_eq!(usage[0]["input_tokens"], 200);
+    assert_eq!(usage[0]["output_tokens"], 50);
+    assert!(cli.ok(&["usage", "acme"]).contains("2026-11-20"));
+    assert_eq!(
+        cli.json(&["usage", "acme", "--since", "2026-11-21"]),
+        Value::Array(vec![])
+    );
+}
+
+#[test]
+fn usage_errors_exit_with_code_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_promptseal"))
+        .args(["template", "frobnicate"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
