@@ -2,6 +2,7 @@
 //! stores that the Lambda functions and the admin CLI share. Pure logic knows nothing of AWS; the
 //! stores are concrete adapters around real SDK clients.
 
+pub mod assembly;
 pub mod dynamo;
 pub mod envelope;
 pub mod render;

@@ -146,7 +146,15 @@ impl Renderer {
         if size > MAX_TEMPLATE_BYTES {
             return Err(DefinitionError::TooLarge(size));
         }
-        if text.messages.first().map(|m| m.role) != Some(Role::User) {
+        let roles: Vec<Role> = text.messages.iter().map(|m| m.role).collect();
+        let alternating = roles.iter().enumerate().all(|(i, r)| {
+            *r == if i % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            }
+        });
+        if roles.last() != Some(&Role::User) || !alternating {
             return Err(DefinitionError::Messages);
         }
         let globals: Vec<&str> = self.env.globals().map(|(name, _)| name).collect();

@@ -183,7 +183,9 @@ pub enum DefinitionError {
     Temperature,
     #[error("guardrail id and version must not be empty")]
     Guardrail,
-    #[error("a template needs at least one message part, and the first must have role \"user\"")]
+    #[error(
+        "message parts must alternate between roles \"user\" and \"assistant\", starting and ending with \"user\""
+    )]
     Messages,
     #[error("variable name {0:?} must be an identifier (A-Z a-z 0-9 _, not starting with a digit)")]
     VariableName(String),
