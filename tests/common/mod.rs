@@ -19,8 +19,6 @@ pub fn bedrock_endpoint() -> String {
     promptseal_devstack::endpoint_from_env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
 }
 
-pub use promptseal_devstack::unique_name as unique;
-
 /// Fresh tables and key, named for a new stack.
 pub async fn fresh_stack() -> Stack {
     let (config, resources) = promptseal_devstack::fresh_resources().await;
