@@ -6,7 +6,17 @@ pub mod assembly;
 pub mod dynamo;
 pub mod envelope;
 pub mod render;
+pub mod telemetry;
 pub mod template;
 pub mod templates;
 pub mod tenants;
 pub mod usage;
+
+/// `bytes` random bytes from the OS, as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    use aes_gcm::aead::OsRng;
+    use aes_gcm::aead::rand_core::RngCore;
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -8,8 +8,6 @@ use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aes_gcm::aead::OsRng;
-use aes_gcm::aead::rand_core::RngCore;
 use minijinja::value::{DynObject, Object, Value};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use zeroize::Zeroizing;
@@ -190,7 +188,7 @@ impl Renderer {
         vars: &BTreeMap<String, String>,
     ) -> Result<RenderedPrompt, RenderError> {
         let scope = Arc::new(Scope {
-            nonce: nonce(),
+            nonce: crate::random_hex(16),
             values: vars
                 .iter()
                 .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))
@@ -316,12 +314,6 @@ fn push_isv(segments: &mut Vec<Segment>, isv: &mut String) {
             text: Zeroizing::new(std::mem::take(isv)),
         });
     }
-}
-
-fn nonce() -> String {
-    let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// MiniJinja's message and position, for operators checking a template they wrote.

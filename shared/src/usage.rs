@@ -26,6 +26,13 @@ pub enum UsageError {
     Malformed(#[from] MalformedItem),
 }
 
+/// A tenant's totals for one day, across models.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayTotals {
+    pub tokens: u64,
+    pub requests: u64,
+}
+
 /// Today's date in UTC as `YYYY-MM-DD`.
 pub fn today() -> String {
     dynamo::now_rfc3339()[..10].to_owned()
@@ -74,6 +81,17 @@ impl UsageLedger {
         Ok(())
     }
 
+    /// What the tenant used on `day`, all models together.
+    pub async fn day_totals(&self, tenant_id: &str, day: &str) -> Result<DayTotals, UsageError> {
+        let rows = self
+            .rows(tenant_id, Some(("begins_with(sk, :day)", day)))
+            .await?;
+        Ok(rows.iter().fold(DayTotals::default(), |t, r| DayTotals {
+            tokens: t.tokens + r.input_tokens + r.output_tokens,
+            requests: t.requests + r.requests,
+        }))
+    }
+
     /// The tenant's rows from `since` (a `YYYY-MM-DD` day, inclusive) on, oldest first; all rows
     /// when `since` is `None`.
     pub async fn query(
@@ -81,15 +99,25 @@ impl UsageLedger {
         tenant_id: &str,
         since: Option<&str>,
     ) -> Result<Vec<UsageRecord>, UsageError> {
+        self.rows(tenant_id, since.map(|day| ("sk >= :day", day)))
+            .await
+    }
+
+    /// The tenant's rows, optionally narrowed by a condition on the sort key (`:day`).
+    async fn rows(
+        &self,
+        tenant_id: &str,
+        day_condition: Option<(&str, &str)>,
+    ) -> Result<Vec<UsageRecord>, UsageError> {
         let mut req = self
             .ddb
             .query()
             .table_name(&self.table)
             .expression_attribute_values(":t", s(tenant_id));
-        req = match since {
-            Some(day) => req
-                .key_condition_expression("tenant_id = :t AND sk >= :since")
-                .expression_attribute_values(":since", s(day)),
+        req = match day_condition {
+            Some((condition, day)) => req
+                .key_condition_expression(format!("tenant_id = :t AND {condition}"))
+                .expression_attribute_values(":day", s(day)),
             None => req.key_condition_expression("tenant_id = :t"),
         };
         let items: Vec<Item> = req

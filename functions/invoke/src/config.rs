@@ -1,0 +1,164 @@
+//! invoke's configuration, read once per cold start from environment variables (the same names as
+//! in template.yaml and the README). A missing or malformed variable stops the cold start.
+
+use std::time::Duration;
+
+/// Who runs the model, and so who may receive Bedrock's text logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentMode {
+    /// In the ISV's account: text logs may go to destinations the ISV processes (redact-log).
+    IsvHosted,
+    /// In the tenant's account: no text log may capture a prompt, so the allow-list is empty.
+    TenantHosted,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub templates_table: String,
+    pub tenants_table: String,
+    pub usage_table: String,
+    pub template_key_id: String,
+    pub deployment_mode: DeploymentMode,
+    /// Destinations allowed to receive text logs: `cloudwatch:<log group>` or `s3:<bucket>`.
+    pub log_destination_allow_list: Vec<String>,
+    /// Claim (JWT) or context key (Lambda authorizer) that names the tenant.
+    pub tenant_claim: String,
+    pub logging_check_ttl: Duration,
+    pub max_body_bytes: usize,
+    pub model_timeout: Duration,
+    pub key_cache_max_age: Duration,
+    pub key_cache_max_uses: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} has an invalid value: {problem}")]
+    Invalid { name: &'static str, problem: String },
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    problem: "expected a whole number".into(),
+                }),
+            }
+        };
+        let deployment_mode = match required("DEPLOYMENT_MODE")?.as_str() {
+            "isv-hosted" => DeploymentMode::IsvHosted,
+            "tenant-hosted" => DeploymentMode::TenantHosted,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "DEPLOYMENT_MODE",
+                    problem: "expected isv-hosted or tenant-hosted".into(),
+                });
+            }
+        };
+        let allow: Vec<String> = get("LOG_DESTINATION_ALLOW_LIST")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = allow
+            .iter()
+            .find(|d| !(d.starts_with("cloudwatch:") || d.starts_with("s3:")))
+        {
+            return Err(ConfigError::Invalid {
+                name: "LOG_DESTINATION_ALLOW_LIST",
+                problem: format!("{bad:?} is neither cloudwatch:<log group> nor s3:<bucket>"),
+            });
+        }
+        if deployment_mode == DeploymentMode::TenantHosted && !allow.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "LOG_DESTINATION_ALLOW_LIST",
+                problem: "must be empty when DEPLOYMENT_MODE is tenant-hosted".into(),
+            });
+        }
+        Ok(Self {
+            templates_table: required("TEMPLATES_TABLE")?,
+            tenants_table: required("TENANTS_TABLE")?,
+            usage_table: required("USAGE_TABLE")?,
+            template_key_id: required("TEMPLATE_KEY_ID")?,
+            deployment_mode,
+            log_destination_allow_list: allow,
+            tenant_claim: get("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".into()),
+            logging_check_ttl: Duration::from_secs(number("LOGGING_CHECK_TTL_SECONDS", 60)?),
+            max_body_bytes: number("MAX_BODY_BYTES", 256 * 1024)? as usize,
+            model_timeout: Duration::from_millis(number("MODEL_TIMEOUT_MS", 60_000)?),
+            key_cache_max_age: Duration::from_secs(number("KEY_CACHE_MAX_AGE_SECONDS", 300)?),
+            key_cache_max_uses: number("KEY_CACHE_MAX_USES", 1_000)? as u32,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = [
+            ("TEMPLATES_TABLE", "t"),
+            ("TENANTS_TABLE", "n"),
+            ("USAGE_TABLE", "u"),
+            ("TEMPLATE_KEY_ID", "alias/k"),
+            ("DEPLOYMENT_MODE", "isv-hosted"),
+        ]
+        .iter()
+        .chain(pairs)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_and_required_variables_are_enforced() {
+        let c = Config::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(c.tenant_claim, "tenant_id");
+        assert_eq!(c.logging_check_ttl, Duration::from_secs(60));
+        assert!(c.log_destination_allow_list.is_empty());
+        assert_eq!(
+            Config::from_lookup(lookup(&[("USAGE_TABLE", " ")])).unwrap_err(),
+            ConfigError::Missing("USAGE_TABLE")
+        );
+    }
+
+    #[test]
+    fn allow_list_is_parsed_and_refused_in_tenant_hosted_mode() {
+        let c = Config::from_lookup(lookup(&[(
+            "LOG_DESTINATION_ALLOW_LIST",
+            "cloudwatch:/aws/bedrock/isv, s3:isv-logs",
+        )]))
+        .unwrap();
+        assert_eq!(
+            c.log_destination_allow_list,
+            ["cloudwatch:/aws/bedrock/isv", "s3:isv-logs"]
+        );
+        assert!(
+            Config::from_lookup(lookup(&[
+                ("DEPLOYMENT_MODE", "tenant-hosted"),
+                ("LOG_DESTINATION_ALLOW_LIST", "s3:x"),
+            ]))
+            .is_err()
+        );
+        assert!(Config::from_lookup(lookup(&[("LOG_DESTINATION_ALLOW_LIST", "ftp:x")])).is_err());
+        assert!(Config::from_lookup(lookup(&[("DEPLOYMENT_MODE", "both")])).is_err());
+        assert!(Config::from_lookup(lookup(&[("MAX_BODY_BYTES", "lots")])).is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! The Bedrock Converse call: assembled blocks to the SDK's request types, the reply back to text
+//! and token counts. ISV blocks become text blocks, user input becomes guardContent, and the
+//! request metadata carries ids and the block map only.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_bedrockruntime::operation::converse::ConverseError;
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ConversationRole, ConverseOutput as Output, GuardrailConfiguration,
+    GuardrailConverseContentBlock, GuardrailConverseTextBlock, InferenceConfiguration, Message,
+    SystemContentBlock,
+};
+use promptseal::assembly::{Assembled, Block, BlockKind};
+use promptseal::template::{Guardrail, Role};
+use zeroize::Zeroizing;
+
+use crate::error::InvokeError;
+
+/// Bedrock's limits on `requestMetadata`.
+const METADATA_MAX_KEYS: usize = 16;
+const METADATA_MAX_VALUE: usize = 256;
+
+pub struct ModelCall<'a> {
+    pub model_id: &'a str,
+    pub assembled: &'a Assembled,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub guardrail: Option<&'a Guardrail>,
+    pub metadata: HashMap<String, String>,
+}
+
+pub struct ModelReply {
+    pub text: Zeroizing<String>,
+    pub stop_reason: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// True if `s` is a valid `requestMetadata` key or value.
+fn metadata_safe(s: &str) -> bool {
+    (1..=METADATA_MAX_VALUE).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || ":_@$#=/+,.-".contains(c))
+}
+
+/// The request metadata: ids and the block map (split over several keys when long). Values that
+/// Bedrock would refuse are left out rather than altered.
+pub fn request_metadata(ids: &[(&str, &str)], block_map: &str) -> HashMap<String, String> {
+    let mut metadata: HashMap<String, String> = ids
+        .iter()
+        .filter(|(_, v)| metadata_safe(v))
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let chunks: Vec<&str> = block_map
+        .as_bytes()
+        .chunks(METADATA_MAX_VALUE)
+        .map(|c| std::str::from_utf8(c).expect("the block map is ASCII"))
+        .collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let key = if i == 0 {
+            "block_map".to_owned()
+        } else {
+            format!("block_map_{}", i + 1)
+        };
+        metadata.insert(key, (*chunk).to_owned());
+    }
+    debug_assert!(metadata.len() <= METADATA_MAX_KEYS);
+    metadata
+}
+
+fn system_block(block: &Block) -> SystemContentBlock {
+    match block.kind {
+        BlockKind::UserInput => SystemContentBlock::GuardContent(guard_text(block)),
+        BlockKind::Isv | BlockKind::TenantContext => {
+            SystemContentBlock::Text(block.text.to_string())
+        }
+    }
+}
+
+fn message_block(block: &Block, role: Role) -> ContentBlock {
+    match (block.kind, role) {
+        (BlockKind::UserInput, Role::User) => ContentBlock::GuardContent(guard_text(block)),
+        _ => ContentBlock::Text(block.text.to_string()),
+    }
+}
+
+fn guard_text(block: &Block) -> GuardrailConverseContentBlock {
+    GuardrailConverseContentBlock::Text(
+        GuardrailConverseTextBlock::builder()
+            .text(block.text.as_str())
+            .build()
+            .expect("text is set"),
+    )
+}
+
+/// Sends the request and waits at most `timeout` for the reply.
+pub async fn call(
+    client: &aws_sdk_bedrockruntime::Client,
+    call: ModelCall<'_>,
+    timeout: Duration,
+) -> Result<ModelReply, InvokeError> {
+    let messages = call
+        .assembled
+        .messages
+        .iter()
+        .map(|m| {
+            Message::builder()
+                .role(match m.role {
+                    Role::User => ConversationRole::User,
+                    Role::Assistant => ConversationRole::Assistant,
+                })
+                .set_content(Some(
+                    m.blocks.iter().map(|b| message_block(b, m.role)).collect(),
+                ))
+                .build()
+                .expect("role and content are set")
+        })
+        .collect();
+    let request = client
+        .converse()
+        .model_id(call.model_id)
+        .set_system(Some(
+            call.assembled.system.iter().map(system_block).collect(),
+        ))
+        .set_messages(Some(messages))
+        .inference_config(
+            InferenceConfiguration::builder()
+                .max_tokens(i32::try_from(call.max_tokens).unwrap_or(i32::MAX))
+                .temperature(call.temperature)
+                .build(),
+        )
+        .set_guardrail_config(call.guardrail.map(|g| {
+            GuardrailConfiguration::builder()
+                .guardrail_identifier(&g.id)
+                .guardrail_version(&g.version)
+                .build()
+        }))
+        .set_request_metadata(Some(call.metadata));
+    let out = tokio::time::timeout(timeout, request.send())
+        .await
+        .map_err(|_| InvokeError::ModelTimeout)?
+        .map_err(|e| {
+            if matches!(e, aws_sdk_bedrockruntime::error::SdkError::TimeoutError(_)) {
+                return InvokeError::ModelTimeout;
+            }
+            match e.into_service_error() {
+                ConverseError::ThrottlingException(_) => InvokeError::ModelThrottled,
+                other => InvokeError::Model(Box::new(other.into())),
+            }
+        })?;
+    let text = match out.output() {
+        Some(Output::Message(message)) => message
+            .content()
+            .iter()
+            .filter_map(|b| b.as_text().ok().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    };
+    let usage = out.usage();
+    Ok(ModelReply {
+        text: Zeroizing::new(text),
+        stop_reason: out.stop_reason().as_str().to_owned(),
+        input_tokens: usage.map_or(0, |u| u.input_tokens().max(0) as u64),
+        output_tokens: usage.map_or(0, |u| u.output_tokens().max(0) as u64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_holds_ids_and_the_block_map_within_bedrocks_limits() {
+        let long_map = format!(
+            "s:I,{}",
+            (0..200)
+                .map(|i| format!("m{i}:IU"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let m = request_metadata(
+            &[
+                ("tenant_id", "acme"),
+                ("principal", "weird\u{0}name"),
+                ("request_id", "abc-123"),
+            ],
+            &long_map,
+        );
+        assert_eq!(m["tenant_id"], "acme");
+        assert!(!m.contains_key("principal"), "unsafe values are left out");
+        let rebuilt: String = (1..=m.len())
+            .filter_map(|i| {
+                m.get(&if i == 1 {
+                    "block_map".to_owned()
+                } else {
+                    format!("block_map_{i}")
+                })
+            })
+            .cloned()
+            .collect();
+        assert_eq!(rebuilt, long_map);
+        assert!(m.len() <= METADATA_MAX_KEYS);
+        assert!(m.iter().all(|(k, v)| metadata_safe(k) && metadata_safe(v)));
+    }
+}

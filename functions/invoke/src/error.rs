@@ -1,0 +1,300 @@
+//! invoke's errors and their one mapping to an HTTP status and a body
+//! `{"error":{"code","message"}}`. Messages name fields, limits and ids at most: never template
+//! text, context, input or output. For 5xx the client gets a generic message and the log gets the
+//! error code and the AWS error code of the cause (not its message, which could quote a payload).
+
+use std::error::Error as _;
+
+use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
+use lambda_http::http::{StatusCode, header};
+use lambda_http::{Body, Response};
+use promptseal::envelope::EnvelopeError;
+use promptseal::render::RenderError;
+use promptseal::template::VariableError;
+use promptseal::templates::TemplateStoreError;
+use promptseal::tenants::TenantError;
+use promptseal::usage::UsageError;
+use serde_json::json;
+
+use crate::logging_guard::GuardError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("the request carries no authenticated tenant")]
+    Unauthenticated,
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the request body is not valid JSON")]
+    MalformedJson,
+    /// A safe description: field paths and limits only.
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the tenant comes from the caller's identity; the request body must not name one")]
+    TenantInBody,
+    #[error(transparent)]
+    Variable(#[from] VariableError),
+    #[error("{0}")]
+    InvalidInference(String),
+    #[error("the template needs a value for a variable the request left out")]
+    VariableNeeded,
+    #[error("the tenant is not registered")]
+    UnknownTenant,
+    #[error("the tenant is suspended")]
+    TenantSuspended,
+    #[error("the tenant may not use this template")]
+    TemplateNotAllowed,
+    #[error("template not found")]
+    TemplateNotFound,
+    #[error("template version not found")]
+    VersionNotFound,
+    #[error("the template has no active version")]
+    NoActiveVersion,
+    #[error("the template version is retired")]
+    VersionRetired,
+    #[error("the tenant's daily quota is used up")]
+    QuotaExceeded { retry_after_secs: u64 },
+    #[error("the model is throttling requests")]
+    ModelThrottled,
+    #[error(transparent)]
+    LoggingGuard(#[from] GuardError),
+    #[error("KMS is unavailable")]
+    Kms(#[source] EnvelopeError),
+    #[error("the template could not be opened")]
+    TemplateIntegrity(#[source] EnvelopeError),
+    #[error("DynamoDB is unavailable")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the template failed to render")]
+    Render(#[source] RenderError),
+    #[error("the model call failed")]
+    Model(#[source] Box<aws_sdk_bedrockruntime::Error>),
+    #[error("the model did not answer in time")]
+    ModelTimeout,
+}
+
+impl InvokeError {
+    pub fn status(&self) -> StatusCode {
+        use InvokeError::*;
+        match self {
+            Unauthenticated => StatusCode::UNAUTHORIZED,
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            MalformedJson | InvalidRequest(_) | TenantInBody | Variable(_)
+            | InvalidInference(_) | VariableNeeded => StatusCode::BAD_REQUEST,
+            UnknownTenant | TenantSuspended | TemplateNotAllowed => StatusCode::FORBIDDEN,
+            TemplateNotFound | VersionNotFound | NoActiveVersion | VersionRetired => {
+                StatusCode::NOT_FOUND
+            }
+            QuotaExceeded { .. } | ModelThrottled => StatusCode::TOO_MANY_REQUESTS,
+            LoggingGuard(_) | Kms(_) | Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TemplateIntegrity(_) | Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Model(_) => StatusCode::BAD_GATEWAY,
+            ModelTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The stable code clients and dashboards key on.
+    pub fn code(&self) -> &'static str {
+        use InvokeError::*;
+        match self {
+            Unauthenticated => "unauthenticated",
+            BodyTooLarge { .. } => "body_too_large",
+            MalformedJson => "malformed_json",
+            InvalidRequest(_) => "invalid_request",
+            TenantInBody => "tenant_in_body",
+            Variable(VariableError::Missing(_)) => "missing_variable",
+            Variable(VariableError::Unknown(_)) => "unknown_variable",
+            Variable(VariableError::TooLong { .. }) => "variable_too_long",
+            InvalidInference(_) => "invalid_inference_settings",
+            VariableNeeded => "variable_needed",
+            UnknownTenant => "unknown_tenant",
+            TenantSuspended => "tenant_suspended",
+            TemplateNotAllowed => "template_not_allowed",
+            TemplateNotFound => "template_not_found",
+            VersionNotFound => "version_not_found",
+            NoActiveVersion => "no_active_version",
+            VersionRetired => "version_retired",
+            QuotaExceeded { .. } => "quota_exceeded",
+            ModelThrottled => "model_throttled",
+            LoggingGuard(GuardError::TextLoggingEnabled { .. }) => "invocation_logging_enabled",
+            LoggingGuard(GuardError::CheckFailed(_)) => "logging_check_failed",
+            Kms(_) => "kms_unavailable",
+            TemplateIntegrity(_) => "template_integrity",
+            Store(_) => "store_unavailable",
+            Render(_) => "template_render_failed",
+            Model(_) => "model_error",
+            ModelTimeout => "model_timeout",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, where that is known.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::QuotaExceeded { retry_after_secs } => Some(*retry_after_secs),
+            Self::ModelThrottled => Some(1),
+            Self::LoggingGuard(_) | Self::Kms(_) | Self::Store(_) => Some(5),
+            _ => None,
+        }
+    }
+
+    /// What the client is told: the error's own text for 4xx (it names no payload), a generic
+    /// sentence for 5xx.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::LoggingGuard(GuardError::TextLoggingEnabled { .. }) => {
+                "Bedrock model invocation logging would record prompt text; the request was refused"
+                    .into()
+            }
+            Self::LoggingGuard(GuardError::CheckFailed(_)) => {
+                "the Bedrock logging configuration could not be verified; the request was refused"
+                    .into()
+            }
+            e if e.status().is_server_error() => {
+                "the service could not complete the request; try again later".into()
+            }
+            e => e.to_string(),
+        }
+    }
+
+    /// The AWS error code of the underlying failure, if any (for the log, never the message).
+    pub fn aws_error_code(&self) -> Option<String> {
+        let mut source = self.source();
+        while let Some(e) = source {
+            if let Some(code) = aws_code(e) {
+                return Some(code);
+            }
+            source = e.source();
+        }
+        None
+    }
+
+    pub fn to_response(&self, request_id: &str) -> Response<Body> {
+        let body = json!({
+            "error": { "code": self.code(), "message": self.public_message() },
+            "request_id": request_id,
+        });
+        let mut builder = Response::builder()
+            .status(self.status())
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(secs) = self.retry_after_secs() {
+            builder = builder.header(header::RETRY_AFTER, secs.to_string());
+        }
+        builder
+            .body(Body::Text(body.to_string()))
+            .expect("status and headers are valid")
+    }
+}
+
+fn aws_code(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(e) = e.downcast_ref::<aws_sdk_bedrockruntime::Error>() {
+        return e.code().map(str::to_owned);
+    }
+    if let Some(e) = e.downcast_ref::<aws_sdk_bedrock::Error>() {
+        return e.code().map(str::to_owned);
+    }
+    if let Some(e) = e.downcast_ref::<aws_sdk_kms::Error>() {
+        return e.code().map(str::to_owned);
+    }
+    if let Some(e) = e.downcast_ref::<aws_sdk_dynamodb::Error>() {
+        return e.code().map(str::to_owned);
+    }
+    None
+}
+
+impl From<TemplateStoreError> for InvokeError {
+    fn from(e: TemplateStoreError) -> Self {
+        match e {
+            TemplateStoreError::NotFound(_) => Self::TemplateNotFound,
+            TemplateStoreError::VersionNotFound { .. } => Self::VersionNotFound,
+            TemplateStoreError::NoActiveVersion(_) => Self::NoActiveVersion,
+            TemplateStoreError::Retired { .. } => Self::VersionRetired,
+            TemplateStoreError::Envelope(e @ EnvelopeError::Integrity) => {
+                Self::TemplateIntegrity(e)
+            }
+            TemplateStoreError::Envelope(e) => Self::Kms(e),
+            other => Self::Store(Box::new(other)),
+        }
+    }
+}
+
+impl From<TenantError> for InvokeError {
+    fn from(e: TenantError) -> Self {
+        Self::Store(Box::new(e))
+    }
+}
+
+impl From<UsageError> for InvokeError {
+    fn from(e: UsageError) -> Self {
+        Self::Store(Box::new(e))
+    }
+}
+
+impl From<RenderError> for InvokeError {
+    fn from(e: RenderError) -> Self {
+        match e {
+            RenderError::Undefined { .. } => Self::VariableNeeded,
+            other => Self::Render(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_status_a_code_and_a_safe_message() {
+        let cases = [
+            (InvokeError::Unauthenticated, 401, "unauthenticated"),
+            (
+                InvokeError::BodyTooLarge { limit: 10 },
+                413,
+                "body_too_large",
+            ),
+            (InvokeError::TenantInBody, 400, "tenant_in_body"),
+            (
+                InvokeError::Variable(VariableError::TooLong {
+                    name: "q".into(),
+                    max_chars: 5,
+                }),
+                400,
+                "variable_too_long",
+            ),
+            (InvokeError::TemplateNotAllowed, 403, "template_not_allowed"),
+            (InvokeError::VersionRetired, 404, "version_retired"),
+            (
+                InvokeError::QuotaExceeded {
+                    retry_after_secs: 30,
+                },
+                429,
+                "quota_exceeded",
+            ),
+            (InvokeError::ModelTimeout, 504, "model_timeout"),
+            (
+                InvokeError::LoggingGuard(GuardError::TextLoggingEnabled { count: 1 }),
+                503,
+                "invocation_logging_enabled",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let response = e.to_response("req-1");
+            assert_eq!(response.status().as_u16(), status, "{code}");
+            let Body::Text(body) = response.body() else {
+                panic!("text body");
+            };
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(v["error"]["code"], code);
+            assert_eq!(v["request_id"], "req-1");
+        }
+        let quota = InvokeError::QuotaExceeded {
+            retry_after_secs: 30,
+        }
+        .to_response("r");
+        assert_eq!(quota.headers()[header::RETRY_AFTER], "30");
+        let render = InvokeError::Render(RenderError::OutOfFuel {
+            part: "system".into(),
+        });
+        assert_eq!(
+            render.public_message(),
+            "the service could not complete the request; try again later"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! The handler: an API Gateway request in, the model's answer (or a mapped error) out. Order
+//! matters: identity, body, tenant and entitlement, quota, template metadata and request checks,
+//! then the logging guard, and only then is the template decrypted.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_http::http::header;
+use lambda_http::{Body, Request, RequestExt, Response};
+use promptseal::assembly::assemble;
+use promptseal::render::Renderer;
+use promptseal::telemetry::{MetricRecord, Unit};
+use promptseal::template::check_variables;
+use promptseal::templates::TemplateStore;
+use promptseal::tenants::{TenantRegistry, TenantStatus};
+use promptseal::usage::{UsageLedger, today};
+use serde_json::json;
+
+use crate::api::{self, InvokeResponse, Usage};
+use crate::config::Config;
+use crate::converse::{self, ModelCall};
+use crate::error::InvokeError;
+use crate::identity::{Caller, caller};
+use crate::logging_guard::LoggingGuard;
+
+/// Everything the handler needs, built once per cold start.
+pub struct Deps {
+    pub config: Config,
+    pub templates: TemplateStore,
+    pub tenants: TenantRegistry,
+    pub usage: UsageLedger,
+    pub guard: LoggingGuard,
+    pub bedrock: aws_sdk_bedrockruntime::Client,
+    pub renderer: Renderer,
+}
+
+/// What one request did, for the audit line and the metrics.
+#[derive(Default)]
+struct Outcome {
+    caller: Option<Caller>,
+    template: Option<(String, u32)>,
+    model_id: Option<String>,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+pub async fn handle(deps: &Deps, request: Request) -> Result<Response<Body>, lambda_http::Error> {
+    let started = Instant::now();
+    let request_id = request
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    let mut outcome = Outcome::default();
+    let result = invoke(deps, &request, &request_id, &mut outcome).await;
+    let latency = started.elapsed();
+    let error = result.as_ref().err();
+    audit(&outcome, error, &request_id, latency);
+    Ok(match result {
+        Ok(response) => json_response(&response),
+        Err(e) => e.to_response(&request_id),
+    })
+}
+
+async fn invoke(
+    deps: &Deps,
+    request: &Request,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> Result<InvokeResponse, InvokeError> {
+    let config = &deps.config;
+    let who = caller(request.request_context_ref(), &config.tenant_claim)
+        .ok_or(InvokeError::Unauthenticated)?;
+    outcome.caller = Some(who.clone());
+
+    let body = request.body().as_ref();
+    if body.len() > config.max_body_bytes {
+        return Err(InvokeError::BodyTooLarge {
+            limit: config.max_body_bytes,
+        });
+    }
+    let req = api::parse(body)?;
+
+    let tenant = deps
+        .tenants
+        .get(&who.tenant_id)
+        .await?
+        .ok_or(InvokeError::UnknownTenant)?;
+    if tenant.status == TenantStatus::Suspended {
+        return Err(InvokeError::TenantSuspended);
+    }
+    if !tenant.may_use(&req.template_id) {
+        return Err(InvokeError::TemplateNotAllowed);
+    }
+    let quotas = tenant.spec.quotas;
+    if quotas.daily_tokens.is_some() || quotas.daily_requests.is_some() {
+        let used = deps.usage.day_totals(&who.tenant_id, &today()).await?;
+        let over = |limit: Option<u64>, used: u64| limit.is_some_and(|l| used >= l);
+        if over(quotas.daily_tokens, used.tokens) || over(quotas.daily_requests, used.requests) {
+            return Err(InvokeError::QuotaExceeded {
+                retry_after_secs: seconds_to_utc_midnight(),
+            });
+        }
+    }
+
+    let stored = deps
+        .templates
+        .version(&req.template_id, req.version)
+        .await?;
+    let meta = &stored.meta;
+    outcome.template = Some((meta.template_id.clone(), meta.version));
+    outcome.model_id = Some(meta.settings.model_id.clone());
+    check_variables(&meta.settings.variables, &req.variables)?;
+    let (max_tokens, temperature) =
+        api::inference_settings(&req.inference, &meta.settings.inference)?;
+
+    // Fail closed: nothing is decrypted unless no text log could capture the prompt.
+    deps.guard.check().await?;
+
+    let text = deps.templates.decrypt(&stored).await?;
+    let rendered = deps.renderer.render(&text, &req.variables)?;
+    drop(text);
+    let assembled = assemble(
+        &rendered,
+        &req.context_documents(),
+        &promptseal::random_hex(8),
+    );
+    drop(rendered);
+    let version = meta.version.to_string();
+    let metadata = converse::request_metadata(
+        &[
+            ("tenant_id", &who.tenant_id),
+            ("principal", &who.principal),
+            ("template_id", &meta.template_id),
+            ("template_version", &version),
+            ("request_id", request_id),
+        ],
+        &assembled.block_map(),
+    );
+    let reply = converse::call(
+        &deps.bedrock,
+        ModelCall {
+            model_id: &meta.settings.model_id,
+            assembled: &assembled,
+            max_tokens,
+            temperature,
+            guardrail: meta.settings.guardrail.as_ref(),
+            metadata,
+        },
+        config.model_timeout,
+    )
+    .await?;
+    drop(assembled);
+    outcome.input_tokens = reply.input_tokens;
+    outcome.output_tokens = reply.output_tokens;
+
+    // The model has answered and its cost is spent: a failed ledger write is logged and counted,
+    // not turned into an error for the caller.
+    if let Err(e) = deps
+        .usage
+        .record(
+            &who.tenant_id,
+            &today(),
+            &meta.settings.model_id,
+            reply.input_tokens,
+            reply.output_tokens,
+        )
+        .await
+    {
+        let e = InvokeError::from(e);
+        tracing::error!(
+            error_code = "metering_failed",
+            aws_error_code = e.aws_error_code().as_deref(),
+            tenant_id = %who.tenant_id,
+            "usage ledger update failed"
+        );
+    }
+
+    Ok(InvokeResponse {
+        request_id: request_id.to_owned(),
+        template_id: meta.template_id.clone(),
+        template_version: meta.version,
+        model_id: meta.settings.model_id.clone(),
+        output: reply.text.to_string(),
+        stop_reason: reply.stop_reason,
+        usage: Usage {
+            input_tokens: reply.input_tokens,
+            output_tokens: reply.output_tokens,
+            total_tokens: reply.input_tokens + reply.output_tokens,
+        },
+    })
+}
+
+fn json_response(body: &InvokeResponse) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(
+            serde_json::to_string(body).expect("the response always serialises"),
+        ))
+        .expect("status and headers are valid")
+}
+
+fn seconds_to_utc_midnight() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    86_400 - now % 86_400
+}
+
+/// One audit line and one metrics record per request: ids, counts, durations and codes only.
+fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, latency: Duration) {
+    let tenant_id = outcome.caller.as_ref().map(|c| c.tenant_id.as_str());
+    let principal = outcome.caller.as_ref().map(|c| c.principal.as_str());
+    let (template_id, template_version) = match &outcome.template {
+        Some((id, v)) => (Some(id.as_str()), Some(*v)),
+        None => (None, None),
+    };
+    let code = error.map_or("ok", InvokeError::code);
+    let status = error.map_or(200, |e| e.status().as_u16());
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    match error {
+        Some(e) if e.status().is_server_error() => tracing::error!(
+            target: "audit",
+            request_id, tenant_id, principal, template_id, template_version,
+            model_id = outcome.model_id.as_deref(),
+            status, error_code = code, aws_error_code = e.aws_error_code().as_deref(),
+            latency_ms,
+            "invoke failed"
+        ),
+        Some(_) => tracing::warn!(
+            target: "audit",
+            request_id, tenant_id, principal, template_id, template_version,
+            model_id = outcome.model_id.as_deref(),
+            status, error_code = code, latency_ms,
+            "invoke refused"
+        ),
+        None => tracing::info!(
+            target: "audit",
+            request_id, tenant_id, principal, template_id, template_version,
+            model_id = outcome.model_id.as_deref(),
+            status, input_tokens = outcome.input_tokens, output_tokens = outcome.output_tokens,
+            latency_ms,
+            "invoke completed"
+        ),
+    }
+    MetricRecord {
+        namespace: "promptseal",
+        dimensions: &[("Function", "invoke"), ("Outcome", code)],
+        metrics: &[
+            ("Requests", 1.0, Unit::Count),
+            (
+                "Errors",
+                if error.is_some() { 1.0 } else { 0.0 },
+                Unit::Count,
+            ),
+            ("InputTokens", outcome.input_tokens as f64, Unit::Count),
+            ("OutputTokens", outcome.output_tokens as f64, Unit::Count),
+            ("Latency", latency_ms, Unit::Milliseconds),
+        ],
+        properties: &[
+            ("request_id", json!(request_id)),
+            ("tenant_id", json!(tenant_id)),
+            ("template_id", json!(template_id)),
+            ("template_version", json!(template_version)),
+        ],
+    }
+    .emit();
+}

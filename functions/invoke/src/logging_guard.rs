@@ -1,0 +1,169 @@
+//! The fail-closed check on Bedrock model invocation logging. Before any template is decrypted,
+//! invoke asks Bedrock where invocation logs go; if text could land anywhere not on the
+//! deployment's allow-list, or the question cannot be answered, the request is refused.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_bedrock::types::LoggingConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// Text logging is on to destinations outside the allow-list.
+    #[error("Bedrock invocation logging sends text to {count} destination(s) not allowed")]
+    TextLoggingEnabled { count: usize },
+    #[error("could not read the Bedrock invocation logging configuration")]
+    CheckFailed(#[source] Box<aws_sdk_bedrock::Error>),
+}
+
+/// The text-log destinations a configuration sends to that the allow-list does not name. Fails
+/// closed: text delivery counts as on unless it is explicitly off, and text delivery with no
+/// known destination counts as one unknown destination.
+pub fn disallowed_destinations(config: Option<&LoggingConfig>, allow: &[String]) -> Vec<String> {
+    let Some(config) = config else {
+        return Vec::new();
+    };
+    if config.text_data_delivery_enabled() == Some(false) {
+        return Vec::new();
+    }
+    let mut destinations = Vec::new();
+    if let Some(cw) = config.cloud_watch_config() {
+        destinations.push(format!("cloudwatch:{}", cw.log_group_name()));
+        if let Some(large) = cw.large_data_delivery_s3_config() {
+            destinations.push(format!("s3:{}", large.bucket_name()));
+        }
+    }
+    if let Some(s3) = config.s3_config() {
+        destinations.push(format!("s3:{}", s3.bucket_name()));
+    }
+    if destinations.is_empty() {
+        destinations.push("unknown".into());
+    }
+    destinations.retain(|d| !allow.contains(d));
+    destinations
+}
+
+pub struct LoggingGuard {
+    bedrock: aws_sdk_bedrock::Client,
+    allow: Vec<String>,
+    ttl: Duration,
+    /// When the last completed check ran, and how many disallowed destinations it found.
+    last: Mutex<Option<(Instant, usize)>>,
+}
+
+impl LoggingGuard {
+    pub fn new(bedrock: aws_sdk_bedrock::Client, allow: Vec<String>, ttl: Duration) -> Self {
+        Self {
+            bedrock,
+            allow,
+            ttl,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Ok only if no text log can capture the prompt. A completed check is reused for the TTL; a
+    /// failed check is never cached.
+    pub async fn check(&self) -> Result<(), GuardError> {
+        let cached = *self.last.lock().expect("guard lock poisoned");
+        let count = match cached {
+            Some((at, count)) if at.elapsed() < self.ttl => count,
+            _ => {
+                let out = self
+                    .bedrock
+                    .get_model_invocation_logging_configuration()
+                    .send()
+                    .await
+                    .map_err(|e| GuardError::CheckFailed(Box::new(e.into())))?;
+                let count = disallowed_destinations(out.logging_config(), &self.allow).len();
+                *self.last.lock().expect("guard lock poisoned") = Some((Instant::now(), count));
+                count
+            }
+        };
+        match count {
+            0 => Ok(()),
+            count => Err(GuardError::TextLoggingEnabled { count }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_bedrock::types::{CloudWatchConfig, S3Config};
+
+    fn cloudwatch(group: &str) -> CloudWatchConfig {
+        CloudWatchConfig::builder()
+            .log_group_name(group)
+            .role_arn("arn:aws:iam::123456789012:role/logs")
+            .build()
+            .unwrap()
+    }
+
+    fn s3(bucket: &str) -> S3Config {
+        S3Config::builder().bucket_name(bucket).build().unwrap()
+    }
+
+    #[test]
+    fn text_logging_is_judged_against_the_allow_list() {
+        let allow = vec!["cloudwatch:/isv/bedrock".to_owned()];
+        let none: Vec<String> = vec![];
+        let cases: Vec<(Option<LoggingConfig>, &[String], usize)> = vec![
+            (None, &none, 0),
+            // Logging on, but text delivery explicitly off.
+            (
+                Some(
+                    LoggingConfig::builder()
+                        .cloud_watch_config(cloudwatch("/x"))
+                        .text_data_delivery_enabled(false)
+                        .build(),
+                ),
+                &none,
+                0,
+            ),
+            // Text delivery unspecified counts as on.
+            (
+                Some(LoggingConfig::builder().s3_config(s3("logs")).build()),
+                &none,
+                1,
+            ),
+            (
+                Some(
+                    LoggingConfig::builder()
+                        .cloud_watch_config(cloudwatch("/isv/bedrock"))
+                        .text_data_delivery_enabled(true)
+                        .build(),
+                ),
+                &allow,
+                0,
+            ),
+            (
+                Some(
+                    LoggingConfig::builder()
+                        .cloud_watch_config(cloudwatch("/isv/bedrock"))
+                        .s3_config(s3("other"))
+                        .text_data_delivery_enabled(true)
+                        .build(),
+                ),
+                &allow,
+                1,
+            ),
+            // Text on with no destination at all: unknown, refused.
+            (
+                Some(
+                    LoggingConfig::builder()
+                        .text_data_delivery_enabled(true)
+                        .build(),
+                ),
+                &allow,
+                1,
+            ),
+        ];
+        for (i, (config, allow, expected)) in cases.iter().enumerate() {
+            assert_eq!(
+                disallowed_destinations(config.as_ref(), allow).len(),
+                *expected,
+                "case {i}"
+            );
+        }
+    }
+}

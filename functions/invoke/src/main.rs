@@ -1,0 +1,58 @@
+//! invoke: wiring only. Telemetry, configuration from the environment, AWS clients built once per
+//! cold start, then the handler behind lambda_http.
+
+mod api;
+mod config;
+mod converse;
+mod error;
+mod handler;
+mod identity;
+mod logging_guard;
+
+use lambda_http::{Error, service_fn};
+use promptseal::envelope::{CachePolicy, Envelope};
+use promptseal::render::Renderer;
+use promptseal::templates::TemplateStore;
+use promptseal::tenants::TenantRegistry;
+use promptseal::usage::UsageLedger;
+
+use config::Config;
+use handler::Deps;
+use logging_guard::LoggingGuard;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    promptseal::telemetry::init();
+    let config = Config::from_env()?;
+    tracing::info!(
+        deployment_mode = ?config.deployment_mode,
+        allowed_log_destinations = config.log_destination_allow_list.len(),
+        "invoke configured"
+    );
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let envelope = Envelope::new(
+        aws_sdk_kms::Client::new(&sdk),
+        config.template_key_id.clone(),
+        CachePolicy {
+            max_age: config.key_cache_max_age,
+            max_uses: config.key_cache_max_uses,
+            ..CachePolicy::default()
+        },
+    );
+    let deps = Deps {
+        templates: TemplateStore::new(ddb.clone(), config.templates_table.clone(), envelope),
+        tenants: TenantRegistry::new(ddb.clone(), config.tenants_table.clone()),
+        usage: UsageLedger::new(ddb, config.usage_table.clone()),
+        guard: LoggingGuard::new(
+            aws_sdk_bedrock::Client::new(&sdk),
+            config.log_destination_allow_list.clone(),
+            config.logging_check_ttl,
+        ),
+        bedrock: aws_sdk_bedrockruntime::Client::new(&sdk),
+        renderer: Renderer::default(),
+        config,
+    };
+    let deps = &deps;
+    lambda_http::run(service_fn(move |request| handler::handle(deps, request))).await
+}
