@@ -8,6 +8,7 @@ use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, GuardrailConverseContentBlock, GuardrailConverseTextBlock,
     InferenceConfiguration, Message, SystemContentBlock,
 };
+use bedrock_standin::Control;
 use bedrock_standin::converse::Behaviour;
 
 async fn client() -> aws_sdk_bedrockruntime::Client {
@@ -93,15 +94,15 @@ async fn an_obedient_model_repeats_its_system_prompt_when_asked() {
     let refused = converse(&model, attack, 400).await.unwrap();
     assert!(!reply_text(&refused).contains("SYSTEM-CANARY"));
 
-    bedrock_standin::set_model_behaviour(
-        &common::bedrock_endpoint(),
-        &model,
-        Behaviour {
-            obedient: true,
-            throttle: false,
-        },
-    )
-    .unwrap();
+    Control::new(common::bedrock_endpoint())
+        .set_behaviour(
+            &model,
+            &Behaviour {
+                obedient: true,
+                ..Behaviour::default()
+            },
+        )
+        .unwrap();
     let leaked = converse(&model, attack, 400).await.unwrap();
     assert_eq!(reply_text(&leaked), "SYSTEM-CANARY be terse.");
 }
@@ -109,15 +110,15 @@ async fn an_obedient_model_repeats_its_system_prompt_when_asked() {
 #[tokio::test]
 async fn a_throttled_model_answers_with_throttling_exception() {
     let model = promptseal_devstack::unique_name("standin.throttled");
-    bedrock_standin::set_model_behaviour(
-        &common::bedrock_endpoint(),
-        &model,
-        Behaviour {
-            obedient: false,
-            throttle: true,
-        },
-    )
-    .unwrap();
+    Control::new(common::bedrock_endpoint())
+        .set_behaviour(
+            &model,
+            &Behaviour {
+                throttle: true,
+                ..Behaviour::default()
+            },
+        )
+        .unwrap();
     let err = converse(&model, "hello", 100).await.unwrap_err();
     assert!(
         matches!(err, ConverseError::ThrottlingException(_)),

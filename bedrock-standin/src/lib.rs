@@ -1,13 +1,14 @@
 //! A local stand-in for the Bedrock runtime API on loopback. It speaks the real Converse wire
 //! protocol, so the real `aws-sdk-bedrockruntime` client reaches it through
-//! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`. Behaviour (obedient, throttling) is set per model id through
-//! a small control API, so concurrent tests using different model ids do not disturb each other.
+//! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`. Behaviour (obedient, throttling, failing, slow, fixed
+//! replies) is set per model id through a small control API, and the requests each model received
+//! can be read back, so concurrent tests using different model ids do not disturb each other.
 
 pub mod converse;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
@@ -20,10 +21,14 @@ use serde_json::{Value, json};
 
 use converse::Behaviour;
 
+/// Requests kept per model for inspection.
+const KEPT_REQUESTS: usize = 64;
+
 #[derive(Default)]
 struct Models {
     default: Behaviour,
     by_model: HashMap<String, Behaviour>,
+    received: HashMap<String, VecDeque<Value>>,
 }
 
 type Shared = Arc<RwLock<Models>>;
@@ -32,11 +37,12 @@ type Shared = Arc<RwLock<Models>>;
 pub fn router(default: Behaviour) -> Router {
     let state: Shared = Arc::new(RwLock::new(Models {
         default,
-        by_model: HashMap::new(),
+        ..Models::default()
     }));
     Router::new()
         .route("/model/{model_id}/converse", post(converse_handler))
         .route("/_standin/models/{model_id}", put(set_behaviour))
+        .route("/_standin/models/{model_id}/requests", get(requests))
         .route("/_standin/health", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -56,14 +62,25 @@ async fn converse_handler(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
+    let request = serde_json::from_slice::<Value>(&body);
     let behaviour = {
-        let models = models.read().expect("behaviour lock poisoned");
+        let mut models = models.write().expect("stand-in lock poisoned");
+        if let Ok(request) = &request {
+            let kept = models.received.entry(model_id.clone()).or_default();
+            if kept.len() == KEPT_REQUESTS {
+                kept.pop_front();
+            }
+            kept.push_back(request.clone());
+        }
         models
             .by_model
             .get(&model_id)
-            .copied()
-            .unwrap_or(models.default)
+            .cloned()
+            .unwrap_or_else(|| models.default.clone())
     };
+    if behaviour.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(behaviour.delay_ms)).await;
+    }
     if behaviour.throttle {
         return aws_error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -71,14 +88,21 @@ async fn converse_handler(
             "Too many requests, please wait before trying again.",
         );
     }
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+    if behaviour.fail {
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "The model rejected the request.",
+        );
+    }
+    let Ok(request) = request else {
         return aws_error(
             StatusCode::BAD_REQUEST,
             "ValidationException",
             "Malformed request body",
         );
     };
-    match converse::reply(&request, behaviour) {
+    match converse::reply(&request, &behaviour) {
         Ok(reply) => {
             let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             Json(reply.to_json(latency)).into_response()
@@ -96,43 +120,64 @@ async fn set_behaviour(
 ) -> StatusCode {
     models
         .write()
-        .expect("behaviour lock poisoned")
+        .expect("stand-in lock poisoned")
         .by_model
         .insert(model_id, behaviour);
     StatusCode::NO_CONTENT
 }
 
-/// Sets how `model_id` behaves on a running stand-in at `endpoint` (`http://127.0.0.1:PORT`).
-/// A blocking, dependency-free client for tests and demos.
-pub fn set_model_behaviour(
-    endpoint: &str,
-    model_id: &str,
-    behaviour: Behaviour,
-) -> std::io::Result<()> {
-    use std::io::{Read, Write};
-    let address = endpoint.strip_prefix("http://").unwrap_or(endpoint);
-    let body = serde_json::to_string(&behaviour).expect("behaviour always serialises");
-    let path: String = model_id
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let mut stream = std::net::TcpStream::connect(address)?;
-    write!(
-        stream,
-        "PUT /_standin/models/{path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    if response.starts_with("HTTP/1.1 204") {
+async fn requests(State(models): State<Shared>, Path(model_id): Path<String>) -> Json<Vec<Value>> {
+    let models = models.read().expect("stand-in lock poisoned");
+    Json(
+        models
+            .received
+            .get(&model_id)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default(),
+    )
+}
+
+/// A blocking client for a running stand-in at `endpoint` (`http://127.0.0.1:PORT`), for tests
+/// and demos.
+pub struct Control {
+    endpoint: String,
+}
+
+impl Control {
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+        }
+    }
+
+    fn model_url(&self, model_id: &str) -> String {
+        let escaped: String = model_id
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        format!("{}/_standin/models/{escaped}", self.endpoint)
+    }
+
+    /// Sets how `model_id` behaves from now on.
+    pub fn set_behaviour(&self, model_id: &str, behaviour: &Behaviour) -> Result<(), ureq::Error> {
+        let body = serde_json::to_string(behaviour).expect("behaviour always serialises");
+        ureq::put(&self.model_url(model_id))
+            .header("content-type", "application/json")
+            .send(&body)?;
         Ok(())
-    } else {
-        Err(std::io::Error::other(format!(
-            "stand-in refused the behaviour change: {}",
-            response.lines().next().unwrap_or_default()
-        )))
+    }
+
+    /// The Converse request bodies `model_id` received, oldest first.
+    pub fn received(&self, model_id: &str) -> Result<Vec<Value>, ureq::Error> {
+        let text = ureq::get(&format!("{}/requests", self.model_url(model_id)))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        Ok(serde_json::from_str(&text).expect("the stand-in answers JSON"))
     }
 }

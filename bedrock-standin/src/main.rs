@@ -27,7 +27,7 @@ async fn main() -> std::io::Result<()> {
     stdout.flush()?;
     let behaviour = Behaviour {
         obedient: args.obedient,
-        throttle: false,
+        ..Behaviour::default()
     };
     axum::serve(listener, bedrock_standin::router(behaviour)).await
 }

@@ -17,8 +17,8 @@ pub enum GuardError {
 }
 
 /// The text-log destinations a configuration sends to that the allow-list does not name. Fails
-/// closed: text delivery counts as on unless it is explicitly off, and text delivery with no
-/// known destination counts as one unknown destination.
+/// closed: text delivery counts as on unless it is explicitly off. A configuration with no
+/// destination delivers nothing.
 pub fn disallowed_destinations(config: Option<&LoggingConfig>, allow: &[String]) -> Vec<String> {
     let Some(config) = config else {
         return Vec::new();
@@ -35,9 +35,6 @@ pub fn disallowed_destinations(config: Option<&LoggingConfig>, allow: &[String])
     }
     if let Some(s3) = config.s3_config() {
         destinations.push(format!("s3:{}", s3.bucket_name()));
-    }
-    if destinations.is_empty() {
-        destinations.push("unknown".into());
     }
     destinations.retain(|d| !allow.contains(d));
     destinations
@@ -147,16 +144,8 @@ mod tests {
                 &allow,
                 1,
             ),
-            // Text on with no destination at all: unknown, refused.
-            (
-                Some(
-                    LoggingConfig::builder()
-                        .text_data_delivery_enabled(true)
-                        .build(),
-                ),
-                &allow,
-                1,
-            ),
+            // Nothing configured (what an account without logging returns): nothing delivered.
+            (Some(LoggingConfig::builder().build()), &none, 0),
         ];
         for (i, (config, allow, expected)) in cases.iter().enumerate() {
             assert_eq!(
