@@ -1,0 +1,345 @@
+//! invoke end to end: the real binary under cargo-lambda's runtime emulator, the local AWS
+//! emulator and the Bedrock stand-in, driven with the events in `events/invoke/`.
+
+mod harness;
+
+use bedrock_standin::converse::Behaviour;
+use harness::{World, as_tenant, event, with_body};
+use promptseal::tenants::{Quotas, TenantStatus};
+use serde_json::{Value, json};
+
+const SYSTEM: &str = "You are Acme's support assistant. Escalate refunds over 50 EUR.";
+
+fn ask(question: &str) -> Value {
+    json!({
+        "template_id": "support-reply",
+        "variables": { "product": "Router X2", "question": question },
+    })
+}
+
+#[tokio::test]
+async fn answers_an_http_api_request_authenticated_by_jwt() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    let function = world.function(&[]);
+
+    let reply = function.invoke(&event("http-api-jwt"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = &reply.body;
+    assert_eq!(body["template_id"], "support-reply");
+    assert_eq!(body["template_version"], 1);
+    assert_eq!(body["model_id"], world.model_id.as_str());
+    assert_eq!(body["stop_reason"], "end_turn");
+    assert!(!body["output"].as_str().unwrap().is_empty());
+    let usage = &body["usage"];
+    assert!(usage["input_tokens"].as_u64().unwrap() > 20);
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap())
+    );
+
+    // The tenant's ledger counted the call.
+    let ledger = world.usage().query("acme", None).await.unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].requests, 1);
+    assert_eq!(
+        ledger[0].input_tokens,
+        usage["input_tokens"].as_u64().unwrap()
+    );
+
+    // What Bedrock received: ISV text in system and ISV-only blocks, the user's input in
+    // guardContent, the tenant's context in its own block, ids and the block map in metadata.
+    let sent = world.model_requests();
+    assert_eq!(sent.len(), 1);
+    let request = &sent[0];
+    let metadata = &request["requestMetadata"];
+    assert_eq!(metadata["tenant_id"], "acme");
+    assert_eq!(metadata["template_id"], "support-reply");
+    assert_eq!(metadata["template_version"], "1");
+    assert_eq!(metadata["request_id"], body["request_id"]);
+    assert_eq!(metadata["block_map"], "s:IUIUI2,m0:CIU");
+    assert!(
+        request["system"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(SYSTEM)
+    );
+    let user_content = &request["messages"][0]["content"];
+    assert!(
+        user_content[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Firmware 3.1.4")
+    );
+    let question = user_content[2]["guardContent"]["text"]["text"]
+        .as_str()
+        .unwrap();
+    assert!(question.contains("My router keeps rebooting"));
+    assert!(!question.contains("Escalate"));
+    assert_eq!(request["inferenceConfig"]["maxTokens"], 300);
+}
+
+#[tokio::test]
+async fn answers_a_rest_api_request_authenticated_by_a_lambda_authorizer() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    let function = world.function(&[]);
+    let reply = function.invoke(&event("rest-api-lambda-authorizer"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        world.model_requests()[0]["requestMetadata"]["tenant_id"],
+        "globex"
+    );
+    assert_eq!(
+        world.model_requests()[0]["requestMetadata"]["principal"],
+        "globex-agent-17"
+    );
+    assert_eq!(
+        world.usage().query("globex", None).await.unwrap()[0].requests,
+        1
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_stable_codes() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    world
+        .tenants()
+        .put(&harness::tenant(
+            "initech",
+            &["other-template"],
+            Quotas::default(),
+        ))
+        .await
+        .unwrap();
+    world
+        .tenants()
+        .put(&harness::tenant(
+            "hooli",
+            &["support-reply"],
+            Quotas::default(),
+        ))
+        .await
+        .unwrap();
+    world
+        .tenants()
+        .set_status("hooli", TenantStatus::Suspended)
+        .await
+        .unwrap();
+    let function = world.function(&[("MAX_BODY_BYTES", "4096")]);
+    let jwt = || event("http-api-jwt");
+
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "no authorizer",
+            event("http-api-no-authorizer"),
+            401,
+            "unauthenticated",
+        ),
+        (
+            "tenant in body",
+            event("http-api-tenant-in-body"),
+            400,
+            "tenant_in_body",
+        ),
+        (
+            "malformed JSON",
+            event("http-api-malformed-json"),
+            400,
+            "malformed_json",
+        ),
+        (
+            "unknown variable",
+            event("http-api-unknown-variable"),
+            400,
+            "unknown_variable",
+        ),
+        (
+            "missing variable",
+            event("http-api-missing-variable"),
+            400,
+            "missing_variable",
+        ),
+        (
+            "variable too long",
+            with_body(jwt(), &ask(&"x".repeat(2001))),
+            400,
+            "variable_too_long",
+        ),
+        (
+            "inference out of bounds",
+            with_body(
+                jwt(),
+                &json!({ "template_id": "support-reply", "variables": { "product": "p", "question": "q" }, "inference": { "max_tokens": 401 } }),
+            ),
+            400,
+            "invalid_inference_settings",
+        ),
+        (
+            "body over the limit",
+            with_body(jwt(), &ask(&"y".repeat(5000))),
+            413,
+            "body_too_large",
+        ),
+        (
+            "unregistered tenant",
+            as_tenant(jwt(), "umbrella"),
+            403,
+            "unknown_tenant",
+        ),
+        (
+            "suspended tenant",
+            as_tenant(jwt(), "hooli"),
+            403,
+            "tenant_suspended",
+        ),
+        (
+            "not entitled",
+            as_tenant(jwt(), "initech"),
+            403,
+            "template_not_allowed",
+        ),
+        (
+            "unknown template",
+            with_body(jwt(), &json!({ "template_id": "nope", "variables": {} })),
+            403,
+            "template_not_allowed",
+        ),
+        (
+            "unknown version",
+            with_body(
+                jwt(),
+                &json!({ "template_id": "support-reply", "version": 9, "variables": { "product": "p", "question": "q" } }),
+            ),
+            404,
+            "version_not_found",
+        ),
+    ];
+    for (name, ev, status, code) in cases {
+        let reply = function.invoke(&ev);
+        assert_eq!(
+            (reply.status, reply.code()),
+            (status, code),
+            "{name}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    assert!(
+        world.model_requests().is_empty(),
+        "no refused request reached the model"
+    );
+    assert!(world.usage().query("acme", None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_template_missing_from_the_store_is_404_for_an_entitled_tenant() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    world
+        .tenants()
+        .put(&harness::tenant(
+            "acme",
+            &["support-reply", "ghost"],
+            Quotas::default(),
+        ))
+        .await
+        .unwrap();
+    let function = world.function(&[]);
+    let reply = function.invoke(&with_body(
+        event("http-api-jwt"),
+        &json!({ "template_id": "ghost", "variables": {} }),
+    ));
+    assert_eq!((reply.status, reply.code()), (404, "template_not_found"));
+}
+
+#[tokio::test]
+async fn a_used_up_quota_is_429_with_retry_after() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    let quotas = Quotas {
+        daily_tokens: None,
+        daily_requests: Some(1),
+    };
+    world
+        .tenants()
+        .put(&harness::tenant("acme", &["support-reply"], quotas))
+        .await
+        .unwrap();
+    let function = world.function(&[]);
+    assert_eq!(function.invoke(&event("http-api-jwt")).status, 200);
+    let refused = function.invoke(&event("http-api-jwt"));
+    assert_eq!((refused.status, refused.code()), (429, "quota_exceeded"));
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry));
+    assert_eq!(world.model_requests().len(), 1);
+}
+
+#[tokio::test]
+async fn model_failures_map_to_429_502_and_504() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    let function = world.function(&[("MODEL_TIMEOUT_MS", "400")]);
+
+    world.set_model(Behaviour {
+        throttle: true,
+        ..Behaviour::default()
+    });
+    let throttled = function.invoke(&event("http-api-jwt"));
+    assert_eq!(
+        (throttled.status, throttled.code()),
+        (429, "model_throttled")
+    );
+    assert!(throttled.header("retry-after").is_some());
+
+    world.set_model(Behaviour {
+        fail: true,
+        ..Behaviour::default()
+    });
+    let failed = function.invoke(&event("http-api-jwt"));
+    assert_eq!((failed.status, failed.code()), (502, "model_error"));
+
+    world.set_model(Behaviour {
+        delay_ms: 1_500,
+        ..Behaviour::default()
+    });
+    let slow = function.invoke(&event("http-api-jwt"));
+    assert_eq!((slow.status, slow.code()), (504, "model_timeout"));
+
+    for reply in [&throttled, &failed, &slow] {
+        assert!(
+            !reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Escalate")
+        );
+    }
+    assert!(world.usage().query("acme", None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unreachable_dependencies_fail_closed_with_503() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    let dead = "http://127.0.0.1:9";
+    let cases = [
+        ("AWS_ENDPOINT_URL_BEDROCK", "logging_check_failed"),
+        ("AWS_ENDPOINT_URL_KMS", "kms_unavailable"),
+        ("AWS_ENDPOINT_URL_DYNAMODB", "store_unavailable"),
+    ];
+    for (variable, code) in cases {
+        let function = world.function(&[(variable, dead)]);
+        let reply = function.invoke(&event("http-api-jwt"));
+        assert_eq!((reply.status, reply.code()), (503, code), "{variable}");
+        assert!(reply.header("retry-after").is_some());
+    }
+    assert!(
+        world.model_requests().is_empty(),
+        "nothing reached the model"
+    );
+}

@@ -1,0 +1,321 @@
+//! Runs the real invoke binary behind cargo-lambda's Lambda runtime emulator
+//! (`cargo lambda watch --only-lambda-apis`), against the local stack, and drives it with the
+//! API Gateway events in `events/invoke/`. Each test gets fresh tables and key, its own function
+//! process, and a model id of its own on the Bedrock stand-in.
+
+#![allow(dead_code)] // each test target uses its own subset of these helpers
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use bedrock_standin::Control;
+use bedrock_standin::converse::Behaviour;
+use promptseal::envelope::{CachePolicy, Envelope};
+use promptseal::render::Renderer;
+use promptseal::template::{InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec};
+use promptseal::templates::TemplateStore;
+use promptseal::tenants::{PayloadLogging, Quotas, TenantRegistry, TenantSpec};
+use promptseal::usage::UsageLedger;
+use promptseal_devstack::Resources;
+use serde_json::Value;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A sample event from `events/invoke/`.
+pub fn event(name: &str) -> Value {
+    let path = root().join("events/invoke").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The event with its body replaced.
+pub fn with_body(mut event: Value, body: &Value) -> Value {
+    event["body"] = Value::String(body.to_string());
+    event
+}
+
+/// An HTTP API event whose JWT names `tenant`.
+pub fn as_tenant(mut event: Value, tenant: &str) -> Value {
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["tenant_id"] = tenant.into();
+    event
+}
+
+/// The API Gateway response's status and parsed body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub raw: Value,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        let headers = &self.raw["headers"];
+        let multi = &self.raw["multiValueHeaders"];
+        headers[name]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| multi[name][0].as_str().map(str::to_owned))
+    }
+}
+
+/// A definition with a unique model id, so the stand-in's behaviour can be set for this test only.
+pub fn template(id: &str, model_id: &str, system: &str) -> TemplateDefinition {
+    TemplateDefinition {
+        id: id.into(),
+        model_id: model_id.into(),
+        inference: InferenceBounds {
+            max_tokens: 400,
+            temperature_min: 0.0,
+            temperature_max: 0.7,
+            temperature_default: 0.2,
+        },
+        guardrail: None,
+        variables: ["product", "question", "tone"]
+            .iter()
+            .map(|name| VariableSpec {
+                name: (*name).into(),
+                required: *name != "tone",
+                max_chars: 2000,
+            })
+            .collect(),
+        system: format!(
+            "{system} You support {{{{ product }}}}.{{% if tone is defined %}} Tone: {{{{ tone }}}}.{{% endif %}}"
+        ),
+        messages: vec![MessagePart {
+            role: Role::User,
+            text: "Answer the question below.\n{{ question }}".into(),
+        }],
+    }
+}
+
+pub fn tenant(id: &str, templates: &[&str], quotas: Quotas) -> TenantSpec {
+    TenantSpec {
+        tenant_id: id.into(),
+        templates: templates.iter().map(|t| (*t).to_owned()).collect(),
+        payload_logging: PayloadLogging {
+            enabled: false,
+            retention_days: 30,
+        },
+        quotas,
+    }
+}
+
+/// The local stack's resources for one test, and the stores over them.
+pub struct World {
+    pub config: SdkConfig,
+    pub resources: Resources,
+    /// This test's model id on the stand-in.
+    pub model_id: String,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        let (config, resources) = promptseal_devstack::fresh_resources().await;
+        Self {
+            config,
+            resources,
+            model_id: promptseal_devstack::unique_name("standin.e2e"),
+        }
+    }
+
+    pub fn templates(&self) -> TemplateStore {
+        TemplateStore::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.resources.table("TemplatesTable"),
+            Envelope::new(
+                aws_sdk_kms::Client::new(&self.config),
+                self.resources.key_alias("TemplateKey"),
+                CachePolicy::default(),
+            ),
+        )
+    }
+
+    pub fn tenants(&self) -> TenantRegistry {
+        TenantRegistry::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.resources.table("TenantsTable"),
+        )
+    }
+
+    pub fn usage(&self) -> UsageLedger {
+        UsageLedger::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.resources.table("UsageTable"),
+        )
+    }
+
+    /// Seals `support-reply` (with `system` as its ISV text) and registers acme and globex, both
+    /// entitled to it.
+    pub async fn seed(&self, system: &str) {
+        self.templates()
+            .put(
+                template("support-reply", &self.model_id, system),
+                "e2e",
+                true,
+                &Renderer::default(),
+            )
+            .await
+            .unwrap();
+        for id in ["acme", "globex"] {
+            self.tenants()
+                .put(&tenant(id, &["support-reply"], Quotas::default()))
+                .await
+                .unwrap();
+        }
+    }
+
+    pub fn standin(&self) -> Control {
+        Control::new(promptseal_devstack::endpoint_from_env(
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        ))
+    }
+
+    pub fn set_model(&self, behaviour: Behaviour) {
+        self.standin()
+            .set_behaviour(&self.model_id, &behaviour)
+            .unwrap();
+    }
+
+    /// The Converse requests this test's model received.
+    pub fn model_requests(&self) -> Vec<Value> {
+        self.standin().received(&self.model_id).unwrap()
+    }
+
+    /// Starts the function against this world, with extra environment variables.
+    pub fn function(&self, extra_env: &[(&str, &str)]) -> Function {
+        Function::start(&self.resources, extra_env)
+    }
+}
+
+/// The invoke binary running behind cargo-lambda's runtime emulator. Dropping it stops both.
+pub struct Function {
+    emulator: Child,
+    function: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn log_file(path: &Path) -> File {
+    File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+}
+
+impl Function {
+    fn start(resources: &Resources, extra_env: &[(&str, &str)]) -> Self {
+        let cargo_lambda = root().join(".venv/bin/cargo-lambda");
+        assert!(
+            cargo_lambda.exists(),
+            "cargo-lambda is not in .venv: run `cargo xtask venv` (or `cargo xtask test`)"
+        );
+        let dir = std::env::temp_dir().join(promptseal_devstack::unique_name("invoke-e2e"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("function.log");
+        let port = free_port();
+        let emulator = Command::new(&cargo_lambda)
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+            ])
+            .arg(port.to_string())
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .stdout(log_file(&dir.join("emulator.log")))
+            .stderr(log_file(&dir.join("emulator.log")))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the runtime emulator did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let function = Command::new(env!("CARGO_BIN_EXE_invoke"))
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt"),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("DEPLOYMENT_MODE", "tenant-hosted")
+            .env("LOGGING_CHECK_TTL_SECONDS", "0")
+            .envs(resources.env())
+            .envs(extra_env.iter().map(|(k, v)| (*k, *v)))
+            .stdin(Stdio::null())
+            .stdout(log_file(&log))
+            .stderr(log_file(&log))
+            .spawn()
+            .unwrap();
+        Self {
+            emulator,
+            function,
+            port,
+            log,
+        }
+    }
+
+    /// Delivers one event and returns the function's API Gateway response.
+    pub fn invoke(&self, event: &Value) -> Reply {
+        let url = format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
+            self.port
+        );
+        let text = ureq::post(&url)
+            .header("content-type", "application/json")
+            .send(&event.to_string())
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let raw: Value = serde_json::from_str(&text).unwrap();
+        let body = raw["body"]
+            .as_str()
+            .map(|b| serde_json::from_str(b).unwrap_or(Value::String(b.to_owned())))
+            .unwrap_or(Value::Null);
+        Reply {
+            status: raw["statusCode"].as_u64().unwrap_or(0) as u16,
+            body,
+            raw,
+        }
+    }
+
+    /// Everything the function process has written to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        for child in [&mut self.function, &mut self.emulator] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
