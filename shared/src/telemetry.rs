@@ -7,9 +7,36 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
-/// Installs the tracing subscriber. Call once, first thing in `main`.
-pub fn init() {
-    lambda_runtime::tracing::init_default_subscriber();
+/// Installs the tracing subscriber. Call once, first thing in `main`, with the function's crate
+/// name. `AWS_LAMBDA_LOG_LEVEL` (or a plain level in `RUST_LOG`) sets the level of promptseal's
+/// own events; every dependency is capped at INFO whatever the setting, because the AWS SDK and
+/// the HTTP stack put request and response bodies into their DEBUG and TRACE events.
+/// `AWS_LAMBDA_LOG_FORMAT=JSON` gives JSON lines.
+pub fn init(function_crate: &'static str) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|l| l.trim().parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let filter = Targets::new()
+        .with_default(level.min(LevelFilter::INFO))
+        .with_target(function_crate, level)
+        .with_target("promptseal", level)
+        .with_target("audit", level);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let layer = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::stdout);
+    let registry = tracing_subscriber::registry().with(filter);
+    if json {
+        registry.with(layer.json()).init();
+    } else {
+        registry.with(layer).init();
+    }
 }
 
 /// A CloudWatch metric unit.

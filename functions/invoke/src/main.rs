@@ -22,7 +22,7 @@ use logging_guard::LoggingGuard;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    promptseal::telemetry::init();
+    promptseal::telemetry::init(env!("CARGO_CRATE_NAME"));
     let config = Config::from_env()?;
     tracing::info!(
         deployment_mode = ?config.deployment_mode,
