@@ -8,6 +8,8 @@ mod error;
 mod handler;
 mod identity;
 mod logging_guard;
+#[cfg(test)]
+mod openapi_tests;
 
 use lambda_http::{Error, service_fn};
 use promptseal::envelope::{CachePolicy, Envelope};

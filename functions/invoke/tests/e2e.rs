@@ -525,3 +525,32 @@ async fn nothing_leaks_into_logs_error_bodies_or_request_metadata() {
         }
     }
 }
+
+/// The request examples in openapi.yaml, sent through the real function, are answered.
+#[tokio::test]
+async fn openapi_request_examples_are_answered() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    let function = world.function(&[]);
+    let spec: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(harness::root().join("openapi.yaml")).unwrap(),
+    )
+    .unwrap();
+    let examples = spec["paths"]["/v1/invoke"]["post"]["requestBody"]["content"]
+        ["application/json"]["examples"]
+        .as_object()
+        .unwrap();
+    for (name, example) in examples {
+        let reply = function.invoke(&with_body(event("http-api-jwt"), &example["value"]));
+        assert_eq!(reply.status, 200, "example {name}: {}", reply.body);
+        for field in spec["components"]["schemas"]["InvokeResponse"]["required"]
+            .as_array()
+            .unwrap()
+        {
+            assert!(
+                !reply.body[field.as_str().unwrap()].is_null(),
+                "{name}: {field}"
+            );
+        }
+    }
+}
