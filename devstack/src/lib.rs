@@ -1,6 +1,11 @@
 //! The local stack: the AWS API emulator (moto's server mode, from the project venv) and the
 //! Bedrock runtime stand-in on loopback, and the provisioning of template.yaml's tables and keys in
-//! the emulator, named as a CloudFormation stack of a given name would name them.
+//! the emulator, named as a CloudFormation stack of a given name would name them. And the Lambda
+//! functions themselves behind cargo-lambda's runtime emulator.
+
+mod function;
+
+pub use function::{EmulatedFunction, FunctionSpec};
 
 use std::collections::BTreeMap;
 use std::fs::File;

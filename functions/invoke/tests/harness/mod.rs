@@ -1,15 +1,11 @@
-//! Runs the real invoke binary behind cargo-lambda's Lambda runtime emulator
-//! (`cargo lambda watch --only-lambda-apis`), against the local stack, and drives it with the
-//! API Gateway events in `events/invoke/`. Each test gets fresh tables and key, its own function
+//! Runs the real invoke binary behind cargo-lambda's Lambda runtime emulator (devstack's
+//! `EmulatedFunction`), against the local stack, and drives it with the API Gateway events in
+//! `events/invoke/`. Each test gets fresh tables and key, its own function
 //! process, and a model id of its own on the Bedrock stand-in.
 
 #![allow(dead_code)] // each test target uses its own subset of these helpers
 
-use std::fs::File;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use bedrock_standin::Control;
@@ -20,7 +16,7 @@ use promptseal::template::{InferenceBounds, MessagePart, Role, TemplateDefinitio
 use promptseal::templates::TemplateStore;
 use promptseal::tenants::{PayloadLogging, Quotas, TenantRegistry, TenantSpec};
 use promptseal::usage::UsageLedger;
-use promptseal_devstack::Resources;
+use promptseal_devstack::{EmulatedFunction, FunctionSpec, Resources};
 use serde_json::Value;
 
 pub fn root() -> PathBuf {
@@ -196,104 +192,33 @@ impl World {
     }
 }
 
-/// The invoke binary running behind cargo-lambda's runtime emulator. Dropping it stops both.
-pub struct Function {
-    emulator: Child,
-    function: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn log_file(path: &Path) -> File {
-    File::options()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-}
+/// The invoke binary running behind cargo-lambda's runtime emulator, in tenant-hosted mode with
+/// the logging check uncached. Dropping it stops both.
+pub struct Function(EmulatedFunction);
 
 impl Function {
     fn start(resources: &Resources, extra_env: &[(&str, &str)]) -> Self {
-        let cargo_lambda = root().join(".venv/bin/cargo-lambda");
-        assert!(
-            cargo_lambda.exists(),
-            "cargo-lambda is not in .venv: run `cargo xtask venv` (or `cargo xtask test`)"
-        );
-        let dir = std::env::temp_dir().join(promptseal_devstack::unique_name("invoke-e2e"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("function.log");
-        let port = free_port();
-        let emulator = Command::new(&cargo_lambda)
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "-A",
-                "127.0.0.1",
-                "-P",
-            ])
-            .arg(port.to_string())
-            .current_dir(root())
-            .stdin(Stdio::null())
-            .stdout(log_file(&dir.join("emulator.log")))
-            .stderr(log_file(&dir.join("emulator.log")))
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the runtime emulator did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let function = Command::new(env!("CARGO_BIN_EXE_invoke"))
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{port}/.rt"),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("DEPLOYMENT_MODE", "tenant-hosted")
-            .env("LOGGING_CHECK_TTL_SECONDS", "0")
-            .envs(resources.env())
-            .envs(extra_env.iter().map(|(k, v)| (*k, *v)))
-            .stdin(Stdio::null())
-            .stdout(log_file(&log))
-            .stderr(log_file(&log))
-            .spawn()
-            .unwrap();
-        Self {
-            emulator,
-            function,
-            port,
-            log,
-        }
+        let log_dir = std::env::temp_dir().join(promptseal_devstack::unique_name("invoke-e2e"));
+        let spec = FunctionSpec {
+            venv: &root().join(".venv"),
+            workspace: &root(),
+            binary: Path::new(env!("CARGO_BIN_EXE_invoke")),
+            log_dir: &log_dir,
+        };
+        let base = [
+            ("DEPLOYMENT_MODE", "tenant-hosted"),
+            ("LOGGING_CHECK_TTL_SECONDS", "0"),
+        ];
+        let env = base
+            .iter()
+            .chain(extra_env)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Self(EmulatedFunction::start(&spec, resources.env().into_iter().chain(env)).unwrap())
     }
 
     /// Delivers one event and returns the function's API Gateway response.
     pub fn invoke(&self, event: &Value) -> Reply {
-        let url = format!(
-            "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
-            self.port
-        );
-        let text = ureq::post(&url)
-            .header("content-type", "application/json")
-            .send(&event.to_string())
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        let raw: Value = serde_json::from_str(&text).unwrap();
+        let raw = self.0.invoke(event).unwrap();
         let body = raw["body"]
             .as_str()
             .map(|b| serde_json::from_str(b).unwrap_or(Value::String(b.to_owned())))
@@ -307,15 +232,6 @@ impl Function {
 
     /// Everything the function process has written to stdout and stderr so far.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Function {
-    fn drop(&mut self) {
-        for child in [&mut self.function, &mut self.emulator] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.0.logs()
     }
 }
