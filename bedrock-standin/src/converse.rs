@@ -183,15 +183,16 @@ fn asks_for_instructions(user_text: &str) -> bool {
     EXTRACTION_PHRASES.iter().any(|p| lower.contains(p))
 }
 
-/// Four sentences chosen by a hash of the question: the same question always gets the same answer,
+/// Four different sentences chosen by a hash of the question: the same question always gets the same answer,
 /// and the answer never repeats the question.
 fn canned_answer(question: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in question.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
+    let start = (h % SENTENCES.len() as u64) as usize;
     (0..4)
-        .map(|i| SENTENCES[((h >> (i * 8)) as usize) % SENTENCES.len()])
+        .map(|i| SENTENCES[(start + i) % SENTENCES.len()])
         .collect::<Vec<_>>()
         .join(" ")
 }

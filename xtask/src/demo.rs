@@ -1,11 +1,15 @@
-//! `cargo xtask demo`: starts the local stack, seals the demo template, registers a demo tenant and
-//! walks through what exists so far, printing each step, then stops the stack.
+//! `cargo xtask demo`: starts the local stack, seals the demo template, registers demo tenants,
+//! then sends real requests to the invoke function running under cargo-lambda's runtime emulator,
+//! printing each step, and stops everything it started.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use aws_sdk_bedrock::types::{CloudWatchConfig, LoggingConfig};
 use aws_sdk_dynamodb::types::AttributeValue;
+use promptseal_devstack::{EmulatedFunction, FunctionSpec};
+use serde_json::Value;
 
 use crate::{cargo, ensure_venv, stack};
 
@@ -175,11 +179,108 @@ pub fn run(root: &Path) -> Result<()> {
     cli.ok(&["tenant", "get", "globex", "--json"])?;
     cli.refused(&["tenant", "suspend", "initech"])?;
 
-    step("7. The usage ledger (invoke fills it per call; empty until the invoke function lands)");
+    step(
+        "7. invoke, under cargo-lambda's runtime emulator, answers acme (JWT claim tenant_id=acme)",
+    );
+    let log_dir = root.join(".local/demo-invoke");
+    let function = EmulatedFunction::start(
+        &FunctionSpec {
+            venv: &venv,
+            workspace: root,
+            binary: &target.join("debug/invoke"),
+            log_dir: &log_dir,
+        },
+        cli.env.iter().cloned().chain([
+            ("DEPLOYMENT_MODE".to_owned(), "tenant-hosted".to_owned()),
+            ("LOGGING_CHECK_TTL_SECONDS".to_owned(), "0".to_owned()),
+        ]),
+    )?;
+    let send = |name: &str, event: Value| -> Result<()> {
+        println!("\n> {name}");
+        let reply = function.invoke(&event)?;
+        let body: Value = serde_json::from_str(reply["body"].as_str().unwrap_or("null"))?;
+        match reply["statusCode"].as_u64() {
+            Some(200) => println!(
+                "HTTP 200  {} v{} answered ({} input / {} output tokens): {}",
+                body["template_id"].as_str().unwrap_or_default(),
+                body["template_version"],
+                body["usage"]["input_tokens"],
+                body["usage"]["output_tokens"],
+                body["output"].as_str().unwrap_or_default()
+            ),
+            status => println!(
+                "HTTP {}  {}: {}",
+                status.unwrap_or(0),
+                body["error"]["code"].as_str().unwrap_or_default(),
+                body["error"]["message"].as_str().unwrap_or_default()
+            ),
+        }
+        Ok(())
+    };
+    send(
+        "events/invoke/http-api-jwt.json",
+        event(root, "http-api-jwt")?,
+    )?;
     cli.ok(&["usage", "acme"])?;
+
+    step("8. Cross-tenant attempts are refused");
+    send(
+        "a JWT for acme whose body names tenant globex (events/invoke/http-api-tenant-in-body.json)",
+        event(root, "http-api-tenant-in-body")?,
+    )?;
+    send(
+        "globex, suspended in step 6, via a REST API Lambda authorizer",
+        event(root, "rest-api-lambda-authorizer")?,
+    )?;
+    let mut stranger = event(root, "http-api-jwt")?;
+    stranger["requestContext"]["authorizer"]["jwt"]["claims"]["tenant_id"] = "initech".into();
+    send("a JWT for initech, which is not registered", stranger)?;
+    send(
+        "no authorizer at all",
+        event(root, "http-api-no-authorizer")?,
+    )?;
+
+    step("9. Bedrock model invocation logging switched on: refused before anything is decrypted");
+    let bedrock = aws_sdk_bedrock::Client::new(&rt.block_on(local.sdk_config()));
+    let logging = LoggingConfig::builder()
+        .cloud_watch_config(
+            CloudWatchConfig::builder()
+                .log_group_name("/aws/bedrock/invocations")
+                .role_arn("arn:aws:iam::123456789012:role/bedrock-logging")
+                .build()?,
+        )
+        .text_data_delivery_enabled(true)
+        .build();
+    rt.block_on(
+        bedrock
+            .put_model_invocation_logging_configuration()
+            .logging_config(logging)
+            .send(),
+    )?;
+    println!("(text logging to CloudWatch /aws/bedrock/invocations turned on in the emulator)");
+    send(
+        "the same request as in step 7",
+        event(root, "http-api-jwt")?,
+    )?;
+    rt.block_on(
+        bedrock
+            .delete_model_invocation_logging_configuration()
+            .send(),
+    )?;
+    println!("\n(logging turned off again)");
+    send("the same request once more", event(root, "http-api-jwt")?)?;
+    drop(function);
 
     println!("\ndemo finished; stopping the local stack");
     Ok(())
+}
+
+/// A sample event from `events/invoke/`.
+fn event(root: &Path, name: &str) -> Result<Value> {
+    let path = root.join("events/invoke").join(format!("{name}.json"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
 }
 
 async fn version_item(
