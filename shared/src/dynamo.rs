@@ -30,6 +30,32 @@ impl DynamoError {
 #[error("stored item has a missing or malformed {0:?} attribute")]
 pub struct MalformedItem(pub &'static str);
 
+/// Every item a Scan returns, across pages.
+pub async fn scan_all(
+    request: aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder,
+) -> Result<Vec<Item>, DynamoError> {
+    request
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .map_err(|e| DynamoError::new("Scan", e))
+}
+
+/// Every item a Query returns, across pages.
+pub async fn query_all(
+    request: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<Item>, DynamoError> {
+    request
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await
+        .map_err(|e| DynamoError::new("Query", e))
+}
+
 pub fn string(item: &Item, name: &'static str) -> Result<String, MalformedItem> {
     item.get(name)
         .and_then(|v| v.as_s().ok())

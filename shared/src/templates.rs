@@ -230,18 +230,14 @@ impl TemplateStore {
 
     /// Every template's head.
     pub async fn list(&self) -> Result<Vec<TemplateSummary>, TemplateStoreError> {
-        let items: Vec<Item> = self
-            .ddb
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("sk = :head")
-            .expression_attribute_values(":head", s(HEAD))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(|e| DynamoError::new("Scan", e))?;
+        let items = dynamo::scan_all(
+            self.ddb
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :head")
+                .expression_attribute_values(":head", s(HEAD)),
+        )
+        .await?;
         let mut heads = items.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
         heads.sort_by(|a, b| a.template_id.cmp(&b.template_id));
         Ok(heads)
@@ -249,19 +245,15 @@ impl TemplateStore {
 
     /// Every version of a template, oldest first.
     pub async fn versions(&self, id: &str) -> Result<Vec<VersionMeta>, TemplateStoreError> {
-        let items: Vec<Item> = self
-            .ddb
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("template_id = :id AND begins_with(sk, :v)")
-            .expression_attribute_values(":id", s(id))
-            .expression_attribute_values(":v", s("V#"))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(|e| DynamoError::new("Query", e))?;
+        let items = dynamo::query_all(
+            self.ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("template_id = :id AND begins_with(sk, :v)")
+                .expression_attribute_values(":id", s(id))
+                .expression_attribute_values(":v", s("V#")),
+        )
+        .await?;
         if items.is_empty() {
             return Err(TemplateStoreError::NotFound(id.to_owned()));
         }

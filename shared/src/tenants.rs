@@ -186,16 +186,7 @@ impl TenantRegistry {
 
     /// Every tenant, ordered by id.
     pub async fn list(&self) -> Result<Vec<Tenant>, TenantError> {
-        let items: Vec<Item> = self
-            .ddb
-            .scan()
-            .table_name(&self.table)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(|e| DynamoError::new("Scan", e))?;
+        let items = dynamo::scan_all(self.ddb.scan().table_name(&self.table)).await?;
         let mut tenants = items.iter().map(tenant).collect::<Result<Vec<_>, _>>()?;
         tenants.sort_by(|a, b| a.spec.tenant_id.cmp(&b.spec.tenant_id));
         Ok(tenants)

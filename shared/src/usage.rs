@@ -120,13 +120,7 @@ impl UsageLedger {
                 .expression_attribute_values(":day", s(day)),
             None => req.key_condition_expression("tenant_id = :t"),
         };
-        let items: Vec<Item> = req
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(|e| DynamoError::new("Query", e))?;
+        let items = dynamo::query_all(req).await?;
         items.iter().map(|i| Ok(record(i)?)).collect()
     }
 }
