@@ -36,8 +36,10 @@ pub struct LocalStack {
 
 /// Where the stack's programs are and where their logs go.
 pub struct StackPaths {
-    /// The venv holding `moto_server`.
+    /// The venv holding moto.
     pub venv: PathBuf,
+    /// `tools/aws_emulator.py`: moto's server app, one request at a time.
+    pub emulator: PathBuf,
     /// The built `bedrock-standin` binary.
     pub standin: PathBuf,
     /// Directory for the processes' logs.
@@ -56,15 +58,16 @@ impl LocalStack {
             aws_endpoint: format!("http://127.0.0.1:{aws_port}"),
             bedrock_endpoint: format!("http://127.0.0.1:{bedrock_port}"),
         };
-        let moto = paths.venv.join("bin").join("moto_server");
+        let python = paths.venv.join("bin").join("python");
         stack.children.push(
-            Command::new(&moto)
-                .args(["-H", "127.0.0.1", "-p", &aws_port.to_string()])
+            Command::new(&python)
+                .arg(&paths.emulator)
+                .args(["--host", "127.0.0.1", "--port", &aws_port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(log_file(&paths.logs, "moto.log")?)
                 .stderr(log_file(&paths.logs, "moto.log")?)
                 .spawn()
-                .with_context(|| format!("starting {}", moto.display()))?,
+                .with_context(|| format!("starting {}", paths.emulator.display()))?,
         );
         stack.children.push(
             Command::new(&paths.standin)

@@ -23,6 +23,7 @@ pub fn start(root: &Path, venv: &Path, aws_port: u16, bedrock_port: u16) -> Resu
         .unwrap_or_else(|| root.join("target"));
     let paths = StackPaths {
         venv: venv.to_path_buf(),
+        emulator: root.join("tools/aws_emulator.py"),
         standin: target.join("debug/bedrock-standin"),
         logs: root.join(".local/logs"),
     };
