@@ -128,20 +128,14 @@ impl LocalStack {
     pub async fn sdk_config(&self) -> SdkConfig {
         emulator_config(&self.aws_endpoint).await
     }
-
-    /// Stops every process now.
-    pub fn stop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.children.clear();
-    }
 }
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
-        self.stop();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -105,13 +105,6 @@ impl Assembled {
         }
         map
     }
-
-    /// Every block, in request order.
-    pub fn blocks(&self) -> impl Iterator<Item = &Block> {
-        self.system
-            .iter()
-            .chain(self.messages.iter().flat_map(|m| &m.blocks))
-    }
 }
 
 /// Run-length encoded kind codes: `IIIU` → `I3U`.
@@ -345,7 +338,8 @@ mod tests {
             };
             let a = assemble(&prompt, &docs, SALT);
             let mut map_codes = String::new();
-            for block in a.blocks() {
+            let blocks = a.system.iter().chain(a.messages.iter().flat_map(|m| &m.blocks));
+            for block in blocks {
                 map_codes.push(block.kind.code());
                 let body = strip_tags(&block.text);
                 let has_upper = body.chars().any(|c| c.is_ascii_uppercase());

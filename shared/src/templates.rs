@@ -82,10 +82,6 @@ impl TemplateStore {
         }
     }
 
-    pub fn envelope(&self) -> &Envelope {
-        &self.envelope
-    }
-
     /// Checks, seals and stores a definition as the template's next version, optionally making it
     /// the active one. Returns the new version's metadata.
     pub async fn put(
