@@ -2,6 +2,7 @@
 //! run (what CI runs) and the SAM build. Python tools come from a project-local venv that this
 //! program creates and keeps in step with tools/requirements.txt.
 
+mod bench;
 mod demo;
 mod stack;
 
@@ -17,10 +18,13 @@ const USAGE: &str = "usage: cargo xtask <command>
   up      start the local stack and keep it running until interrupted
   down    stop a stack that `up` started
   build   sam build: the deployable artefacts
+  bench cold-start [RUNS]
+          the release invoke binary's cold start and peak RSS (figures for BENCHMARKS.md)
   venv    create or update the project venv (.venv) with the pinned Python tools";
 
 fn main() -> ExitCode {
-    let command = std::env::args().nth(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.first().cloned();
     let root = root();
     let result = match command.as_deref() {
         Some("demo") => demo::run(&root),
@@ -28,6 +32,7 @@ fn main() -> ExitCode {
         Some("up") => stack::up(&root),
         Some("down") => stack::down(&root),
         Some("build") => build(&root),
+        Some("bench") => bench::run_bench(&root, &args[1..]),
         Some("venv") => ensure_venv(&root).map(|_| ()),
         _ => {
             eprintln!("{USAGE}");

@@ -1,0 +1,167 @@
+//! `cargo xtask bench cold-start`: the release invoke binary's cold start, from process spawn to
+//! its first poll of the Lambda runtime API for an event (`GET .../invocation/next`), and its peak
+//! RSS at that moment, on a loopback listener standing in for the runtime API. The figures go into
+//! BENCHMARKS.md.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, run};
+
+pub fn run_bench(root: &Path, args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("cold-start") => {
+            let runs = args.get(1).map(|r| r.parse()).transpose()?.unwrap_or(30);
+            cold_start(root, runs)
+        }
+        _ => bail!("usage: cargo xtask bench cold-start [RUNS]"),
+    }
+}
+
+fn cold_start(root: &Path, runs: usize) -> Result<()> {
+    run(cargo()
+        .current_dir(root)
+        .args(["build", "--release", "--package", "invoke"]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| root.join("target"));
+    let binary = target.join("release/invoke");
+    let size = std::fs::metadata(&binary)?.len();
+    // One unmeasured start so the binary is in the page cache, as the peer's script does.
+    cold_once(&binary)?;
+    let mut times = Vec::with_capacity(runs);
+    let mut rss = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let (t, kib) = cold_once(&binary)?;
+        times.push(t.as_secs_f64() * 1000.0);
+        rss.push(kib as f64 / 1024.0);
+    }
+    let (t, r) = (stats(&mut times), stats(&mut rss));
+    println!("invoke release binary: {size} bytes, {runs} cold starts");
+    println!(
+        "spawn to first /next poll: median {:.2} ms (min {:.2}, max {:.2})",
+        t.0, t.1, t.2
+    );
+    println!(
+        "peak RSS (VmHWM) then:    median {:.2} MiB (min {:.2}, max {:.2})",
+        r.0, r.1, r.2
+    );
+    peer_cold_start(root)
+}
+
+/// The Python peer's own cold-start measurement (../shared/peers), right after ours, so the two
+/// are compared on the same machine at the same time.
+fn peer_cold_start(root: &Path) -> Result<()> {
+    let peers = root.join("../shared/peers");
+    let python = peers.join(".venv/bin/python");
+    if !python.exists() {
+        println!(
+            "peer not measured: create its venv first (cd ../shared/peers && python3 -m venv .venv && \
+             .venv/bin/pip install -r requirements.txt && .venv/bin/python make_fixtures.py)"
+        );
+        return Ok(());
+    }
+    let out = root.join(".local/peer-cold-start.json");
+    run(Command::new(python)
+        .current_dir(&peers)
+        .args([
+            "bench_invoke.py",
+            "--skip-warm",
+            "--cold-runs",
+            "15",
+            "--out",
+        ])
+        .arg(&out))
+}
+
+/// (median, min, max)
+fn stats(xs: &mut [f64]) -> (f64, f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    let median = if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    };
+    (median, xs[0], xs[n - 1])
+}
+
+/// Starts the binary against a fresh listener; returns the time to its first `next` request and
+/// its peak RSS in KiB at that moment.
+fn cold_once(binary: &Path) -> Result<(Duration, u64)> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))?;
+    let port = listener.local_addr()?.port();
+    let dummy = [
+        ("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}")),
+        ("AWS_LAMBDA_FUNCTION_NAME", "invoke".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "1".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "bench".into()),
+        ("AWS_SECRET_ACCESS_KEY", "bench".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("TEMPLATES_TABLE", "bench-templates".into()),
+        ("TENANTS_TABLE", "bench-tenants".into()),
+        ("USAGE_TABLE", "bench-usage".into()),
+        ("TEMPLATE_KEY_ID", "alias/bench".into()),
+        ("DEPLOYMENT_MODE", "tenant-hosted".into()),
+    ];
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .env_clear()
+        .envs(dummy)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    // Accept blocks (no busy loop stealing a core from the process measured); a watchdog
+    // unblocks it by connecting itself if the binary dies or stalls.
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && process_alive(pid) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+    });
+    let result = (|| {
+        let (stream, _) = listener.accept()?;
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line)?;
+        let elapsed = started.elapsed();
+        if !line.starts_with("GET /2018-06-01/runtime/invocation/next") {
+            bail!("invoke died or stalled before polling for an event (first request: {line:?})");
+        }
+        Ok((elapsed, peak_rss_kib(pid)?))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// Running, not a zombie.
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit(')')
+                .next()
+                .map(|rest| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc status")
+}
