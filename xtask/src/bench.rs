@@ -27,9 +27,7 @@ fn cold_start(root: &Path, runs: usize) -> Result<()> {
     run(cargo()
         .current_dir(root)
         .args(["build", "--release", "--package", "invoke"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| root.join("target"));
+    let target = crate::target_dir(root);
     let binary = target.join("release/invoke");
     let size = std::fs::metadata(&binary)?.len();
     // One unmeasured start so the binary is in the page cache, as the peer's script does.

@@ -67,9 +67,7 @@ pub fn run(root: &Path) -> Result<()> {
     let local = stack::start(root, &venv, 0, 0)?;
     let rt = tokio::runtime::Runtime::new()?;
     let resources = rt.block_on(stack::provision(root, &local))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| root.join("target"));
+    let target = crate::target_dir(root);
     let cli = Cli {
         binary: target.join("debug/promptseal"),
         env: local.env().into_iter().chain(resources.env()).collect(),

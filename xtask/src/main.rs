@@ -55,6 +55,13 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo puts build output (CARGO_TARGET_DIR, or the workspace's target/).
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| root.join("target"))
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }

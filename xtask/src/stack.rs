@@ -18,9 +18,7 @@ pub fn start(root: &Path, venv: &Path, aws_port: u16, bedrock_port: u16) -> Resu
     run(cargo()
         .current_dir(root)
         .args(["build", "--quiet", "--package", "bedrock-standin"]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| root.join("target"));
+    let target = crate::target_dir(root);
     let paths = StackPaths {
         venv: venv.to_path_buf(),
         emulator: root.join("tools/aws_emulator.py"),
