@@ -90,9 +90,11 @@ async fn invoke(
     if !tenant.may_use(&req.template_id) {
         return Err(InvokeError::TemplateNotAllowed);
     }
+    // One day for both the quota check and the ledger, even if the call spans UTC midnight.
+    let day = today();
     let quotas = tenant.spec.quotas;
     if quotas.daily_tokens.is_some() || quotas.daily_requests.is_some() {
-        let used = deps.usage.day_totals(&who.tenant_id, &today()).await?;
+        let used = deps.usage.day_totals(&who.tenant_id, &day).await?;
         let over = |limit: Option<u64>, used: u64| limit.is_some_and(|l| used >= l);
         if over(quotas.daily_tokens, used.tokens) || over(quotas.daily_requests, used.requests) {
             return Err(InvokeError::QuotaExceeded {
@@ -158,7 +160,7 @@ async fn invoke(
         .usage
         .record(
             &who.tenant_id,
-            &today(),
+            &day,
             &meta.settings.model_id,
             reply.input_tokens,
             reply.output_tokens,
