@@ -145,10 +145,29 @@ impl Tags {
         )
     }
 
-    /// User text with every occurrence of a tag name defused.
-    fn neutralise(&self, text: &str) -> String {
-        text.replace(&self.user, "user_input_")
-            .replace(&self.context, "tenant_context_")
+    /// `text` with every occurrence of a tag name defused, appended to `out`.
+    fn push_neutralised(&self, out: &mut String, text: &str) {
+        let has = |tag: &String| text.contains(tag.as_str());
+        if !has(&self.user) && !has(&self.context) {
+            out.push_str(text);
+            return;
+        }
+        let defused = Zeroizing::new(
+            text.replace(&self.user, "user_input_")
+                .replace(&self.context, "tenant_context_"),
+        );
+        out.push_str(&defused);
+    }
+
+    /// `<tag attributes>text</tag>`, the text neutralised, built in one buffer.
+    fn wrap(&self, tag: &str, attributes: &str, text: &str) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::with_capacity(
+            text.len() + 2 * tag.len() + attributes.len() + 5,
+        ));
+        let _ = write!(out, "<{tag}{attributes}>");
+        self.push_neutralised(&mut out, text);
+        let _ = write!(out, "</{tag}>");
+        out
     }
 
     fn block(&self, segment: &Segment, role: Role) -> Option<Block> {
@@ -158,31 +177,25 @@ impl Tags {
                 kind: BlockKind::Isv,
                 text: segment.text.clone(),
             }),
-            Provenance::User => {
-                let body = Zeroizing::new(self.neutralise(&segment.text));
-                let text = match role {
-                    Role::User => format!("<{t}>{}</{t}>", body.as_str(), t = self.user),
+            Provenance::User => Some(Block {
+                kind: BlockKind::UserInput,
+                text: match role {
+                    Role::User => self.wrap(&self.user, "", &segment.text),
                     // Few-shot assistant turns carry the value as plain data.
-                    Role::Assistant => body.to_string(),
-                };
-                Some(Block {
-                    kind: BlockKind::UserInput,
-                    text: Zeroizing::new(text),
-                })
-            }
+                    Role::Assistant => {
+                        let mut text = Zeroizing::new(String::with_capacity(segment.text.len()));
+                        self.push_neutralised(&mut text, &segment.text);
+                        text
+                    }
+                },
+            }),
         }
     }
 
     fn context_block(&self, doc: &ContextDocument) -> Block {
-        let body = Zeroizing::new(self.neutralise(&doc.text));
         Block {
             kind: BlockKind::TenantContext,
-            text: Zeroizing::new(format!(
-                "<{t} id=\"{id}\">{}</{t}>",
-                body.as_str(),
-                id = doc.id,
-                t = self.context
-            )),
+            text: self.wrap(&self.context, &format!(" id=\"{}\"", doc.id), &doc.text),
         }
     }
 }

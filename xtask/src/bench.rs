@@ -1,11 +1,14 @@
-//! `cargo xtask bench cold-start`: the release invoke binary's cold start, from process spawn to
-//! its first poll of the Lambda runtime API for an event (`GET .../invocation/next`), and its peak
-//! RSS at that moment, on a loopback listener standing in for the runtime API. The figures go into
-//! BENCHMARKS.md.
+//! Benchmarks whose figures go into BENCHMARKS.md, each run side by side with the Python peer in
+//! ../shared/peers (copied into .local/peers, where it gets its venv and fixtures):
+//!
+//! - `cold-start`: the release invoke binary from process spawn to its first poll of the Lambda
+//!   runtime API for an event (`GET .../invocation/next`), and its peak RSS at that moment, on a
+//!   loopback listener standing in for the runtime API;
+//! - `warm`: invoke's in-process path for the peer's inputs (criterion, functions/invoke/benches).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,8 @@ pub fn run_bench(root: &Path, args: &[String]) -> Result<()> {
             let runs = args.get(1).map(|r| r.parse()).transpose()?.unwrap_or(30);
             cold_start(root, runs)
         }
-        _ => bail!("usage: cargo xtask bench cold-start [RUNS]"),
+        Some("warm") => warm(root),
+        _ => bail!("usage: cargo xtask bench cold-start [RUNS] | warm"),
     }
 }
 
@@ -52,20 +56,11 @@ fn cold_start(root: &Path, runs: usize) -> Result<()> {
     peer_cold_start(root)
 }
 
-/// The Python peer's own cold-start measurement (../shared/peers), right after ours, so the two
-/// are compared on the same machine at the same time.
+/// The Python peer's own cold-start measurement, right after ours, so the two are compared on the
+/// same machine at the same time.
 fn peer_cold_start(root: &Path) -> Result<()> {
-    let peers = root.join("../shared/peers");
-    let python = peers.join(".venv/bin/python");
-    if !python.exists() {
-        println!(
-            "peer not measured: create its venv first (cd ../shared/peers && python3 -m venv .venv && \
-             .venv/bin/pip install -r requirements.txt && .venv/bin/python make_fixtures.py)"
-        );
-        return Ok(());
-    }
-    let out = root.join(".local/peer-cold-start.json");
-    run(Command::new(python)
+    let peers = peers(root)?;
+    run(Command::new(peers.join(".venv/bin/python"))
         .current_dir(&peers)
         .args([
             "bench_invoke.py",
@@ -74,7 +69,50 @@ fn peer_cold_start(root: &Path) -> Result<()> {
             "15",
             "--out",
         ])
-        .arg(&out))
+        .arg(root.join(".local/peer-cold-start.json")))
+}
+
+/// invoke's warm path under criterion, then the peer's warm handlers (`handler`,
+/// `handler_cached`, `handler_sdk`) on the same inputs.
+fn warm(root: &Path) -> Result<()> {
+    let peers = peers(root)?;
+    run(cargo()
+        .current_dir(root)
+        .args(["bench", "--package", "invoke", "--bench", "warm_path"])
+        .env("PEER_INVOKE_DATA", peers.join("data/invoke")))?;
+    run(Command::new(peers.join(".venv/bin/python"))
+        .current_dir(&peers)
+        .args(["bench_invoke.py", "--skip-cold", "--out"])
+        .arg(root.join(".local/peer-warm.json")))
+}
+
+/// The Python peers, copied out of ../shared/peers (read-only) into .local/peers with their pinned
+/// venv and their deterministic fixtures, plus the template's two parts as JSON
+/// (`data/invoke/template_parts.json`) for our benchmark to seal in its own format.
+fn peers(root: &Path) -> Result<PathBuf> {
+    let source = root.join("../shared/peers");
+    let dir = root.join(".local/peers");
+    std::fs::create_dir_all(&dir)?;
+    for entry in
+        std::fs::read_dir(&source).with_context(|| format!("reading {}", source.display()))?
+    {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::write(dir.join(entry.file_name()), std::fs::read(entry.path())?)?;
+        }
+    }
+    crate::python_venv(&dir.join(".venv"), &dir.join("requirements.txt"))?;
+    let python = dir.join(".venv/bin/python");
+    run(Command::new(&python)
+        .current_dir(&dir)
+        .arg("make_fixtures.py")
+        .stdout(Stdio::null()))?;
+    run(Command::new(&python).current_dir(&dir).args([
+        "-c",
+        "import json, textbank; json.dump({'system': textbank.TEMPLATE_SYSTEM, \
+         'user': textbank.TEMPLATE_USER}, open('data/invoke/template_parts.json', 'w'))",
+    ]))?;
+    Ok(dir)
 }
 
 /// (median, min, max)

@@ -19,7 +19,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   down    stop a stack that `up` started
   build   sam build: the deployable artefacts
   bench cold-start [RUNS]
-          the release invoke binary's cold start and peak RSS (figures for BENCHMARKS.md)
+          the release invoke binary's cold start and peak RSS, then the Python peer's
+  bench warm
+          invoke's warm in-process path (criterion), then the Python peer's warm handlers
   venv    create or update the project venv (.venv) with the pinned Python tools";
 
 fn main() -> ExitCode {
@@ -87,21 +89,32 @@ fn run(cmd: &mut Command) -> Result<()> {
 /// Creates `.venv` and installs tools/requirements.txt into it, unless it already matches.
 fn ensure_venv(root: &Path) -> Result<PathBuf> {
     let venv = root.join(".venv");
-    let requirements = std::fs::read_to_string(root.join("tools/requirements.txt"))?;
+    python_venv(&venv, &root.join("tools/requirements.txt"))?;
+    Ok(venv)
+}
+
+/// Creates (or brings up to date) a venv holding exactly the pinned `requirements`; a stamp file
+/// makes later runs free.
+fn python_venv(venv: &Path, requirements: &Path) -> Result<()> {
+    let pinned = std::fs::read_to_string(requirements)?;
     let stamp = venv.join(".promptseal-requirements");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(requirements.as_str()) {
-        return Ok(venv);
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(pinned.as_str()) {
+        return Ok(());
     }
-    eprintln!("xtask: installing the pinned Python tools into .venv (first run only)");
+    eprintln!(
+        "xtask: installing {} into {}",
+        requirements.display(),
+        venv.display()
+    );
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    run(Command::new(python).args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(python).args(["-m", "venv"]).arg(venv))?;
     let pip = venv.join("bin/pip");
     run(Command::new(&pip).args(["install", "--quiet", "--upgrade", "pip"]))?;
     run(Command::new(&pip)
         .args(["install", "--quiet", "-r"])
-        .arg(root.join("tools/requirements.txt")))?;
-    std::fs::write(&stamp, requirements)?;
-    Ok(venv)
+        .arg(requirements))?;
+    std::fs::write(&stamp, pinned)?;
+    Ok(())
 }
 
 /// PATH with the venv's bin directory first (cargo-lambda, zig, sam).

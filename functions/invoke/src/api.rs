@@ -60,34 +60,9 @@ pub struct Usage {
 
 /// Parses a request body. A body that names a tenant is refused outright, whatever else it holds.
 pub fn parse(body: &[u8]) -> Result<InvokeRequest, InvokeError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| InvokeError::MalformedJson)?;
-    let names_tenant = value.as_object().is_some_and(|o| {
-        o.keys().any(|k| {
-            let k: String = k
-                .to_ascii_lowercase()
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric())
-                .collect();
-            k == "tenant" || k == "tenantid"
-        })
-    });
-    if names_tenant {
-        return Err(InvokeError::TenantInBody);
-    }
-    let request: InvokeRequest = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        // The path names fields, but a field name is the caller's text: quote only plain ones.
-        let plain = path.len() <= 64
-            && path
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c));
-        InvokeError::InvalidRequest(if plain && path != "." {
-            format!("the request body does not match the API at `{path}`")
-        } else {
-            "the request body does not match the API".into()
-        })
-    })?;
+    // One pass for a well-formed body; a body that does not fit (a tenant field is an unknown
+    // field) is looked at again only to say why.
+    let request: InvokeRequest = serde_json::from_slice(body).map_err(|_| refusal(body))?;
     if !is_id(&request.template_id) {
         return Err(InvokeError::InvalidRequest(
             "template_id must be 1-64 characters of A-Z a-z 0-9 . _ -".into(),
@@ -111,6 +86,40 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, InvokeError> {
         }
     }
     Ok(request)
+}
+
+/// Why a body that does not deserialise is refused, without echoing any of it.
+fn refusal(body: &[u8]) -> InvokeError {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return InvokeError::MalformedJson;
+    };
+    let names_tenant = value.as_object().is_some_and(|o| {
+        o.keys().any(|k| {
+            let k: String = k
+                .to_ascii_lowercase()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect();
+            k == "tenant" || k == "tenantid"
+        })
+    });
+    if names_tenant {
+        return InvokeError::TenantInBody;
+    }
+    let Err(e) = serde_path_to_error::deserialize::<_, InvokeRequest>(value) else {
+        return InvokeError::MalformedJson;
+    };
+    let path = e.path().to_string();
+    // The path names fields, but a field name is the caller's text: quote only plain ones.
+    let plain = path.len() <= 64
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c));
+    InvokeError::InvalidRequest(if plain && path != "." {
+        format!("the request body does not match the API at `{path}`")
+    } else {
+        "the request body does not match the API".into()
+    })
 }
 
 impl InvokeRequest {

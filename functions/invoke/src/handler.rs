@@ -9,15 +9,16 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use promptseal::assembly::assemble;
 use promptseal::render::Renderer;
 use promptseal::telemetry::{MetricRecord, Unit};
+use promptseal::template::VersionMeta;
 use promptseal::template::check_variables;
-use promptseal::templates::TemplateStore;
+use promptseal::templates::{StoredVersion, TemplateStore};
 use promptseal::tenants::{TenantRegistry, TenantStatus};
 use promptseal::usage::{UsageLedger, today};
 use serde_json::json;
 
-use crate::api::{self, InvokeResponse, Usage};
+use crate::api::{self, InvokeRequest, InvokeResponse, Usage};
 use crate::config::Config;
-use crate::converse::{self, ModelCall};
+use crate::converse::{self, ModelCall, ModelReply};
 use crate::error::InvokeError;
 use crate::identity::{Caller, caller};
 use crate::logging_guard::LoggingGuard;
@@ -117,40 +118,15 @@ async fn invoke(
     // Fail closed: nothing is decrypted unless no text log could capture the prompt.
     deps.guard.check().await?;
 
-    let text = deps.templates.decrypt(&stored).await?;
-    let rendered = deps.renderer.render(&text, &req.variables)?;
-    drop(text);
-    let assembled = assemble(
-        &rendered,
-        &req.context_documents(),
-        &promptseal::random_hex(8),
-    );
-    drop(rendered);
-    let version = meta.version.to_string();
-    let metadata = converse::request_metadata(
-        &[
-            ("tenant_id", &who.tenant_id),
-            ("principal", &who.principal),
-            ("template_id", &meta.template_id),
-            ("template_version", &version),
-            ("request_id", request_id),
-        ],
-        &assembled.block_map(),
-    );
-    let reply = converse::call(
-        &deps.bedrock,
-        ModelCall {
-            model_id: &meta.settings.model_id,
-            assembled: &assembled,
-            max_tokens,
-            temperature,
-            guardrail: meta.settings.guardrail.as_ref(),
-            metadata,
-        },
-        config.model_timeout,
+    let reply = ask_model(
+        deps,
+        &who,
+        &stored,
+        &req,
+        request_id,
+        (max_tokens, temperature),
     )
     .await?;
-    drop(assembled);
     outcome.input_tokens = reply.input_tokens;
     outcome.output_tokens = reply.output_tokens;
 
@@ -176,22 +152,74 @@ async fn invoke(
         );
     }
 
-    Ok(InvokeResponse {
+    Ok(response(request_id, meta, &reply))
+}
+
+/// From a checked request to the model's reply: the only stretch of code that holds template
+/// plaintext. The text is decrypted, rendered and assembled here, each form dropped as soon as
+/// the next one exists.
+pub async fn ask_model(
+    deps: &Deps,
+    who: &Caller,
+    stored: &StoredVersion,
+    req: &InvokeRequest,
+    request_id: &str,
+    (max_tokens, temperature): (u32, f32),
+) -> Result<ModelReply, InvokeError> {
+    let meta = &stored.meta;
+    let text = deps.templates.decrypt(stored).await?;
+    let rendered = deps.renderer.render(&text, &req.variables)?;
+    drop(text);
+    let assembled = assemble(
+        &rendered,
+        &req.context_documents(),
+        &promptseal::random_hex(8),
+    );
+    drop(rendered);
+    let version = meta.version.to_string();
+    let metadata = converse::request_metadata(
+        &[
+            ("tenant_id", &who.tenant_id),
+            ("principal", &who.principal),
+            ("template_id", &meta.template_id),
+            ("template_version", &version),
+            ("request_id", request_id),
+        ],
+        &assembled.block_map(),
+    );
+    converse::call(
+        &deps.bedrock,
+        ModelCall {
+            model_id: &meta.settings.model_id,
+            assembled: &assembled,
+            max_tokens,
+            temperature,
+            guardrail: meta.settings.guardrail.as_ref(),
+            metadata,
+        },
+        deps.config.model_timeout,
+    )
+    .await
+}
+
+/// The success body for a reply.
+pub fn response(request_id: &str, meta: &VersionMeta, reply: &ModelReply) -> InvokeResponse {
+    InvokeResponse {
         request_id: request_id.to_owned(),
         template_id: meta.template_id.clone(),
         template_version: meta.version,
         model_id: meta.settings.model_id.clone(),
         output: reply.text.to_string(),
-        stop_reason: reply.stop_reason,
+        stop_reason: reply.stop_reason.clone(),
         usage: Usage {
             input_tokens: reply.input_tokens,
             output_tokens: reply.output_tokens,
             total_tokens: reply.input_tokens + reply.output_tokens,
         },
-    })
+    }
 }
 
-fn json_response(body: &InvokeResponse) -> Response<Body> {
+pub fn json_response(body: &InvokeResponse) -> Response<Body> {
     Response::builder()
         .status(200)
         .header(header::CONTENT_TYPE, "application/json")

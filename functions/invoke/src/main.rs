@@ -1,16 +1,6 @@
 //! invoke: wiring only. Telemetry, configuration from the environment, AWS clients built once per
 //! cold start, then the handler behind lambda_http.
 
-mod api;
-mod config;
-mod converse;
-mod error;
-mod handler;
-mod identity;
-mod logging_guard;
-#[cfg(test)]
-mod openapi_tests;
-
 use lambda_http::{Error, service_fn};
 use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::render::Renderer;
@@ -18,9 +8,9 @@ use promptseal::templates::TemplateStore;
 use promptseal::tenants::TenantRegistry;
 use promptseal::usage::UsageLedger;
 
-use config::Config;
-use handler::Deps;
-use logging_guard::LoggingGuard;
+use invoke::config::Config;
+use invoke::handler::{self, Deps};
+use invoke::logging_guard::LoggingGuard;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
