@@ -5,6 +5,7 @@
 pub mod assembly;
 pub mod dynamo;
 pub mod envelope;
+pub mod leak;
 pub mod render;
 pub mod telemetry;
 pub mod template;

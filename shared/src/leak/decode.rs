@@ -1,0 +1,140 @@
+//! Encoded runs in a reply: base64 (standard or URL-safe, padded or not, wrapped in lines) and hex
+//! (packed or as space-separated bytes) that decode to readable text, so the scanner can look
+//! inside them.
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// Shortest encoded run worth decoding (bytes of encoded text).
+const MIN_RUN: usize = 24;
+
+/// An encoded run: its byte range in the text and what it decodes to.
+pub struct Decoded {
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+}
+
+/// Every run in `text` that decodes to readable UTF-8.
+pub fn decoded_runs(text: &str) -> Vec<Decoded> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_b64(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let end = run_end(bytes, start);
+        if end - start >= MIN_RUN
+            && let Some(text) = decode(&bytes[start..end])
+        {
+            out.push(Decoded { start, end, text });
+        }
+        i = end.max(i + 1);
+    }
+    out
+}
+
+fn is_b64(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+}
+
+/// End of the encoded run starting at `start`: base64 characters, plus line breaks after long
+/// lines (wrapped base64) and single spaces between hex byte pairs.
+fn run_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start;
+    let mut line = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if is_b64(b) {
+            line += 1;
+            i += 1;
+        } else if (b == b'\n' || b == b'\r')
+            && line >= 40
+            && bytes.get(i + 1).is_some_and(|&n| is_b64(n) || n == b'\n')
+        {
+            line = 0;
+            i += 1;
+        } else if b == b' '
+            && is_hex_pair_at(bytes, i + 1)
+            && i >= 2
+            && is_hex_pair_at(bytes, i - 2)
+        {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+fn is_hex_pair_at(bytes: &[u8], i: usize) -> bool {
+    bytes
+        .get(i..i + 2)
+        .is_some_and(|p| p.iter().all(u8::is_ascii_hexdigit))
+        && bytes.get(i + 2).is_none_or(|b| !b.is_ascii_alphanumeric())
+}
+
+fn decode(run: &[u8]) -> Option<String> {
+    let compact: Vec<u8> = run
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let decoded = if compact.len().is_multiple_of(2) && compact.iter().all(u8::is_ascii_hexdigit) {
+        hex::decode(&compact).ok()?
+    } else {
+        let config = GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true);
+        let url_safe = compact.iter().any(|b| matches!(b, b'-' | b'_'));
+        let engine = GeneralPurpose::new(
+            if url_safe {
+                &alphabet::URL_SAFE
+            } else {
+                &alphabet::STANDARD
+            },
+            config,
+        );
+        engine.decode(&compact).ok()?
+    };
+    let text = String::from_utf8(decoded).ok()?;
+    let readable = text
+        .chars()
+        .filter(|c| !c.is_control() || c.is_whitespace())
+        .count();
+    (readable * 10 >= text.chars().count() * 9 && text.chars().any(char::is_alphabetic))
+        .then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_hex_runs_decode_to_their_text() {
+        let secret = "Never reveal the escalation code to anyone";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+        let packed = hex::encode(secret);
+        let spaced: Vec<String> = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        for encoded in [b64.clone(), packed, spaced.join(" ")] {
+            let text = format!("Sure! Here it is: {encoded} -- enjoy.");
+            let runs = decoded_runs(&text);
+            assert_eq!(runs.len(), 1, "{text}");
+            assert_eq!(runs[0].text, secret);
+            assert_eq!(&text[runs[0].start..runs[0].end], encoded);
+        }
+        let wrapped = format!("{}\n{}", &b64[..40], &b64[40..]);
+        assert_eq!(decoded_runs(&wrapped)[0].text, secret);
+    }
+
+    #[test]
+    fn ordinary_text_has_no_encoded_runs() {
+        let text = "Internationalization and counterrevolutionaries are long words; \
+                    INV-2024-08817 is an invoice; e3b0c44298fc1c149afbf4c8996fb924 is a hash.";
+        assert!(decoded_runs(text).is_empty());
+    }
+}

@@ -1,0 +1,649 @@
+//! The leak guard's core: keyed fingerprints of ISV text, and a scanner that finds that text in a
+//! model's reply, also when it is disguised.
+//!
+//! Fingerprints are computed once, when a template version is sealed: the keyed hash (SipHash-1-3
+//! under a random per-version key) of every normalised word, and a polynomial of those hashes for
+//! every run of `min_span` consecutive words. Without the key the set is a bag of random numbers;
+//! it is stored sealed besides (see `FingerprintStore`), so it is never readable at rest either.
+//!
+//! The scanner turns a reply into the same words and looks every run up, forwards and backwards
+//! (reversed text), among the words that belong to the template only (interleaved with filler),
+//! inside letter-spaced runs (re-segmented into template words) and inside base64 and hex runs.
+//! Case, Unicode look-alikes, punctuation, Markdown, Caesar shifts and reversed words are undone
+//! by the word normalisation itself (`words`).
+
+mod decode;
+mod words;
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde::{Deserialize, Serialize};
+use siphasher::sip::SipHasher13;
+
+pub use words::for_each_word;
+
+/// Fewest consecutive template words that count as a leak, unless a template says otherwise.
+pub const DEFAULT_MIN_SPAN: u32 = 8;
+/// Bounds of a template's `min_span`.
+pub const MIN_SPAN_RANGE: std::ops::RangeInclusive<u32> = 4..=64;
+
+/// Multiplier of the rolling polynomial over word hashes (odd, so invertible modulo 2^64).
+const R: u64 = 0x9E37_79B9_7F4A_7C15;
+/// Longest word tried when re-segmenting a letter-spaced run.
+const MAX_WORD: usize = 24;
+/// Longest letter-spaced run re-segmented.
+const MAX_SPACED_RUN: usize = 4096;
+/// How deep encoded runs inside encoded runs are followed.
+const MAX_DEPTH: u8 = 2;
+
+/// What a template version does when a reply repeats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeakPolicy {
+    /// The reply is withheld.
+    #[default]
+    Block,
+    /// Leaked spans are replaced with a marker.
+    Redact,
+}
+
+/// A template version's leak-guard settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeakGuard {
+    #[serde(default)]
+    pub policy: LeakPolicy,
+    /// Fewest consecutive template words that count as a leak.
+    #[serde(default = "default_min_span")]
+    pub min_span: u32,
+}
+
+impl Default for LeakGuard {
+    fn default() -> Self {
+        Self {
+            policy: LeakPolicy::default(),
+            min_span: DEFAULT_MIN_SPAN,
+        }
+    }
+}
+
+fn default_min_span() -> u32 {
+    DEFAULT_MIN_SPAN
+}
+
+/// How leaked text was disguised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Form {
+    /// In order: verbatim or near-verbatim (case, Unicode, punctuation, Markdown, shifted letters,
+    /// reversed words).
+    Text,
+    /// Words in reverse order.
+    Reversed,
+    /// Template words in order with other words between them.
+    Interleaved,
+    /// One letter at a time.
+    LetterSpaced,
+    /// Inside base64 or hex.
+    Encoded,
+    /// The request's canary.
+    Canary,
+}
+
+/// A leaked span of a scanned text. Offsets are bytes; the text itself is never kept.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub start: usize,
+    pub len: usize,
+    /// Share of the span's words that are template words in template order (0..=1).
+    pub score: f32,
+    pub form: Form,
+}
+
+type IdentityHashSet = HashSet<u64, BuildHasherDefault<Identity>>;
+
+/// The values looked up are already uniform hashes: no need to hash them again.
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 values are hashed")
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The fingerprints of one template version.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Fingerprints {
+    min_span: u32,
+    key: [u64; 2],
+    windows: IdentityHashSet,
+    words: IdentityHashSet,
+}
+
+impl std::fmt::Debug for Fingerprints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fingerprints")
+            .field("min_span", &self.min_span)
+            .field("windows", &self.windows.len())
+            .field("words", &self.words.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed fingerprints")]
+pub struct MalformedFingerprints;
+
+const MAGIC: &[u8; 4] = b"PSF1";
+
+impl Fingerprints {
+    /// Fingerprints of ISV text given as parts (the template's system text and messages). Template
+    /// syntax (`{{ … }}`, `{% … %}`, `{# … #}`) is not text: no run of words spans it.
+    pub fn of_template<'a>(
+        parts: impl IntoIterator<Item = &'a str>,
+        min_span: u32,
+        key: [u8; 16],
+    ) -> Self {
+        let mut fp = Self {
+            min_span,
+            key: [
+                u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
+                u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
+            ],
+            windows: IdentityHashSet::default(),
+            words: IdentityHashSet::default(),
+        };
+        let hasher = fp.hasher();
+        for part in parts {
+            for literal in literals(part) {
+                let hashes = hasher.hashes(literal);
+                fp.words.extend(hashes.iter().copied());
+                let mut rolling = Rolling::new(min_span as usize);
+                for &h in &hashes {
+                    if let Some((forward, _)) = rolling.push(h) {
+                        fp.windows.insert(forward);
+                    }
+                }
+            }
+        }
+        fp
+    }
+
+    pub fn min_span(&self) -> u32 {
+        self.min_span
+    }
+
+    /// How many runs of words are fingerprinted.
+    pub fn len(&self) -> usize {
+        self.windows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+
+    /// A compact binary form, to be sealed before it is stored: magic, min span, key, then the
+    /// window and word hashes (sorted), little-endian.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + 8 * (self.windows.len() + self.words.len()));
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.min_span.to_le_bytes());
+        out.extend_from_slice(&self.key[0].to_le_bytes());
+        out.extend_from_slice(&self.key[1].to_le_bytes());
+        for set in [&self.windows, &self.words] {
+            let mut sorted: Vec<u64> = set.iter().copied().collect();
+            sorted.sort_unstable();
+            out.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
+            for v in sorted {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, MalformedFingerprints> {
+        let mut r = Reader(bytes);
+        if r.take(4)? != MAGIC {
+            return Err(MalformedFingerprints);
+        }
+        let min_span = u32::from_le_bytes(r.array()?);
+        let key = [
+            u64::from_le_bytes(r.array()?),
+            u64::from_le_bytes(r.array()?),
+        ];
+        let mut sets = [IdentityHashSet::default(), IdentityHashSet::default()];
+        for set in &mut sets {
+            let n = u32::from_le_bytes(r.array()?) as usize;
+            if n > r.0.len() / 8 {
+                return Err(MalformedFingerprints);
+            }
+            set.reserve(n);
+            for _ in 0..n {
+                set.insert(u64::from_le_bytes(r.array()?));
+            }
+        }
+        if !r.0.is_empty() || !MIN_SPAN_RANGE.contains(&min_span) {
+            return Err(MalformedFingerprints);
+        }
+        let [windows, words] = sets;
+        Ok(Self {
+            min_span,
+            key,
+            windows,
+            words,
+        })
+    }
+
+    fn hasher(&self) -> WordHasher {
+        WordHasher { key: self.key }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MalformedFingerprints> {
+        if self.0.len() < n {
+            return Err(MalformedFingerprints);
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], MalformedFingerprints> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+}
+
+/// The literal text between template tags.
+fn literals(source: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    loop {
+        let next_tag = ["{{", "{%", "{#"]
+            .iter()
+            .filter_map(|open| rest.find(open).map(|at| (at, *open)))
+            .min();
+        let Some((at, open)) = next_tag else {
+            out.push(rest);
+            return out;
+        };
+        out.push(&rest[..at]);
+        let close = match open {
+            "{{" => "}}",
+            "{%" => "%}",
+            _ => "#}",
+        };
+        match rest[at + 2..].find(close) {
+            Some(end) => rest = &rest[at + 2 + end + 2..],
+            None => return out,
+        }
+    }
+}
+
+/// Keyed hashes of canonical words.
+struct WordHasher {
+    key: [u64; 2],
+}
+
+impl WordHasher {
+    fn hash(&self, canonical: &[u8]) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.key[0], self.key[1]);
+        h.write(canonical);
+        h.finish()
+    }
+
+    /// The hash of every word of `text`.
+    fn hashes(&self, text: &str) -> Vec<u64> {
+        let mut canonical = Vec::new();
+        let mut out = Vec::new();
+        for_each_word(text, |_, _, word| {
+            words::canonical(word, &mut canonical);
+            out.push(self.hash(&canonical));
+        });
+        out
+    }
+}
+
+/// Polynomials of the last `n` word hashes x0..x(n-1), read forwards (`Σ xj·R^(n-1-j)`, as
+/// fingerprinted) and backwards (`Σ xj·R^j`: the same words in reverse order give the forward
+/// value).
+struct Rolling {
+    ring: Vec<u64>,
+    pushed: usize,
+    forward: u64,
+    backward: u64,
+    /// R^0 .. R^n
+    powers: Vec<u64>,
+    r_inv: u64,
+}
+
+impl Rolling {
+    fn new(n: usize) -> Self {
+        let powers: Vec<u64> = std::iter::successors(Some(1u64), |p| Some(p.wrapping_mul(R)))
+            .take(n + 1)
+            .collect();
+        // Newton's iteration for the inverse of an odd number modulo 2^64.
+        let mut r_inv: u64 = R;
+        for _ in 0..6 {
+            r_inv = r_inv.wrapping_mul(2u64.wrapping_sub(R.wrapping_mul(r_inv)));
+        }
+        Self {
+            ring: vec![0; n],
+            pushed: 0,
+            forward: 0,
+            backward: 0,
+            powers,
+            r_inv,
+        }
+    }
+
+    /// Adds a word; once `n` words are in, returns (forward, backward) of the last `n`.
+    fn push(&mut self, h: u64) -> Option<(u64, u64)> {
+        let n = self.ring.len();
+        let k = self.pushed;
+        if k < n {
+            self.forward = self.forward.wrapping_mul(R).wrapping_add(h);
+            self.backward = self.backward.wrapping_add(h.wrapping_mul(self.powers[k]));
+        } else {
+            let out = self.ring[k % n];
+            self.forward = self
+                .forward
+                .wrapping_mul(R)
+                .wrapping_sub(out.wrapping_mul(self.powers[n]))
+                .wrapping_add(h);
+            self.backward = self
+                .backward
+                .wrapping_sub(out)
+                .wrapping_mul(self.r_inv)
+                .wrapping_add(h.wrapping_mul(self.powers[n - 1]));
+        }
+        self.ring[k % n] = h;
+        self.pushed += 1;
+        (self.pushed >= n).then_some((self.forward, self.backward))
+    }
+}
+
+/// A word of a scanned text.
+#[derive(Clone, Copy)]
+struct Word {
+    start: usize,
+    end: usize,
+    hash: u64,
+    /// The normalised word when it is one character (letter-spaced runs), else 0.
+    single: u8,
+}
+
+/// A match in word-index space, before merging into findings.
+struct Hit {
+    start: usize,
+    end: usize,
+    covered: usize,
+    words: usize,
+    form: Form,
+}
+
+/// Scans texts against one version's fingerprints and, optionally, a per-request canary.
+pub struct Scanner<'a> {
+    fp: &'a Fingerprints,
+    hasher: WordHasher,
+    canary: Option<u64>,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(fp: &'a Fingerprints) -> Self {
+        Self {
+            fp,
+            hasher: fp.hasher(),
+            canary: None,
+        }
+    }
+
+    /// Also reports every occurrence of `canary` (a single word, such as a random token).
+    pub fn with_canary(mut self, canary: &str) -> Self {
+        let mut hash = None;
+        let mut canonical = Vec::new();
+        for_each_word(canary, |_, _, word| {
+            words::canonical(word, &mut canonical);
+            hash = Some(self.hasher.hash(&canonical));
+        });
+        self.canary = hash;
+        self
+    }
+
+    /// Every leaked span of `text`, in order.
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        self.scan_at(text, 0)
+    }
+
+    fn scan_at(&self, text: &str, depth: u8) -> Vec<Finding> {
+        let words = self.words(text);
+        let mut hits = Vec::new();
+        self.match_runs(&words, Form::Text, &mut hits);
+        self.match_interleaved(&words, &mut hits);
+        self.match_letter_spaced(&words, &mut hits);
+        let mut findings: Vec<Finding> = hits
+            .iter()
+            .map(|h| Finding {
+                start: words[h.start].start,
+                len: words[h.end].end - words[h.start].start,
+                score: h.covered as f32 / h.words as f32,
+                form: h.form,
+            })
+            .collect();
+        if depth < MAX_DEPTH {
+            for run in decode::decoded_runs(text) {
+                let inner = self.scan_at(&run.text, depth + 1);
+                if let Some(best) = inner.iter().map(|f| f.score).reduce(f32::max) {
+                    findings.push(Finding {
+                        start: run.start,
+                        len: run.end - run.start,
+                        score: best,
+                        form: Form::Encoded,
+                    });
+                }
+            }
+        }
+        merge(findings)
+    }
+
+    fn words(&self, text: &str) -> Vec<Word> {
+        let mut canonical = Vec::with_capacity(32);
+        let mut out = Vec::with_capacity(text.len() / 5);
+        for_each_word(text, |start, end, word| {
+            words::canonical(word, &mut canonical);
+            out.push(Word {
+                start,
+                end,
+                hash: self.hasher.hash(&canonical),
+                single: if word.len() == 1 { word[0] } else { 0 },
+            });
+        });
+        out
+    }
+
+    /// Runs of `min_span` words in template order, read forwards and backwards; the canary.
+    fn match_runs(&self, words: &[Word], form: Form, hits: &mut Vec<Hit>) {
+        let n = self.fp.min_span as usize;
+        let mut rolling = Rolling::new(n);
+        for (i, w) in words.iter().enumerate() {
+            if Some(w.hash) == self.canary {
+                hits.push(Hit {
+                    start: i,
+                    end: i,
+                    covered: 1,
+                    words: 1,
+                    form: Form::Canary,
+                });
+            }
+            let Some((forward, backward)) = rolling.push(w.hash) else {
+                continue;
+            };
+            let found = if self.fp.windows.contains(&forward) {
+                Some(form)
+            } else if self.fp.windows.contains(&backward) {
+                Some(Form::Reversed)
+            } else {
+                None
+            };
+            if let Some(form) = found {
+                hits.push(Hit {
+                    start: i + 1 - n,
+                    end: i,
+                    covered: n,
+                    words: n,
+                    form,
+                });
+            }
+        }
+    }
+
+    /// Template words in template order with other words between them (at most as many other
+    /// words as template words).
+    fn match_interleaved(&self, words: &[Word], hits: &mut Vec<Hit>) {
+        let n = self.fp.min_span as usize;
+        let mut rolling = Rolling::new(n);
+        let mut positions = std::collections::VecDeque::with_capacity(n);
+        for (i, w) in words.iter().enumerate() {
+            if !self.fp.words.contains(&w.hash) {
+                continue;
+            }
+            if positions.len() == n {
+                positions.pop_front();
+            }
+            positions.push_back(i);
+            let Some((forward, _)) = rolling.push(w.hash) else {
+                continue;
+            };
+            let first = positions[0];
+            let spread = i - first + 1;
+            if spread > n && spread <= 2 * n && self.fp.windows.contains(&forward) {
+                hits.push(Hit {
+                    start: first,
+                    end: i,
+                    covered: n,
+                    words: spread,
+                    form: Form::Interleaved,
+                });
+            }
+        }
+    }
+
+    /// Runs of single characters (`d o  n o t`, `d-o-n-o-t`), re-segmented into template words.
+    fn match_letter_spaced(&self, words: &[Word], hits: &mut Vec<Hit>) {
+        let mut i = 0;
+        while i < words.len() {
+            if words[i].single == 0 {
+                i += 1;
+                continue;
+            }
+            let run_start = i;
+            while i < words.len() && words[i].single != 0 && i - run_start < MAX_SPACED_RUN {
+                i += 1;
+            }
+            if i - run_start >= 2 * self.fp.min_span as usize {
+                let (segmented, spans) = self.segment(&words[run_start..i]);
+                let before = hits.len();
+                self.match_runs(&segmented, Form::LetterSpaced, hits);
+                for hit in &mut hits[before..] {
+                    hit.start = run_start + spans[hit.start].0;
+                    hit.end = run_start + spans[hit.end].1;
+                    hit.words = hit.end - hit.start + 1;
+                    hit.covered = hit.words;
+                    if hit.form == Form::Reversed {
+                        hit.form = Form::LetterSpaced;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The letters of a run split into as many template words as possible (fewest letters left
+    /// over; a left-over letter becomes a word that matches nothing). Returns the words and, for
+    /// each, the first and last letter (indices into the run) it spans.
+    fn segment(&self, letters: &[Word]) -> (Vec<Word>, Vec<(usize, usize)>) {
+        let m = letters.len();
+        let chars: Vec<u8> = letters.iter().map(|w| w.single).collect();
+        // best[j]: (letters left over to reach j, where the last word starts, its hash)
+        let mut best: Vec<(usize, usize, u64)> = vec![(usize::MAX, 0, 0); m + 1];
+        best[0].0 = 0;
+        let mut canonical = Vec::new();
+        for j in 0..m {
+            let cost = best[j].0;
+            if cost == usize::MAX {
+                continue;
+            }
+            if cost + 1 < best[j + 1].0 {
+                best[j + 1] = (cost + 1, j, 0);
+            }
+            for k in 2..=MAX_WORD.min(m - j) {
+                words::canonical(&chars[j..j + k], &mut canonical);
+                let h = self.hasher.hash(&canonical);
+                let known = self.fp.words.contains(&h) || Some(h) == self.canary;
+                if known && cost < best[j + k].0 {
+                    best[j + k] = (cost, j, h);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut spans = Vec::new();
+        let mut j = m;
+        while j > 0 {
+            let (_, prev, hash) = best[j];
+            out.push(Word {
+                start: letters[prev].start,
+                end: letters[j - 1].end,
+                hash,
+                single: 0,
+            });
+            spans.push((prev, j - 1));
+            j = prev;
+        }
+        out.reverse();
+        spans.reverse();
+        (out, spans)
+    }
+}
+
+/// Overlapping or adjacent findings (at most 3 bytes apart) become one; the stronger score and
+/// the first form win.
+fn merge(mut findings: Vec<Finding>) -> Vec<Finding> {
+    findings.sort_by_key(|f| (f.start, std::cmp::Reverse(f.len)));
+    let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
+    for f in findings {
+        match out.last_mut() {
+            Some(last) if f.start <= last.start + last.len + 3 => {
+                let end = (last.start + last.len).max(f.start + f.len);
+                last.len = end - last.start;
+                last.score = last.score.max(f.score);
+            }
+            _ => out.push(f),
+        }
+    }
+    out
+}
+
+/// `text` with every finding replaced by `marker`.
+pub fn redact(text: &str, findings: &[Finding], marker: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for f in findings {
+        out.push_str(&text[at..f.start]);
+        out.push_str(marker);
+        at = f.start + f.len;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests;
