@@ -138,6 +138,13 @@ impl std::fmt::Debug for Fingerprints {
     }
 }
 
+/// The key could reveal which words the template uses: wiped when dropped.
+impl Drop for Fingerprints {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("malformed fingerprints")]
 pub struct MalformedFingerprints;
@@ -164,14 +171,13 @@ impl Fingerprints {
         let hasher = fp.hasher();
         for part in parts {
             for literal in literals(part) {
-                let hashes = hasher.hashes(literal);
-                fp.words.extend(hashes.iter().copied());
                 let mut rolling = Rolling::new(min_span as usize);
-                for &h in &hashes {
+                hasher.for_each(literal, |_, _, _, h| {
+                    fp.words.insert(h);
                     if let Some((forward, _)) = rolling.push(h) {
                         fp.windows.insert(forward);
                     }
-                }
+                });
             }
         }
         fp
@@ -296,21 +302,20 @@ struct WordHasher {
 }
 
 impl WordHasher {
-    fn hash(&self, canonical: &[u8]) -> u64 {
+    /// The keyed hash of a normalised word's canonical form (`buf` is scratch space).
+    fn hash(&self, word: &[u8], buf: &mut Vec<u8>) -> u64 {
+        words::canonical(word, buf);
         let mut h = SipHasher13::new_with_keys(self.key[0], self.key[1]);
-        h.write(canonical);
+        h.write(buf);
         h.finish()
     }
 
-    /// The hash of every word of `text`.
-    fn hashes(&self, text: &str) -> Vec<u64> {
-        let mut canonical = Vec::new();
-        let mut out = Vec::new();
-        for_each_word(text, |_, _, word| {
-            words::canonical(word, &mut canonical);
-            out.push(self.hash(&canonical));
+    /// Calls `f(start, end, normalised word, hash)` for every word of `text`.
+    fn for_each(&self, text: &str, mut f: impl FnMut(usize, usize, &[u8], u64)) {
+        let mut buf = Vec::with_capacity(32);
+        for_each_word(text, |start, end, word| {
+            f(start, end, word, self.hash(word, &mut buf));
         });
-        out
     }
 }
 
@@ -411,11 +416,7 @@ impl<'a> Scanner<'a> {
     /// Also reports every occurrence of `canary` (a single word, such as a random token).
     pub fn with_canary(mut self, canary: &str) -> Self {
         let mut hash = None;
-        let mut canonical = Vec::new();
-        for_each_word(canary, |_, _, word| {
-            words::canonical(word, &mut canonical);
-            hash = Some(self.hasher.hash(&canonical));
-        });
+        self.hasher.for_each(canary, |_, _, _, h| hash = Some(h));
         self.canary = hash;
         self
     }
@@ -457,14 +458,12 @@ impl<'a> Scanner<'a> {
     }
 
     fn words(&self, text: &str) -> Vec<Word> {
-        let mut canonical = Vec::with_capacity(32);
         let mut out = Vec::with_capacity(text.len() / 5);
-        for_each_word(text, |start, end, word| {
-            words::canonical(word, &mut canonical);
+        self.hasher.for_each(text, |start, end, word, hash| {
             out.push(Word {
                 start,
                 end,
-                hash: self.hasher.hash(&canonical),
+                hash,
                 single: if word.len() == 1 { word[0] } else { 0 },
             });
         });
@@ -586,8 +585,7 @@ impl<'a> Scanner<'a> {
                 best[j + 1] = (cost + 1, j, 0);
             }
             for k in 2..=MAX_WORD.min(m - j) {
-                words::canonical(&chars[j..j + k], &mut canonical);
-                let h = self.hasher.hash(&canonical);
+                let h = self.hasher.hash(&chars[j..j + k], &mut canonical);
                 let known = self.fp.words.contains(&h) || Some(h) == self.canary;
                 if known && cost < best[j + k].0 {
                     best[j + k] = (cost, j, h);
