@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use promptseal::envelope::{CachePolicy, EncryptionContext, EnvelopeError};
+use promptseal::envelope::{CachePolicy, EncryptionContext, Envelope, EnvelopeError, Sealed};
+use promptseal::leak::{Form, Scanner};
 use promptseal::render::Renderer;
 use promptseal::template::{
     DefinitionError, InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec,
@@ -28,6 +29,7 @@ fn definition(id: &str) -> TemplateDefinition {
             temperature_default: 0.1,
         },
         guardrail: None,
+        leak_guard: Default::default(),
         variables: vec![VariableSpec {
             name: "question".into(),
             required: true,
@@ -70,6 +72,65 @@ async fn move_ciphertext(stack: &common::Stack, from: (&str, u32), to: (&str, u3
         .send()
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn fingerprints_are_sealed_beside_each_version_under_a_key_that_opens_no_template() {
+    let stack = common::fresh_stack().await;
+    let store = stack.template_store(CachePolicy::default());
+    let mut def = definition("fp");
+    def.system = format!(
+        "You are the billing assistant of Northwind Ledger and never discuss refunds. {CANARY}"
+    );
+    store
+        .put(def, "operator-1", true, &Renderer::default())
+        .await
+        .unwrap();
+
+    let items = stack
+        .ddb()
+        .scan()
+        .table_name(stack.resources.table("FingerprintsTable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(items.count(), 1, "one fingerprint item per version");
+    let raw = format!("{:?}", items.items());
+    for word in ["billing", "Northwind", "refunds", "CANARY"] {
+        assert!(!raw.contains(word), "{word} stored in the clear");
+    }
+
+    // What invoke and redact-log get: fingerprints that recognise the text, not the text.
+    let fp = store.fingerprints().get("fp", 1).await.unwrap();
+    let found = Scanner::new(&fp)
+        .scan("Sure! I am the BILLING assistant of Northwind Ledger and never discuss refunds.");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].form, Form::Text);
+
+    // The fingerprint key cannot open the template's sealed text.
+    let stored = store.version("fp", Some(1)).await.unwrap();
+    let fingerprint_key = Envelope::new(
+        aws_sdk_kms::Client::new(&stack.config),
+        stack.resources.key_alias("FingerprintKey"),
+        CachePolicy::default(),
+    );
+    let ctx = EncryptionContext::template("fp", 1);
+    assert!(fingerprint_key.open(&stored.sealed, &ctx).await.is_err());
+
+    // Sealed fingerprints opened as another version's fail.
+    let item = &items.items()[0];
+    let sealed = Sealed {
+        ciphertext: item["ciphertext"].as_b().unwrap().as_ref().to_vec(),
+        wrapped_key: item["wrapped_key"].as_b().unwrap().as_ref().to_vec(),
+    };
+    let err = fingerprint_key
+        .open(&sealed, &EncryptionContext::fingerprints("fp", 2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EnvelopeError::Integrity | EnvelopeError::Kms { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -318,6 +379,7 @@ async fn kms_and_dynamodb_failures_are_typed_and_write_nothing() {
             "alias/does-not-exist",
             CachePolicy::default(),
         ),
+        stack.fingerprint_store(),
     );
     let err = no_key
         .put(definition("k"), "op", true, &renderer)
@@ -334,6 +396,7 @@ async fn kms_and_dynamodb_failures_are_typed_and_write_nothing() {
         stack.ddb(),
         "no-such-table",
         stack.envelope(CachePolicy::default()),
+        stack.fingerprint_store(),
     );
     let err = no_table.list().await.unwrap_err();
     let TemplateStoreError::Dynamo(dynamo) = &err else {

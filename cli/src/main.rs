@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use promptseal::envelope::{CachePolicy, Envelope};
+use promptseal::fingerprints::FingerprintStore;
 use promptseal::render::Renderer;
 use promptseal::template::TemplateDefinition;
 use promptseal::templates::TemplateStore;
@@ -64,6 +65,21 @@ struct Config {
         default_value = "alias/promptseal-templates"
     )]
     template_key_id: String,
+    #[arg(
+        long,
+        global = true,
+        env = "FINGERPRINTS_TABLE",
+        default_value = "promptseal-fingerprints"
+    )]
+    fingerprints_table: String,
+    /// KMS key (id, ARN or alias) for the data keys of template fingerprints.
+    #[arg(
+        long,
+        global = true,
+        env = "FINGERPRINT_KEY_ID",
+        default_value = "alias/promptseal-fingerprints"
+    )]
+    fingerprint_key_id: String,
 }
 
 #[derive(Subcommand)]
@@ -165,12 +181,22 @@ async fn run(cli: Cli, out: &Output) -> Result<()> {
     let config = cli.config;
     match cli.command {
         Command::Template(cmd) => {
-            let envelope = Envelope::new(
-                aws_sdk_kms::Client::new(&sdk),
-                config.template_key_id,
-                CachePolicy::default(),
+            let kms = aws_sdk_kms::Client::new(&sdk);
+            let fingerprints = FingerprintStore::new(
+                ddb.clone(),
+                config.fingerprints_table,
+                Envelope::new(
+                    kms.clone(),
+                    config.fingerprint_key_id,
+                    CachePolicy::default(),
+                ),
             );
-            let store = TemplateStore::new(ddb, config.templates_table, envelope);
+            let store = TemplateStore::new(
+                ddb,
+                config.templates_table,
+                Envelope::new(kms, config.template_key_id, CachePolicy::default()),
+                fingerprints,
+            );
             template(cmd, &store, &sdk, out).await
         }
         Command::Tenant(cmd) => {

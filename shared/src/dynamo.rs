@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::envelope::Sealed;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -87,6 +90,28 @@ pub fn bytes(item: &Item, name: &'static str) -> Result<Vec<u8>, MalformedItem> 
         .and_then(|v| v.as_b().ok())
         .map(|b| b.as_ref().to_vec())
         .ok_or(MalformedItem(name))
+}
+
+/// A sealed object stored as two binary attributes, `ciphertext` and `wrapped_key`.
+pub fn sealed(item: &Item) -> Result<Sealed, MalformedItem> {
+    Ok(Sealed {
+        ciphertext: bytes(item, "ciphertext")?,
+        wrapped_key: bytes(item, "wrapped_key")?,
+    })
+}
+
+/// The attributes [`sealed`] reads.
+pub fn sealed_attributes(sealed: &Sealed) -> [(&'static str, AttributeValue); 2] {
+    [
+        (
+            "ciphertext",
+            AttributeValue::B(Blob::new(sealed.ciphertext.clone())),
+        ),
+        (
+            "wrapped_key",
+            AttributeValue::B(Blob::new(sealed.wrapped_key.clone())),
+        ),
+    ]
 }
 
 pub fn s(value: impl Into<String>) -> AttributeValue {

@@ -34,6 +34,16 @@ impl EncryptionContext {
         ]))
     }
 
+    /// The fingerprints of one template version (a different key and purpose: whoever may open
+    /// them cannot open the template).
+    pub fn fingerprints(template_id: &str, version: u32) -> Self {
+        Self(BTreeMap::from([
+            ("purpose", "fingerprints".to_owned()),
+            ("template_id", template_id.to_owned()),
+            ("version", version.to_string()),
+        ]))
+    }
+
     fn associated_data(&self) -> Vec<u8> {
         serde_json::to_vec(&self.0).expect("a map of strings always serialises")
     }

@@ -5,6 +5,7 @@
 pub mod assembly;
 pub mod dynamo;
 pub mod envelope;
+pub mod fingerprints;
 pub mod leak;
 pub mod render;
 pub mod telemetry;
@@ -13,11 +14,16 @@ pub mod templates;
 pub mod tenants;
 pub mod usage;
 
-/// `bytes` random bytes from the OS, as lowercase hex.
-pub fn random_hex(bytes: usize) -> String {
+/// `N` random bytes from the OS.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
     use aes_gcm::aead::OsRng;
     use aes_gcm::aead::rand_core::RngCore;
-    let mut buf = vec![0u8; bytes];
+    let mut buf = [0u8; N];
     OsRng.fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    buf
+}
+
+/// `N` random bytes from the OS, as lowercase hex.
+pub fn random_hex<const N: usize>() -> String {
+    hex::encode(random_bytes::<N>())
 }

@@ -188,7 +188,7 @@ impl Renderer {
         vars: &BTreeMap<String, String>,
     ) -> Result<RenderedPrompt, RenderError> {
         let scope = Arc::new(Scope {
-            nonce: crate::random_hex(16),
+            nonce: crate::random_hex::<16>(),
             values: vars
                 .iter()
                 .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))

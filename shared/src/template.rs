@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::leak::{LeakGuard, MIN_SPAN_RANGE};
+
 /// Longest accepted template text (system part plus message parts), in bytes.
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
 /// Upper bound on a template's `max_tokens`.
@@ -109,6 +111,9 @@ pub struct TemplateDefinition {
     pub guardrail: Option<Guardrail>,
     #[serde(default)]
     pub variables: Vec<VariableSpec>,
+    /// What a reply that repeats this template gets (default: withheld, 8 words count).
+    #[serde(default)]
+    pub leak_guard: LeakGuard,
     pub system: String,
     pub messages: Vec<MessagePart>,
 }
@@ -121,6 +126,7 @@ impl TemplateDefinition {
             inference: self.inference,
             guardrail: self.guardrail,
             variables: self.variables,
+            leak_guard: self.leak_guard,
         };
         let text = TemplateText {
             system: self.system,
@@ -137,6 +143,8 @@ pub struct TemplateSettings {
     pub inference: InferenceBounds,
     pub guardrail: Option<Guardrail>,
     pub variables: Vec<VariableSpec>,
+    #[serde(default)]
+    pub leak_guard: LeakGuard,
 }
 
 /// Whether a version may still be used.
@@ -193,6 +201,12 @@ pub enum DefinitionError {
     DuplicateVariable(String),
     #[error("variable {0:?} must have max_chars of at least 1")]
     VariableMaxChars(String),
+    #[error(
+        "leak_guard.min_span must be between {} and {} words",
+        MIN_SPAN_RANGE.start(),
+        MIN_SPAN_RANGE.end()
+    )]
+    MinSpan,
     #[error("template text is {0} bytes, over the limit of {MAX_TEMPLATE_BYTES}")]
     TooLarge(usize),
     #[error("{part}: {problem}")]
@@ -226,6 +240,9 @@ pub fn check_settings(id: &str, settings: &TemplateSettings) -> Result<(), Defin
         && (g.id.trim().is_empty() || g.version.trim().is_empty())
     {
         return Err(DefinitionError::Guardrail);
+    }
+    if !MIN_SPAN_RANGE.contains(&settings.leak_guard.min_span) {
+        return Err(DefinitionError::MinSpan);
     }
     let mut seen = BTreeSet::new();
     for v in &settings.variables {
@@ -364,6 +381,7 @@ mod tests {
             },
             guardrail: None,
             variables: schema(),
+            leak_guard: LeakGuard::default(),
         }
     }
 
@@ -395,5 +413,10 @@ mod tests {
         let mut s = settings();
         s.model_id = " ".into();
         assert_eq!(check_settings("t", &s), Err(DefinitionError::MissingModel));
+        for span in [3, 65] {
+            let mut s = settings();
+            s.leak_guard.min_span = span;
+            assert_eq!(check_settings("t", &s), Err(DefinitionError::MinSpan));
+        }
     }
 }

@@ -3,13 +3,13 @@
 //! Every write is one conditional transaction, so no partial or duplicate version is left behind.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeError, Sealed};
+use crate::fingerprints::{FingerprintError, FingerprintStore};
 use crate::render::Renderer;
 use crate::template::{
     DefinitionError, TemplateDefinition, TemplateSettings, TemplateText, VersionMeta,
@@ -38,6 +38,8 @@ pub enum TemplateStoreError {
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
     #[error(transparent)]
+    Fingerprints(#[from] FingerprintError),
+    #[error(transparent)]
     Malformed(#[from] MalformedItem),
     #[error("sealed template text does not parse")]
     Payload(#[source] serde_json::Error),
@@ -63,6 +65,7 @@ pub struct TemplateStore {
     ddb: aws_sdk_dynamodb::Client,
     table: String,
     envelope: Envelope,
+    fingerprints: FingerprintStore,
 }
 
 fn version_key(version: u32) -> String {
@@ -74,16 +77,23 @@ impl TemplateStore {
         ddb: aws_sdk_dynamodb::Client,
         table: impl Into<String>,
         envelope: Envelope,
+        fingerprints: FingerprintStore,
     ) -> Self {
         Self {
             ddb,
             table: table.into(),
             envelope,
+            fingerprints,
         }
     }
 
-    /// Checks, seals and stores a definition as the template's next version, optionally making it
-    /// the active one. Returns the new version's metadata.
+    /// The fingerprints of this store's versions.
+    pub fn fingerprints(&self) -> &FingerprintStore {
+        &self.fingerprints
+    }
+
+    /// Checks, seals and stores a definition as the template's next version, with its sealed
+    /// fingerprints, optionally making it the active one. Returns the new version's metadata.
     pub async fn put(
         &self,
         definition: TemplateDefinition,
@@ -95,6 +105,7 @@ impl TemplateStore {
         let (text, settings) = definition.into_parts();
         check_settings(&id, &settings)?;
         renderer.check(&text, &settings.variables)?;
+        let fp = FingerprintStore::compute(&text, settings.leak_guard.min_span);
         let plaintext =
             Zeroizing::new(serde_json::to_vec(&text).expect("template text always serialises"));
         drop(text);
@@ -113,7 +124,11 @@ impl TemplateStore {
                 .envelope
                 .seal(&plaintext, &EncryptionContext::template(&id, meta.version))
                 .await?;
-            match self.write_version(&meta, &sealed, latest, activate).await {
+            let fp_put = self.fingerprints.seal(&id, meta.version, &fp).await?;
+            match self
+                .write_version(&meta, &sealed, fp_put, latest, activate)
+                .await
+            {
                 Err(TemplateStoreError::Conflict(_)) => continue,
                 result => return result.map(|()| meta),
             }
@@ -125,11 +140,12 @@ impl TemplateStore {
         &self,
         meta: &VersionMeta,
         sealed: &Sealed,
+        fingerprints: Put,
         previous_latest: u32,
         activate: bool,
     ) -> Result<(), TemplateStoreError> {
         let settings = serde_json::to_string(&meta.settings).expect("settings always serialise");
-        let put = Put::builder()
+        let mut put = Put::builder()
             .table_name(&self.table)
             .item("template_id", s(&meta.template_id))
             .item("sk", s(version_key(meta.version)))
@@ -138,17 +154,11 @@ impl TemplateStore {
             .item("settings", s(settings))
             .item("created_by", s(&meta.created_by))
             .item("created_at", s(&meta.created_at))
-            .item(
-                "ciphertext",
-                AttributeValue::B(Blob::new(sealed.ciphertext.clone())),
-            )
-            .item(
-                "wrapped_key",
-                AttributeValue::B(Blob::new(sealed.wrapped_key.clone())),
-            )
-            .condition_expression("attribute_not_exists(template_id)")
-            .build()
-            .expect("table, item and condition are set");
+            .condition_expression("attribute_not_exists(template_id)");
+        for (name, value) in dynamo::sealed_attributes(sealed) {
+            put = put.item(name, value);
+        }
+        let put = put.build().expect("table, item and condition are set");
         let mut set = "SET latest_version = :v, updated_at = :now, created_at = if_not_exists(created_at, :now)".to_owned();
         if activate {
             set.push_str(", active_version = :v");
@@ -178,6 +188,7 @@ impl TemplateStore {
             &meta.template_id,
             vec![
                 TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().put(fingerprints).build(),
                 TransactWriteItem::builder().update(head).build(),
             ],
         )
@@ -292,10 +303,7 @@ impl TemplateStore {
         meta.version = version;
         Ok(StoredVersion {
             meta,
-            sealed: Sealed {
-                ciphertext: dynamo::bytes(&item, "ciphertext")?,
-                wrapped_key: dynamo::bytes(&item, "wrapped_key")?,
-            },
+            sealed: dynamo::sealed(&item)?,
         })
     }
 

@@ -5,6 +5,7 @@
 
 use aws_config::SdkConfig;
 use promptseal::envelope::{CachePolicy, Envelope};
+use promptseal::fingerprints::FingerprintStore;
 use promptseal::templates::TemplateStore;
 use promptseal::tenants::TenantRegistry;
 use promptseal::usage::UsageLedger;
@@ -38,11 +39,24 @@ impl Stack {
         )
     }
 
+    pub fn fingerprint_store(&self) -> FingerprintStore {
+        FingerprintStore::new(
+            self.ddb(),
+            self.resources.table("FingerprintsTable"),
+            Envelope::new(
+                aws_sdk_kms::Client::new(&self.config),
+                self.resources.key_alias("FingerprintKey"),
+                CachePolicy::default(),
+            ),
+        )
+    }
+
     pub fn template_store(&self, policy: CachePolicy) -> TemplateStore {
         TemplateStore::new(
             self.ddb(),
             self.resources.table("TemplatesTable"),
             self.envelope(policy),
+            self.fingerprint_store(),
         )
     }
 

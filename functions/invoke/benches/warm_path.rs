@@ -5,8 +5,10 @@
 //! the body is parsed and checked, the template is decrypted with a cached data key, rendered and
 //! assembled, and the Converse call goes through the real `aws-sdk-bedrockruntime` client
 //! (serialising, SigV4 signing, parsing the reply) whose HTTP client answers in process with the
-//! peer's Converse response body. DynamoDB reads and the usage write are network calls and are not
-//! part of this figure, as in the peer.
+//! peer's Converse response body, and the reply is scanned by the output leak guard against the
+//! version's fingerprints and the request's canary. DynamoDB reads and the usage write are network
+//! calls and are not part of this figure, as in the peer (the fingerprints are read once, then
+//! cached, as in the function).
 //!
 //! Run with `cargo xtask bench warm`, which prepares the peer's fixtures in .local/peers and runs
 //! the peer's own warm benchmark in the same session.
@@ -29,16 +31,19 @@ use lambda_http::RequestExt;
 use lambda_http::http::{Response, StatusCode};
 use promptseal::assembly::assemble;
 use promptseal::envelope::{CachePolicy, EncryptionContext, Envelope};
+use promptseal::fingerprints::FingerprintStore;
+use promptseal::leak::{LeakPolicy, Scanner};
 use promptseal::render::Renderer;
 use promptseal::template::{
-    InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec, VersionMeta,
-    VersionStatus, check_settings, check_variables,
+    InferenceBounds, MessagePart, Role, TemplateDefinition, TemplateText, VariableSpec,
+    VersionMeta, VersionStatus, check_settings, check_variables,
 };
 use promptseal::templates::{StoredVersion, TemplateStore};
 use promptseal::tenants::TenantRegistry;
 use promptseal::usage::UsageLedger;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
+use zeroize::Zeroizing;
 
 const TEMPLATE_ID: &str = "tpl-support-ledger";
 const VERSION: u32 = 3;
@@ -138,6 +143,7 @@ fn inputs() -> Inputs {
             },
             guardrail: None,
             variables: specs,
+            leak_guard: Default::default(),
             system: parts["system"].as_str().unwrap().to_owned(),
             messages: vec![MessagePart {
                 role: Role::User,
@@ -148,10 +154,10 @@ fn inputs() -> Inputs {
     }
 }
 
-/// AWS as seen from the process, answered in process: KMS hands out and unwraps one data key, and
-/// Bedrock returns the peer's Converse response. Anything else is a 400, so a call the warm path
-/// should not make shows up as a failed invoke.
-async fn canned_aws(converse_response: Vec<u8>) -> SdkConfig {
+/// AWS as seen from the process, answered in process: KMS hands out and unwraps one data key,
+/// DynamoDB returns the sealed fingerprints, and Bedrock returns the peer's Converse response.
+/// Anything else is a 400, so a call the warm path should not make shows up as a failed invoke.
+async fn canned_aws(converse_response: Vec<u8>, fingerprints_item: String) -> SdkConfig {
     let key = B64.encode(DATA_KEY);
     let http = infallible_client_fn(move |request| {
         let target = request
@@ -172,6 +178,7 @@ async fn canned_aws(converse_response: Vec<u8>) -> SdkConfig {
                     .to_string()
                     .into_bytes(),
             ),
+            "DynamoDB_20120810.GetItem" => (StatusCode::OK, fingerprints_item.clone().into_bytes()),
             _ if request.uri().path().ends_with("/converse") => {
                 (StatusCode::OK, converse_response.clone())
             }
@@ -203,26 +210,47 @@ struct Warm {
     event: String,
 }
 
+/// A GetItem response with the version's fingerprints, sealed under the canned KMS data key.
+fn fingerprints_item(text: &TemplateText, min_span: u32) -> String {
+    let fp = FingerprintStore::compute(text, min_span);
+    let ciphertext = promptseal::envelope::encrypt(
+        &Zeroizing::new(DATA_KEY),
+        &fp.to_bytes(),
+        &EncryptionContext::fingerprints(TEMPLATE_ID, VERSION),
+    );
+    json!({"Item": {
+        "template_id": {"S": TEMPLATE_ID},
+        "version": {"N": VERSION.to_string()},
+        "ciphertext": {"B": B64.encode(ciphertext)},
+        "wrapped_key": {"B": B64.encode(b"wrapped-by-kms")},
+    }})
+    .to_string()
+}
+
 async fn warm(inputs: Inputs) -> Warm {
-    let sdk = canned_aws(inputs.converse_response).await;
+    let (text, settings) = inputs.definition.into_parts();
+    let item = fingerprints_item(&text, settings.leak_guard.min_span);
+    let sdk = canned_aws(inputs.converse_response, item).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let config = Config::from_lookup(|name| {
         let value = match name {
             "DEPLOYMENT_MODE" => "tenant-hosted",
             "TENANT_CLAIM" => TENANT_CLAIM,
-            "TEMPLATES_TABLE" | "TENANTS_TABLE" | "USAGE_TABLE" | "TEMPLATE_KEY_ID" => "bench",
+            "TEMPLATES_TABLE" | "TENANTS_TABLE" | "USAGE_TABLE" | "TEMPLATE_KEY_ID"
+            | "FINGERPRINTS_TABLE" | "FINGERPRINT_KEY_ID" => "bench",
             _ => return None,
         };
         Some(value.to_owned())
     })
     .unwrap();
-    let envelope = Envelope::new(
-        aws_sdk_kms::Client::new(&sdk),
-        "alias/bench",
-        CachePolicy::default(),
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let envelope = Envelope::new(kms.clone(), "alias/bench", CachePolicy::default());
+    let fingerprints = FingerprintStore::new(
+        ddb.clone(),
+        "bench",
+        Envelope::new(kms, "alias/bench", CachePolicy::default()),
     );
     let renderer = Renderer::default();
-    let (text, settings) = inputs.definition.into_parts();
     check_settings(TEMPLATE_ID, &settings).unwrap();
     renderer.check(&text, &settings.variables).unwrap();
     let plaintext = serde_json::to_vec(&text).unwrap();
@@ -245,7 +273,7 @@ async fn warm(inputs: Inputs) -> Warm {
         sealed,
     };
     let deps = Deps {
-        templates: TemplateStore::new(ddb.clone(), "bench", envelope),
+        templates: TemplateStore::new(ddb.clone(), "bench", envelope, fingerprints),
         tenants: TenantRegistry::new(ddb.clone(), "bench"),
         usage: UsageLedger::new(ddb, "bench"),
         guard: LoggingGuard::new(
@@ -262,9 +290,11 @@ async fn warm(inputs: Inputs) -> Warm {
         stored,
         event: inputs.event,
     };
-    // The first call unwraps the data key through "KMS"; every measured call finds it cached.
+    // The first call unwraps the data key through "KMS" and reads the fingerprints; every
+    // measured call finds both cached.
     let body = one_invoke(&warm).await;
     assert!(body.contains("\"stop_reason\":\"end_turn\""), "{body}");
+    assert!(body.contains("\"action\":\"passed\""), "{body}");
     warm
 }
 
@@ -277,10 +307,15 @@ async fn one_invoke(warm: &Warm) -> String {
     let meta = &warm.stored.meta;
     check_variables(&meta.settings.variables, &req.variables).unwrap();
     let settings = api::inference_settings(&req.inference, &meta.settings.inference).unwrap();
-    let reply = handler::ask_model(&warm.deps, &who, &warm.stored, &req, REQUEST_ID, settings)
+    let answer = handler::ask_model(&warm.deps, &who, &warm.stored, &req, REQUEST_ID, settings)
         .await
         .unwrap();
-    let response = handler::json_response(&handler::response(REQUEST_ID, meta, &reply));
+    let response = handler::json_response(&handler::response(
+        REQUEST_ID,
+        meta,
+        &answer.reply,
+        answer.guard,
+    ));
     match response.into_body() {
         lambda_http::Body::Text(text) => text,
         other => panic!("unexpected body {other:?}"),
@@ -315,7 +350,12 @@ fn stages(
     let text = rt.block_on(deps.templates.decrypt(&warm.stored)).unwrap();
     let rendered = deps.renderer.render(&text, &req.variables).unwrap();
     let documents = req.context_documents();
-    let assembled = assemble(&rendered, &documents, "0123456789abcdef");
+    let assembled = assemble(
+        &rendered,
+        &documents,
+        "0123456789abcdef",
+        "zq0123456789abcdef",
+    );
     let block_map = assembled.block_map();
     let reply = rt.block_on(handler::ask_model(
         deps,
@@ -325,7 +365,10 @@ fn stages(
         REQUEST_ID,
         (1024, 0.2),
     ));
-    let reply = reply.unwrap();
+    let answer = reply.unwrap();
+    let fingerprints = rt
+        .block_on(deps.templates.fingerprints().get(TEMPLATE_ID, VERSION))
+        .unwrap();
 
     group.bench_function("1_event_to_request", |b| {
         b.iter(|| lambda_http::request::from_str(&warm.event).unwrap());
@@ -348,7 +391,12 @@ fn stages(
     });
     group.bench_function("6_assemble_and_metadata", |b| {
         b.iter(|| {
-            let assembled = assemble(&rendered, &documents, &promptseal::random_hex(8));
+            let assembled = assemble(
+                &rendered,
+                &documents,
+                &promptseal::random_hex::<8>(),
+                &format!("zq{}", promptseal::random_hex::<8>()),
+            );
             let map = assembled.block_map();
             (assembled, map)
         });
@@ -375,8 +423,22 @@ fn stages(
             .unwrap()
         });
     });
-    group.bench_function("8_response_json", |b| {
-        b.iter(|| handler::json_response(&handler::response(REQUEST_ID, meta, &reply)));
+    group.bench_function("8_leak_guard", |b| {
+        b.iter(|| {
+            Scanner::new(&fingerprints)
+                .with_canary("zq0123456789abcdef")
+                .guard(&answer.reply.text, LeakPolicy::Block)
+        });
+    });
+    group.bench_function("9_response_json", |b| {
+        b.iter(|| {
+            handler::json_response(&handler::response(
+                REQUEST_ID,
+                meta,
+                &answer.reply,
+                answer.guard.clone(),
+            ))
+        });
     });
 }
 

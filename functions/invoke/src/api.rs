@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use promptseal::assembly::ContextDocument;
+use promptseal::leak::GuardReport;
 use promptseal::template::{InferenceBounds, is_id};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,8 @@ pub struct InvokeResponse {
     pub output: String,
     pub stop_reason: String,
     pub usage: Usage,
+    /// What the output leak guard did (counts and forms, never text).
+    pub guard: GuardReport,
 }
 
 #[derive(Debug, Serialize)]

@@ -18,6 +18,8 @@ pub struct Config {
     pub tenants_table: String,
     pub usage_table: String,
     pub template_key_id: String,
+    pub fingerprints_table: String,
+    pub fingerprint_key_id: String,
     pub deployment_mode: DeploymentMode,
     /// Destinations allowed to receive text logs: `cloudwatch:<log group>` or `s3:<bucket>`.
     pub log_destination_allow_list: Vec<String>,
@@ -95,6 +97,8 @@ impl Config {
             tenants_table: required("TENANTS_TABLE")?,
             usage_table: required("USAGE_TABLE")?,
             template_key_id: required("TEMPLATE_KEY_ID")?,
+            fingerprints_table: required("FINGERPRINTS_TABLE")?,
+            fingerprint_key_id: required("FINGERPRINT_KEY_ID")?,
             deployment_mode,
             log_destination_allow_list: allow,
             tenant_claim: get("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".into()),
@@ -117,6 +121,8 @@ mod tests {
             ("TEMPLATES_TABLE", "t"),
             ("TENANTS_TABLE", "n"),
             ("USAGE_TABLE", "u"),
+            ("FINGERPRINTS_TABLE", "f"),
+            ("FINGERPRINT_KEY_ID", "alias/f"),
             ("TEMPLATE_KEY_ID", "alias/k"),
             ("DEPLOYMENT_MODE", "isv-hosted"),
         ]

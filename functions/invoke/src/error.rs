@@ -9,6 +9,7 @@ use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use promptseal::envelope::EnvelopeError;
+use promptseal::fingerprints::FingerprintError;
 use promptseal::render::RenderError;
 use promptseal::template::VariableError;
 use promptseal::templates::TemplateStoreError;
@@ -69,6 +70,10 @@ pub enum InvokeError {
     Model(#[source] Box<aws_sdk_bedrockruntime::Error>),
     #[error("the model did not answer in time")]
     ModelTimeout,
+    #[error("the model's reply repeated confidential instructions and was withheld")]
+    OutputWithheld,
+    #[error("the template version has no fingerprints")]
+    FingerprintsMissing,
 }
 
 impl InvokeError {
@@ -85,7 +90,10 @@ impl InvokeError {
             }
             QuotaExceeded { .. } | ModelThrottled => StatusCode::TOO_MANY_REQUESTS,
             LoggingGuard(_) | Kms(_) | Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            TemplateIntegrity(_) | Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            TemplateIntegrity(_) | Render(_) | FingerprintsMissing => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            OutputWithheld => StatusCode::UNPROCESSABLE_ENTITY,
             Model(_) => StatusCode::BAD_GATEWAY,
             ModelTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -122,6 +130,8 @@ impl InvokeError {
             Render(_) => "template_render_failed",
             Model(_) => "model_error",
             ModelTimeout => "model_timeout",
+            OutputWithheld => "output_withheld",
+            FingerprintsMissing => "fingerprints_missing",
         }
     }
 
@@ -210,6 +220,19 @@ impl From<TemplateStoreError> for InvokeError {
                 Self::TemplateIntegrity(e)
             }
             TemplateStoreError::Envelope(e) => Self::Kms(e),
+            TemplateStoreError::Fingerprints(e) => e.into(),
+            other => Self::Store(Box::new(other)),
+        }
+    }
+}
+
+impl From<FingerprintError> for InvokeError {
+    fn from(e: FingerprintError) -> Self {
+        match e {
+            FingerprintError::Missing { .. } => Self::FingerprintsMissing,
+            FingerprintError::Envelope(e @ EnvelopeError::Integrity) => Self::TemplateIntegrity(e),
+            FingerprintError::Payload(_) => Self::TemplateIntegrity(EnvelopeError::Integrity),
+            FingerprintError::Envelope(e) => Self::Kms(e),
             other => Self::Store(Box::new(other)),
         }
     }
@@ -268,6 +291,7 @@ mod tests {
                 "quota_exceeded",
             ),
             (InvokeError::ModelTimeout, 504, "model_timeout"),
+            (InvokeError::OutputWithheld, 422, "output_withheld"),
             (
                 InvokeError::LoggingGuard(GuardError::TextLoggingEnabled { count: 1 }),
                 503,

@@ -1,12 +1,14 @@
 //! The handler: an API Gateway request in, the model's answer (or a mapped error) out. Order
 //! matters: identity, body, tenant and entitlement, quota, template metadata and request checks,
-//! then the logging guard, and only then is the template decrypted.
+//! then the logging guard, and only then is the template decrypted. The reply goes out only
+//! through the output leak guard.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
 use promptseal::assembly::assemble;
+use promptseal::leak::{GuardAction, GuardReport, Scanner};
 use promptseal::render::Renderer;
 use promptseal::telemetry::{MetricRecord, Unit};
 use promptseal::template::VersionMeta;
@@ -15,6 +17,7 @@ use promptseal::templates::{StoredVersion, TemplateStore};
 use promptseal::tenants::{TenantRegistry, TenantStatus};
 use promptseal::usage::{UsageLedger, today};
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::api::{self, InvokeRequest, InvokeResponse, Usage};
 use crate::config::Config;
@@ -42,6 +45,13 @@ struct Outcome {
     model_id: Option<String>,
     input_tokens: u64,
     output_tokens: u64,
+    guard: Option<GuardReport>,
+}
+
+/// The model's reply after the output leak guard.
+pub struct Answer {
+    pub reply: ModelReply,
+    pub guard: GuardReport,
 }
 
 pub async fn handle(deps: &Deps, request: Request) -> Result<Response<Body>, lambda_http::Error> {
@@ -118,7 +128,7 @@ async fn invoke(
     // Fail closed: nothing is decrypted unless no text log could capture the prompt.
     deps.guard.check().await?;
 
-    let reply = ask_model(
+    let Answer { reply, guard } = ask_model(
         deps,
         &who,
         &stored,
@@ -129,6 +139,7 @@ async fn invoke(
     .await?;
     outcome.input_tokens = reply.input_tokens;
     outcome.output_tokens = reply.output_tokens;
+    outcome.guard = Some(guard.clone());
 
     // The model has answered and its cost is spent: a failed ledger write is logged and counted,
     // not turned into an error for the caller.
@@ -152,12 +163,16 @@ async fn invoke(
         );
     }
 
-    Ok(response(request_id, meta, &reply))
+    if guard.action == GuardAction::Withheld {
+        return Err(InvokeError::OutputWithheld);
+    }
+    Ok(response(request_id, meta, &reply, guard))
 }
 
-/// From a checked request to the model's reply: the only stretch of code that holds template
+/// From a checked request to the guarded reply: the only stretch of code that holds template
 /// plaintext. The text is decrypted, rendered and assembled here, each form dropped as soon as
-/// the next one exists.
+/// the next one exists; the reply is scanned for the version's fingerprints and this request's
+/// canary, and redacted or withheld as the version's policy says.
 pub async fn ask_model(
     deps: &Deps,
     who: &Caller,
@@ -165,15 +180,23 @@ pub async fn ask_model(
     req: &InvokeRequest,
     request_id: &str,
     (max_tokens, temperature): (u32, f32),
-) -> Result<ModelReply, InvokeError> {
+) -> Result<Answer, InvokeError> {
     let meta = &stored.meta;
+    // Fingerprints first: a version the guard cannot check is never opened.
+    let fingerprints = deps
+        .templates
+        .fingerprints()
+        .get(&meta.template_id, meta.version)
+        .await?;
+    let canary = format!("zq{}", promptseal::random_hex::<8>());
     let text = deps.templates.decrypt(stored).await?;
     let rendered = deps.renderer.render(&text, &req.variables)?;
     drop(text);
     let assembled = assemble(
         &rendered,
         &req.context_documents(),
-        &promptseal::random_hex(8),
+        &promptseal::random_hex::<8>(),
+        &canary,
     );
     drop(rendered);
     let version = meta.version.to_string();
@@ -187,7 +210,7 @@ pub async fn ask_model(
         ],
         &assembled.block_map(),
     );
-    converse::call(
+    let mut reply = converse::call(
         &deps.bedrock,
         ModelCall {
             model_id: &meta.settings.model_id,
@@ -199,11 +222,24 @@ pub async fn ask_model(
         },
         deps.config.model_timeout,
     )
-    .await
+    .await?;
+    drop(assembled);
+    let (guard, replacement) = Scanner::new(&fingerprints)
+        .with_canary(&canary)
+        .guard(&reply.text, meta.settings.leak_guard.policy);
+    if let Some(text) = replacement {
+        reply.text = Zeroizing::new(text);
+    }
+    Ok(Answer { reply, guard })
 }
 
-/// The success body for a reply.
-pub fn response(request_id: &str, meta: &VersionMeta, reply: &ModelReply) -> InvokeResponse {
+/// The success body for a guarded reply.
+pub fn response(
+    request_id: &str,
+    meta: &VersionMeta,
+    reply: &ModelReply,
+    guard: GuardReport,
+) -> InvokeResponse {
     InvokeResponse {
         request_id: request_id.to_owned(),
         template_id: meta.template_id.clone(),
@@ -216,6 +252,7 @@ pub fn response(request_id: &str, meta: &VersionMeta, reply: &ModelReply) -> Inv
             output_tokens: reply.output_tokens,
             total_tokens: reply.input_tokens + reply.output_tokens,
         },
+        guard,
     }
 }
 
@@ -247,6 +284,8 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
     let code = error.map_or("ok", InvokeError::code);
     let status = error.map_or(200, |e| e.status().as_u16());
     let latency_ms = latency.as_secs_f64() * 1000.0;
+    let guard_action = outcome.guard.as_ref().map(|g| g.action.as_str());
+    let leak_findings = outcome.guard.as_ref().map_or(0, |g| g.findings);
     match error {
         Some(e) if e.status().is_server_error() => tracing::error!(
             target: "audit",
@@ -260,7 +299,9 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             target: "audit",
             request_id, tenant_id, principal, template_id, template_version,
             model_id = outcome.model_id.as_deref(),
-            status, error_code = code, latency_ms,
+            status, error_code = code, guard_action, leak_findings,
+            input_tokens = outcome.input_tokens, output_tokens = outcome.output_tokens,
+            latency_ms,
             "invoke refused"
         ),
         None => tracing::info!(
@@ -268,7 +309,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             request_id, tenant_id, principal, template_id, template_version,
             model_id = outcome.model_id.as_deref(),
             status, input_tokens = outcome.input_tokens, output_tokens = outcome.output_tokens,
-            latency_ms,
+            guard_action, leak_findings, latency_ms,
             "invoke completed"
         ),
     }
@@ -284,6 +325,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             ),
             ("InputTokens", outcome.input_tokens as f64, Unit::Count),
             ("OutputTokens", outcome.output_tokens as f64, Unit::Count),
+            ("LeakFindings", leak_findings as f64, Unit::Count),
             ("Latency", latency_ms, Unit::Milliseconds),
         ],
         properties: &[

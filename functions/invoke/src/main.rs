@@ -3,6 +3,7 @@
 
 use lambda_http::{Error, service_fn};
 use promptseal::envelope::{CachePolicy, Envelope};
+use promptseal::fingerprints::FingerprintStore;
 use promptseal::render::Renderer;
 use promptseal::templates::TemplateStore;
 use promptseal::tenants::TenantRegistry;
@@ -23,17 +24,24 @@ async fn main() -> Result<(), Error> {
     );
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let envelope = Envelope::new(
-        aws_sdk_kms::Client::new(&sdk),
-        config.template_key_id.clone(),
-        CachePolicy {
-            max_age: config.key_cache_max_age,
-            max_uses: config.key_cache_max_uses,
-            ..CachePolicy::default()
-        },
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let cache = CachePolicy {
+        max_age: config.key_cache_max_age,
+        max_uses: config.key_cache_max_uses,
+        ..CachePolicy::default()
+    };
+    let fingerprints = FingerprintStore::new(
+        ddb.clone(),
+        config.fingerprints_table.clone(),
+        Envelope::new(kms.clone(), config.fingerprint_key_id.clone(), cache),
     );
     let deps = Deps {
-        templates: TemplateStore::new(ddb.clone(), config.templates_table.clone(), envelope),
+        templates: TemplateStore::new(
+            ddb.clone(),
+            config.templates_table.clone(),
+            Envelope::new(kms, config.template_key_id.clone(), cache),
+            fingerprints,
+        ),
         tenants: TenantRegistry::new(ddb.clone(), config.tenants_table.clone()),
         usage: UsageLedger::new(ddb, config.usage_table.clone()),
         guard: LoggingGuard::new(

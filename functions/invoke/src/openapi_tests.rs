@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use promptseal::envelope::EnvelopeError;
+use promptseal::leak::{GuardAction, GuardReport};
 use promptseal::render::RenderError;
 use promptseal::template::VariableError;
 use serde_json::Value;
@@ -65,6 +66,8 @@ fn every_error() -> Vec<InvokeError> {
         }),
         Model(Box::new(bedrock_runtime)),
         ModelTimeout,
+        OutputWithheld,
+        FingerprintsMissing,
     ];
     // A new variant fails to compile here until it is listed above and documented.
     for e in &errors {
@@ -92,7 +95,9 @@ fn every_error() -> Vec<InvokeError> {
             | Store(_)
             | Render(_)
             | Model(_)
-            | ModelTimeout => {}
+            | ModelTimeout
+            | OutputWithheld
+            | FingerprintsMissing => {}
         }
     }
     errors
@@ -140,6 +145,11 @@ fn the_response_example_has_exactly_the_responses_fields() {
             output_tokens: 1,
             total_tokens: 2,
         },
+        guard: GuardReport {
+            action: GuardAction::Passed,
+            findings: 0,
+            forms: vec![],
+        },
     })
     .unwrap();
     let keys = |v: &Value| {
@@ -151,6 +161,7 @@ fn the_response_example_has_exactly_the_responses_fields() {
     };
     assert_eq!(keys(example), keys(&actual));
     assert_eq!(keys(&example["usage"]), keys(&actual["usage"]));
+    assert_eq!(keys(&example["guard"]), keys(&actual["guard"]));
     let required: BTreeSet<String> = spec["components"]["schemas"]["InvokeResponse"]["required"]
         .as_array()
         .unwrap()

@@ -101,6 +101,41 @@ pub struct Finding {
     pub form: Form,
 }
 
+/// What the guard did with a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardAction {
+    /// Nothing of the template was found; the reply is unchanged.
+    Passed,
+    /// Leaked spans were replaced with [`REDACTION_MARKER`].
+    Redacted,
+    /// The reply was withheld.
+    Withheld,
+}
+
+impl GuardAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Redacted => "redacted",
+            Self::Withheld => "withheld",
+        }
+    }
+}
+
+/// What the guard found and did: counts and forms, never the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuardReport {
+    pub action: GuardAction,
+    /// Leaked spans found.
+    pub findings: usize,
+    /// Their forms, each once, in order of first appearance.
+    pub forms: Vec<Form>,
+}
+
+/// What a leaked span is replaced with.
+pub const REDACTION_MARKER: &str = "[redacted: template text]";
+
 type IdentityHashSet = HashSet<u64, BuildHasherDefault<Identity>>;
 
 /// The values looked up are already uniform hashes: no need to hash them again.
@@ -424,6 +459,32 @@ impl<'a> Scanner<'a> {
     /// Every leaked span of `text`, in order.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         self.scan_at(text, 0)
+    }
+
+    /// Scans `text` and applies `policy`: what was done, and the text to use instead of `text`
+    /// when anything was found (empty when withheld).
+    pub fn guard(&self, text: &str, policy: LeakPolicy) -> (GuardReport, Option<String>) {
+        let findings = self.scan(text);
+        let mut forms = Vec::new();
+        for f in &findings {
+            if !forms.contains(&f.form) {
+                forms.push(f.form);
+            }
+        }
+        let (action, replacement) = match (findings.is_empty(), policy) {
+            (true, _) => (GuardAction::Passed, None),
+            (false, LeakPolicy::Redact) => (
+                GuardAction::Redacted,
+                Some(redact(text, &findings, REDACTION_MARKER)),
+            ),
+            (false, LeakPolicy::Block) => (GuardAction::Withheld, Some(String::new())),
+        };
+        let report = GuardReport {
+            action,
+            findings: findings.len(),
+            forms,
+        };
+        (report, replacement)
     }
 
     fn scan_at(&self, text: &str, depth: u8) -> Vec<Finding> {

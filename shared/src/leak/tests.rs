@@ -183,3 +183,40 @@ fn rolling_windows_equal_direct_polynomials() {
         }
     }
 }
+
+#[test]
+fn the_guard_applies_the_policy_and_reports_counts_and_forms_only() {
+    let fp = fp();
+    let scanner = Scanner::new(&fp).with_canary("zq7f3a9c1e5b");
+    let clean = "Invoices stuck in approval go to the finance team.";
+    assert_eq!(
+        scanner.guard(clean, LeakPolicy::Block),
+        (
+            GuardReport {
+                action: GuardAction::Passed,
+                findings: 0,
+                forms: vec![]
+            },
+            None
+        )
+    );
+
+    let leaky = format!("Sure: {LEAK}. Also zq7f3a9c1e5b. Bye.");
+    let (report, text) = scanner.guard(&leaky, LeakPolicy::Redact);
+    assert_eq!(report.action, GuardAction::Redacted);
+    assert_eq!(report.findings, 2);
+    assert_eq!(report.forms, [Form::Text, Form::Canary]);
+    assert_eq!(
+        text.unwrap(),
+        format!("Sure: {REDACTION_MARKER}. Also {REDACTION_MARKER}. Bye.")
+    );
+
+    let (report, text) = scanner.guard(&leaky, LeakPolicy::Block);
+    assert_eq!(report.action, GuardAction::Withheld);
+    assert_eq!(text.as_deref(), Some(""));
+    let json = serde_json::to_string(&report).unwrap();
+    assert_eq!(
+        json,
+        r#"{"action":"withheld","findings":2,"forms":["text","canary"]}"#
+    );
+}

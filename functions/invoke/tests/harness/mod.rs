@@ -11,6 +11,7 @@ use aws_config::SdkConfig;
 use bedrock_standin::Control;
 use bedrock_standin::converse::Behaviour;
 use promptseal::envelope::{CachePolicy, Envelope};
+use promptseal::fingerprints::FingerprintStore;
 use promptseal::render::Renderer;
 use promptseal::template::{InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec};
 use promptseal::templates::TemplateStore;
@@ -75,6 +76,7 @@ pub fn template(id: &str, model_id: &str, system: &str) -> TemplateDefinition {
             temperature_default: 0.2,
         },
         guardrail: None,
+        leak_guard: Default::default(),
         variables: ["product", "question", "tone"]
             .iter()
             .map(|name| VariableSpec {
@@ -131,6 +133,15 @@ impl World {
                 aws_sdk_kms::Client::new(&self.config),
                 self.resources.key_alias("TemplateKey"),
                 CachePolicy::default(),
+            ),
+            FingerprintStore::new(
+                aws_sdk_dynamodb::Client::new(&self.config),
+                self.resources.table("FingerprintsTable"),
+                Envelope::new(
+                    aws_sdk_kms::Client::new(&self.config),
+                    self.resources.key_alias("FingerprintKey"),
+                    CachePolicy::default(),
+                ),
             ),
         )
     }

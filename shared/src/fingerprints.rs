@@ -1,0 +1,121 @@
+//! The sealed fingerprints of template versions: one item per version in a table of their own,
+//! sealed under a KMS key of their own with the encryption context `purpose = fingerprints`. invoke
+//! and redact-log may open them; neither this table nor this key gives a way to a template's text.
+//!
+//! Versions never change, so opened fingerprints are kept in memory (they hold no plaintext).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::types::Put;
+
+use crate::dynamo::{self, DynamoError, MalformedItem, n, s};
+use crate::envelope::{EncryptionContext, Envelope, EnvelopeError};
+use crate::leak::{Fingerprints, MalformedFingerprints};
+use crate::template::TemplateText;
+
+/// Opened fingerprints kept in memory; the cache is emptied when it reaches this size.
+const CACHE_ENTRIES: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FingerprintError {
+    #[error("template {id:?} version {version} has no fingerprints")]
+    Missing { id: String, version: u32 },
+    #[error(transparent)]
+    Dynamo(#[from] DynamoError),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Malformed(#[from] MalformedItem),
+    #[error(transparent)]
+    Payload(#[from] MalformedFingerprints),
+}
+
+pub struct FingerprintStore {
+    ddb: aws_sdk_dynamodb::Client,
+    table: String,
+    envelope: Envelope,
+    cache: Mutex<HashMap<(String, u32), Arc<Fingerprints>>>,
+}
+
+impl FingerprintStore {
+    pub fn new(
+        ddb: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        envelope: Envelope,
+    ) -> Self {
+        Self {
+            ddb,
+            table: table.into(),
+            envelope,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Fingerprints of a template's text under a fresh random key.
+    pub fn compute(text: &TemplateText, min_span: u32) -> Fingerprints {
+        Fingerprints::of_template(
+            text.parts().map(|(_, part)| part),
+            min_span,
+            crate::random_bytes(),
+        )
+    }
+
+    /// Seals `fp` for one version and returns the write that stores it, to be part of the same
+    /// transaction as the version itself.
+    pub async fn seal(
+        &self,
+        template_id: &str,
+        version: u32,
+        fp: &Fingerprints,
+    ) -> Result<Put, FingerprintError> {
+        let ctx = EncryptionContext::fingerprints(template_id, version);
+        let sealed = self.envelope.seal(&fp.to_bytes(), &ctx).await?;
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .item("template_id", s(template_id))
+            .item("version", n(version))
+            .condition_expression("attribute_not_exists(template_id)");
+        for (name, value) in dynamo::sealed_attributes(&sealed) {
+            put = put.item(name, value);
+        }
+        Ok(put.build().expect("table, item and condition are set"))
+    }
+
+    /// The fingerprints of one version.
+    pub async fn get(
+        &self,
+        template_id: &str,
+        version: u32,
+    ) -> Result<Arc<Fingerprints>, FingerprintError> {
+        let key = (template_id.to_owned(), version);
+        if let Some(fp) = self.cache.lock().expect("cache lock poisoned").get(&key) {
+            return Ok(Arc::clone(fp));
+        }
+        let item = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("template_id", s(template_id))
+            .key("version", n(version))
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("GetItem", e))?
+            .item
+            .ok_or_else(|| FingerprintError::Missing {
+                id: template_id.to_owned(),
+                version,
+            })?;
+        let sealed = dynamo::sealed(&item)?;
+        // Opened under the identity asked for, so fingerprints moved onto another item fail.
+        let ctx = EncryptionContext::fingerprints(template_id, version);
+        let bytes = self.envelope.open(&sealed, &ctx).await?;
+        let fp = Arc::new(Fingerprints::from_bytes(&bytes)?);
+        let mut cache = self.cache.lock().expect("cache lock poisoned");
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, Arc::clone(&fp));
+        Ok(fp)
+    }
+}
