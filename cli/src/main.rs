@@ -5,13 +5,14 @@
 mod output;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::fingerprints::FingerprintStore;
+use promptseal::leak::Scanner;
 use promptseal::render::Renderer;
 use promptseal::template::TemplateDefinition;
 use promptseal::templates::TemplateStore;
@@ -82,6 +83,28 @@ struct Config {
     fingerprint_key_id: String,
 }
 
+impl Config {
+    /// The template store (with its fingerprints) these settings name.
+    fn template_store(
+        self,
+        sdk: &aws_config::SdkConfig,
+        ddb: aws_sdk_dynamodb::Client,
+    ) -> TemplateStore {
+        let kms = aws_sdk_kms::Client::new(sdk);
+        let fingerprints = FingerprintStore::new(
+            ddb.clone(),
+            self.fingerprints_table,
+            Envelope::new(kms.clone(), self.fingerprint_key_id, CachePolicy::default()),
+        );
+        TemplateStore::new(
+            ddb,
+            self.templates_table,
+            Envelope::new(kms, self.template_key_id, CachePolicy::default()),
+            fingerprints,
+        )
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Seal, list and manage prompt templates.
@@ -90,6 +113,19 @@ enum Command {
     /// Register and manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Report where a text (a transcript, a model reply) repeats a template version, also when
+    /// disguised. Prints byte offsets, lengths, scores and forms, never the text; exits with 3
+    /// when anything is found.
+    Scan {
+        /// The template whose fingerprints to scan for.
+        #[arg(long)]
+        template: String,
+        /// The version (default: the active one).
+        #[arg(long)]
+        version: Option<u32>,
+        /// The text to scan: a file, or - for standard input.
+        input: PathBuf,
+    },
     /// Show a tenant's usage ledger.
     Usage {
         tenant_id: String,
@@ -165,6 +201,10 @@ async fn main() -> ExitCode {
     let out = Output { json: cli.json };
     match run(cli, &out).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<LeaksFound>() => {
+            eprintln!("{e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
@@ -180,24 +220,14 @@ async fn run(cli: Cli, out: &Output) -> Result<()> {
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let config = cli.config;
     match cli.command {
-        Command::Template(cmd) => {
-            let kms = aws_sdk_kms::Client::new(&sdk);
-            let fingerprints = FingerprintStore::new(
-                ddb.clone(),
-                config.fingerprints_table,
-                Envelope::new(
-                    kms.clone(),
-                    config.fingerprint_key_id,
-                    CachePolicy::default(),
-                ),
-            );
-            let store = TemplateStore::new(
-                ddb,
-                config.templates_table,
-                Envelope::new(kms, config.template_key_id, CachePolicy::default()),
-                fingerprints,
-            );
-            template(cmd, &store, &sdk, out).await
+        Command::Template(cmd) => template(cmd, &config.template_store(&sdk, ddb), &sdk, out).await,
+        Command::Scan {
+            template,
+            version,
+            input,
+        } => {
+            let store = config.template_store(&sdk, ddb);
+            scan(&store, &template, version, &input, out).await
         }
         Command::Tenant(cmd) => {
             tenant(cmd, &TenantRegistry::new(ddb, config.tenants_table), out).await
@@ -271,6 +301,49 @@ async fn template(
         }
     }
 }
+
+/// Scans a text for one version's fingerprints (no template text is decrypted).
+async fn scan(
+    store: &TemplateStore,
+    template_id: &str,
+    version: Option<u32>,
+    input: &Path,
+    out: &Output,
+) -> Result<()> {
+    let text = if input == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?
+    };
+    let version = match version {
+        Some(v) => v,
+        None => store
+            .head(template_id)
+            .await?
+            .with_context(|| format!("template {template_id:?} not found"))?
+            .active_version
+            .with_context(|| format!("template {template_id:?} has no active version"))?,
+    };
+    let fingerprints = store.fingerprints().get(template_id, version).await?;
+    let findings = Scanner::new(&fingerprints).scan(&text);
+    out.scan(template_id, version, text.len(), &findings)?;
+    match findings.len() {
+        0 => Ok(()),
+        n => Err(LeaksFound(n).into()),
+    }
+}
+
+/// `scan` found something: reported, then the exit status says so.
+#[derive(Debug)]
+struct LeaksFound(usize);
+
+impl std::fmt::Display for LeaksFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} leaked span(s) found", self.0)
+    }
+}
+
+impl std::error::Error for LeaksFound {}
 
 async fn tenant(cmd: TenantCommand, registry: &TenantRegistry, out: &Output) -> Result<()> {
     match cmd {

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
+use promptseal::leak::{Finding, LeakPolicy};
 use promptseal::template::{TemplateText, VersionMeta};
 use promptseal::templates::TemplateSummary;
 use promptseal::tenants::Tenant;
@@ -97,6 +98,14 @@ impl Output {
         if let Some(g) = &s.guardrail {
             println!("guardrail    {} version {}", g.id, g.version);
         }
+        let policy = match s.leak_guard.policy {
+            LeakPolicy::Block => "withhold replies",
+            LeakPolicy::Redact => "redact leaked spans",
+        };
+        println!(
+            "leak guard   {policy} repeating {}+ template words",
+            s.leak_guard.min_span
+        );
         println!("created      {} by {}", meta.created_at, meta.created_by);
         println!("variables");
         for v in &s.variables {
@@ -158,6 +167,37 @@ impl Output {
             ],
             rows,
         );
+        Ok(())
+    }
+
+    pub fn scan(
+        &self,
+        template_id: &str,
+        version: u32,
+        bytes: usize,
+        findings: &[Finding],
+    ) -> Result<()> {
+        if self.json {
+            return self.print_json(&json!({
+                "template_id": template_id,
+                "version": version,
+                "bytes_scanned": bytes,
+                "findings": findings,
+            }));
+        }
+        println!(
+            "{} leaked span(s) of {template_id} version {version} in {bytes} bytes",
+            findings.len()
+        );
+        let rows = findings.iter().map(|f| {
+            vec![
+                f.start.to_string(),
+                f.len.to_string(),
+                format!("{:.2}", f.score),
+                f.form.as_str().to_owned(),
+            ]
+        });
+        table(&["OFFSET", "LENGTH", "SCORE", "FORM"], rows);
         Ok(())
     }
 

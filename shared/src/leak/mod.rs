@@ -91,6 +91,20 @@ pub enum Form {
     Canary,
 }
 
+impl Form {
+    /// The name used in responses, records and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Reversed => "reversed",
+            Self::Interleaved => "interleaved",
+            Self::LetterSpaced => "letter_spaced",
+            Self::Encoded => "encoded",
+            Self::Canary => "canary",
+        }
+    }
+}
+
 /// A leaked span of a scanned text. Offsets are bytes; the text itself is never kept.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {

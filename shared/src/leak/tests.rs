@@ -220,3 +220,17 @@ fn the_guard_applies_the_policy_and_reports_counts_and_forms_only() {
         r#"{"action":"withheld","findings":2,"forms":["text","canary"]}"#
     );
 }
+
+#[test]
+fn form_names_are_the_serialised_names() {
+    for form in [
+        Form::Text,
+        Form::Reversed,
+        Form::Interleaved,
+        Form::LetterSpaced,
+        Form::Encoded,
+        Form::Canary,
+    ] {
+        assert_eq!(serde_json::to_value(form).unwrap(), form.as_str());
+    }
+}
