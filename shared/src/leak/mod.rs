@@ -34,6 +34,8 @@ const R: u64 = 0x9E37_79B9_7F4A_7C15;
 const MAX_WORD: usize = 24;
 /// Longest letter-spaced run re-segmented.
 const MAX_SPACED_RUN: usize = 4096;
+/// Most filler words between two template words of an interleaved run.
+const MAX_FILLER: usize = 3;
 /// How deep encoded runs inside encoded runs are followed.
 const MAX_DEPTH: u8 = 2;
 
@@ -175,6 +177,8 @@ pub struct Fingerprints {
     key: [u64; 2],
     windows: IdentityHashSet,
     words: IdentityHashSet,
+    /// Every two consecutive template words (`h1·R + h2`), to follow a run through filler.
+    pairs: IdentityHashSet,
 }
 
 impl std::fmt::Debug for Fingerprints {
@@ -183,6 +187,7 @@ impl std::fmt::Debug for Fingerprints {
             .field("min_span", &self.min_span)
             .field("windows", &self.windows.len())
             .field("words", &self.words.len())
+            .field("pairs", &self.pairs.len())
             .finish_non_exhaustive()
     }
 }
@@ -198,7 +203,12 @@ impl Drop for Fingerprints {
 #[error("malformed fingerprints")]
 pub struct MalformedFingerprints;
 
-const MAGIC: &[u8; 4] = b"PSF1";
+const MAGIC: &[u8; 4] = b"PSF2";
+
+/// Two consecutive word hashes as one (the rolling polynomial of a run of two).
+fn pair(first: u64, second: u64) -> u64 {
+    first.wrapping_mul(R).wrapping_add(second)
+}
 
 impl Fingerprints {
     /// Fingerprints of ISV text given as parts (the template's system text and messages). Template
@@ -216,13 +226,18 @@ impl Fingerprints {
             ],
             windows: IdentityHashSet::default(),
             words: IdentityHashSet::default(),
+            pairs: IdentityHashSet::default(),
         };
         let hasher = fp.hasher();
         for part in parts {
             for literal in literals(part) {
                 let mut rolling = Rolling::new(min_span as usize);
+                let mut previous = None;
                 hasher.for_each(literal, |_, _, _, h| {
                     fp.words.insert(h);
+                    if let Some(p) = previous.replace(h) {
+                        fp.pairs.insert(pair(p, h));
+                    }
                     if let Some((forward, _)) = rolling.push(h) {
                         fp.windows.insert(forward);
                     }
@@ -248,12 +263,13 @@ impl Fingerprints {
     /// A compact binary form, to be sealed before it is stored: magic, min span, key, then the
     /// window and word hashes (sorted), little-endian.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + 8 * (self.windows.len() + self.words.len()));
+        let hashes = self.windows.len() + self.words.len() + self.pairs.len();
+        let mut out = Vec::with_capacity(36 + 8 * hashes);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.min_span.to_le_bytes());
         out.extend_from_slice(&self.key[0].to_le_bytes());
         out.extend_from_slice(&self.key[1].to_le_bytes());
-        for set in [&self.windows, &self.words] {
+        for set in [&self.windows, &self.words, &self.pairs] {
             let mut sorted: Vec<u64> = set.iter().copied().collect();
             sorted.sort_unstable();
             out.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
@@ -274,7 +290,7 @@ impl Fingerprints {
             u64::from_le_bytes(r.array()?),
             u64::from_le_bytes(r.array()?),
         ];
-        let mut sets = [IdentityHashSet::default(), IdentityHashSet::default()];
+        let mut sets: [IdentityHashSet; 3] = Default::default();
         for set in &mut sets {
             let n = u32::from_le_bytes(r.array()?) as usize;
             if n > r.0.len() / 8 {
@@ -288,12 +304,13 @@ impl Fingerprints {
         if !r.0.is_empty() || !MIN_SPAN_RANGE.contains(&min_span) {
             return Err(MalformedFingerprints);
         }
-        let [windows, words] = sets;
+        let [windows, words, pairs] = sets;
         Ok(Self {
             min_span,
             key,
             windows,
             words,
+            pairs,
         })
     }
 
@@ -581,34 +598,52 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Template words in template order with other words between them (at most as many other
-    /// words as template words).
+    /// Template words in template order with other words between them: from each template word,
+    /// the run is followed to the next word that continues it (at most `MAX_FILLER` words on),
+    /// so filler that happens to be a template word does not break it. A run of `min_span` words
+    /// counts if it is a fingerprinted run, has filler in at least two places and spreads over
+    /// at most twice its length.
     fn match_interleaved(&self, words: &[Word], hits: &mut Vec<Hit>) {
         let n = self.fp.min_span as usize;
-        let mut rolling = Rolling::new(n);
-        let mut positions = std::collections::VecDeque::with_capacity(n);
-        for (i, w) in words.iter().enumerate() {
-            if !self.fp.words.contains(&w.hash) {
+        let mut chain = Vec::with_capacity(n);
+        let mut i = 0;
+        while i < words.len() {
+            if !self.fp.words.contains(&words[i].hash) {
+                i += 1;
                 continue;
             }
-            if positions.len() == n {
-                positions.pop_front();
-            }
-            positions.push_back(i);
-            let Some((forward, _)) = rolling.push(w.hash) else {
-                continue;
-            };
-            let first = positions[0];
-            let spread = i - first + 1;
-            if spread > n && spread <= 2 * n && self.fp.windows.contains(&forward) {
-                hits.push(Hit {
-                    start: first,
-                    end: i,
-                    covered: n,
-                    words: spread,
-                    form: Form::Interleaved,
+            chain.clear();
+            chain.push(i);
+            while chain.len() < n {
+                let last = *chain.last().expect("the chain starts with a word");
+                let next = (last + 1..words.len().min(last + 2 + MAX_FILLER)).find(|&j| {
+                    self.fp
+                        .pairs
+                        .contains(&pair(words[last].hash, words[j].hash))
                 });
+                match next {
+                    Some(j) => chain.push(j),
+                    None => break,
+                }
             }
+            let (first, last) = (chain[0], *chain.last().expect("non-empty"));
+            let spread = last - first + 1;
+            let gaps = chain.windows(2).filter(|w| w[1] > w[0] + 1).count();
+            if chain.len() == n && gaps >= 2 && spread <= 2 * n {
+                let run = chain.iter().fold(0u64, |acc, &j| {
+                    acc.wrapping_mul(R).wrapping_add(words[j].hash)
+                });
+                if self.fp.windows.contains(&run) {
+                    hits.push(Hit {
+                        start: first,
+                        end: last,
+                        covered: n,
+                        words: spread,
+                        form: Form::Interleaved,
+                    });
+                }
+            }
+            i += 1;
         }
     }
 

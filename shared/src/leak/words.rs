@@ -61,11 +61,27 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(usize, usize, &[u8])) {
             if is_combining_mark(d) {
                 return;
             }
-            let (mut source, mut utf8) = ([0; 4], [0; 4]);
-            for s in skeleton(d.encode_utf8(&mut source)) {
-                if is_combining_mark(s) {
-                    continue;
+            // Plain ASCII (full-width letters decompose to it) is treated as the fast path above.
+            if d.is_ascii() {
+                if d.is_ascii_alphanumeric() {
+                    word.push(d.to_ascii_lowercase() as u8);
+                } else {
+                    separated = true;
                 }
+                return;
+            }
+            let mut utf8 = [0; 4];
+            let mut prototype: Vec<char> = skeleton(d.encode_utf8(&mut utf8))
+                .filter(|s| !is_combining_mark(*s))
+                .collect();
+            // The skeletons of ASCII itself are not applied to ASCII text (`m` is not `rn`, `I`
+            // is not `l`), so look-alikes of those letters map to the letter.
+            match prototype.as_slice() {
+                ['r', 'n'] => prototype = vec!['m'],
+                ['l'] if d.is_uppercase() => prototype = vec!['i'],
+                _ => {}
+            }
+            for s in prototype {
                 if s.is_alphanumeric() {
                     for l in s.to_lowercase() {
                         word.extend_from_slice(l.encode_utf8(&mut utf8).as_bytes());
@@ -185,6 +201,11 @@ mod tests {
         assert_eq!(
             words("r\u{0435}v\u{0435}\u{0430}l ＲＵＬＥＳ se\u{200B}cret café"),
             ["reveal", "rules", "secret", "cafe"]
+        );
+        // Look-alikes of letters whose own skeleton is not themselves (m -> rn, I -> l).
+        assert_eq!(
+            words("ｍａｙ \u{041C}AY \u{0406}nvoice ℓate small"),
+            ["may", "may", "invoice", "late", "small"]
         );
     }
 

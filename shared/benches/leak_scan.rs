@@ -1,0 +1,75 @@
+//! Leak-scan throughput on the Python peer's replies (../shared/peers/bench_leakscan.py: 1,000
+//! replies of ~1.5 KB, 10% repeating a passage of the 8 KB template) against that template's
+//! fingerprints: bytes of reply text per second, one core.
+//!
+//! Run with `cargo xtask bench leakscan`, which exports the peer's replies to
+//! .local/peers/data/leakscan_replies.json and runs the peer's own benchmark in the same session.
+
+use std::path::PathBuf;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakPolicy, Scanner};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Corpus {
+    template_parts: Vec<String>,
+    replies: Vec<String>,
+    planted: Vec<bool>,
+}
+
+fn corpus() -> Corpus {
+    let path = std::env::var_os("PEER_LEAKSCAN_DATA").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../.local/peers/data/leakscan_replies.json")
+        },
+        PathBuf::from,
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `cargo xtask bench leakscan` to export the peer's replies",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let corpus = corpus();
+    let fp = Fingerprints::of_template(
+        corpus.template_parts.iter().map(String::as_str),
+        DEFAULT_MIN_SPAN,
+        [9; 16],
+    );
+    let scanner = Scanner::new(&fp).with_canary("zq0123456789abcdef");
+    // The scanner must find what the peer planted, and nothing in the other replies.
+    for (reply, planted) in corpus.replies.iter().zip(&corpus.planted) {
+        assert_eq!(!scanner.scan(reply).is_empty(), *planted, "{reply}");
+    }
+    let bytes: usize = corpus.replies.iter().map(String::len).sum();
+    let mut group = c.benchmark_group("leak_scan");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("scan_1000_replies", |b| {
+        b.iter(|| {
+            corpus
+                .replies
+                .iter()
+                .map(|r| scanner.scan(r).len())
+                .sum::<usize>()
+        });
+    });
+    group.bench_function("guard_1000_replies_redact", |b| {
+        b.iter(|| {
+            corpus
+                .replies
+                .iter()
+                .map(|r| scanner.guard(r, LeakPolicy::Redact).0.findings)
+                .sum::<usize>()
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(leak_scan, benches);
+criterion_main!(leak_scan);
