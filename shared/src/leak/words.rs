@@ -118,15 +118,16 @@ fn is_invisible(c: char) -> bool {
 pub fn canonical(word: &[u8], out: &mut Vec<u8>) {
     out.clear();
     if word.is_ascii() {
-        let len = word.len();
-        out.resize(2 * len, 0);
-        let (forward, backward) = out.split_at_mut(len);
-        shift_into(word.iter().copied(), forward);
-        shift_into(word.iter().rev().copied(), backward);
-        if backward < forward {
-            forward.copy_from_slice(backward);
+        // Compared letter by letter, written once: no second buffer for the reversed form.
+        let forward_base = first_letter(word.iter());
+        let backward_base = first_letter(word.iter().rev());
+        let forward = word.iter().map(|&b| shift(b, forward_base));
+        let backward = word.iter().rev().map(|&b| shift(b, backward_base));
+        if backward.clone().lt(forward.clone()) {
+            out.extend(backward);
+        } else {
+            out.extend(forward);
         }
-        out.truncate(len);
         return;
     }
     let text = String::from_utf8_lossy(word);
@@ -140,16 +141,24 @@ pub fn canonical(word: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(smaller.as_bytes());
 }
 
-/// ASCII letters shifted so that the first letter becomes `a`; digits stay.
-fn shift_into(word: impl Iterator<Item = u8>, out: &mut [u8]) {
-    let mut base = None;
-    for (b, o) in word.zip(out.iter_mut()) {
-        *o = if b.is_ascii_lowercase() {
-            let base = *base.get_or_insert(b);
-            (b + 26 - base) % 26 + b'a'
+/// The first lowercase ASCII letter, the base of a Caesar shift (`a` when there is none).
+fn first_letter<'a>(mut bytes: impl Iterator<Item = &'a u8>) -> u8 {
+    bytes
+        .find(|b| b.is_ascii_lowercase())
+        .copied()
+        .unwrap_or(b'a')
+}
+
+/// An ASCII byte with lowercase letters shifted by `base - 'a'` backwards; anything else stays.
+fn shift(b: u8, base: u8) -> u8 {
+    if b.is_ascii_lowercase() {
+        if b >= base {
+            b - base + b'a'
         } else {
-            b
-        };
+            b + 26 - base + b'a'
+        }
+    } else {
+        b
     }
 }
 
@@ -157,8 +166,7 @@ fn shifted_chars(word: impl Iterator<Item = char>) -> String {
     let mut base = None;
     word.map(|c| {
         if c.is_ascii_lowercase() {
-            let base = *base.get_or_insert(c as u8);
-            char::from((c as u8 + 26 - base) % 26 + b'a')
+            char::from(shift(c as u8, *base.get_or_insert(c as u8)))
         } else {
             c
         }
