@@ -4,7 +4,8 @@
 //! - `cold-start`: the release invoke binary from process spawn to its first poll of the Lambda
 //!   runtime API for an event (`GET .../invocation/next`), and its peak RSS at that moment, on a
 //!   loopback listener standing in for the runtime API;
-//! - `warm`: invoke's in-process path for the peer's inputs (criterion, functions/invoke/benches).
+//! - `warm`: invoke's in-process path for the peer's inputs (criterion, functions/invoke/benches);
+//! - `leakscan`: the leak scanner over the peer's 1,000 replies (criterion, shared/benches).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -23,7 +24,8 @@ pub fn run_bench(root: &Path, args: &[String]) -> Result<()> {
             cold_start(root, runs)
         }
         Some("warm") => warm(root),
-        _ => bail!("usage: cargo xtask bench cold-start [RUNS] | warm"),
+        Some("leakscan") => leakscan(root),
+        _ => bail!("usage: cargo xtask bench cold-start [RUNS] | warm | leakscan"),
     }
 }
 
@@ -84,6 +86,31 @@ fn warm(root: &Path) -> Result<()> {
         .current_dir(&peers)
         .args(["bench_invoke.py", "--skip-cold", "--out"])
         .arg(root.join(".local/peer-warm.json")))
+}
+
+/// The leak scanner over the replies the peer's `bench_leakscan.py` builds (exported to JSON by
+/// the peer's own code), then the peer's benchmark.
+fn leakscan(root: &Path) -> Result<()> {
+    let peers = peers(root)?;
+    let replies = peers.join("data/leakscan_replies.json");
+    run(Command::new(peers.join(".venv/bin/python"))
+        .current_dir(&peers)
+        .args([
+            "-c",
+            "import json, sys, textbank; from bench_leakscan import build_replies; \
+             replies, planted = build_replies(1000); \
+             json.dump({'template_parts': [textbank.TEMPLATE_SYSTEM, textbank.TEMPLATE_USER], \
+             'replies': replies, 'planted': planted}, open(sys.argv[1], 'w'))",
+        ])
+        .arg(&replies))?;
+    run(cargo()
+        .current_dir(root)
+        .args(["bench", "--package", "promptseal", "--bench", "leak_scan"])
+        .env("PEER_LEAKSCAN_DATA", &replies))?;
+    run(Command::new(peers.join(".venv/bin/python"))
+        .current_dir(&peers)
+        .args(["bench_leakscan.py", "--out"])
+        .arg(root.join(".local/peer-leakscan.json")))
 }
 
 /// The Python peers, copied out of ../shared/peers (read-only) into .local/peers with their pinned
