@@ -315,15 +315,7 @@ async fn scan(
     } else {
         std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?
     };
-    let version = match version {
-        Some(v) => v,
-        None => store
-            .head(template_id)
-            .await?
-            .with_context(|| format!("template {template_id:?} not found"))?
-            .active_version
-            .with_context(|| format!("template {template_id:?} has no active version"))?,
-    };
+    let version = store.resolve(template_id, version).await?;
     let fingerprints = store.fingerprints().get(template_id, version).await?;
     let findings = Scanner::new(&fingerprints).scan(&text);
     out.scan(template_id, version, text.len(), &findings)?;

@@ -267,21 +267,26 @@ impl TemplateStore {
         items.iter().map(|i| Ok(version_meta(i)?)).collect()
     }
 
+    /// The version named, or the template's active one.
+    pub async fn resolve(&self, id: &str, version: Option<u32>) -> Result<u32, TemplateStoreError> {
+        match version {
+            Some(v) => Ok(v),
+            None => self
+                .head(id)
+                .await?
+                .ok_or_else(|| TemplateStoreError::NotFound(id.to_owned()))?
+                .active_version
+                .ok_or_else(|| TemplateStoreError::NoActiveVersion(id.to_owned())),
+        }
+    }
+
     /// One version with its sealed text: the one named, or the active one.
     pub async fn version(
         &self,
         id: &str,
         version: Option<u32>,
     ) -> Result<StoredVersion, TemplateStoreError> {
-        let version = match version {
-            Some(v) => v,
-            None => self
-                .head(id)
-                .await?
-                .ok_or_else(|| TemplateStoreError::NotFound(id.to_owned()))?
-                .active_version
-                .ok_or_else(|| TemplateStoreError::NoActiveVersion(id.to_owned()))?,
-        };
+        let version = self.resolve(id, version).await?;
         let item = self
             .ddb
             .get_item()

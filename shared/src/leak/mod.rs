@@ -205,9 +205,9 @@ pub struct MalformedFingerprints;
 
 const MAGIC: &[u8; 4] = b"PSF2";
 
-/// Two consecutive word hashes as one (the rolling polynomial of a run of two).
-fn pair(first: u64, second: u64) -> u64 {
-    first.wrapping_mul(R).wrapping_add(second)
+/// The forward polynomial of a run extended by one word hash; of two words, their pair.
+fn extend(run: u64, word: u64) -> u64 {
+    run.wrapping_mul(R).wrapping_add(word)
 }
 
 impl Fingerprints {
@@ -236,7 +236,7 @@ impl Fingerprints {
                 hasher.for_each(literal, |_, _, _, h| {
                     fp.words.insert(h);
                     if let Some(p) = previous.replace(h) {
-                        fp.pairs.insert(pair(p, h));
+                        fp.pairs.insert(extend(p, h));
                     }
                     if let Some((forward, _)) = rolling.push(h) {
                         fp.windows.insert(forward);
@@ -423,7 +423,7 @@ impl Rolling {
         let n = self.ring.len();
         let k = self.pushed;
         if k < n {
-            self.forward = self.forward.wrapping_mul(R).wrapping_add(h);
+            self.forward = extend(self.forward, h);
             self.backward = self.backward.wrapping_add(h.wrapping_mul(self.powers[k]));
         } else {
             let out = self.ring[k % n];
@@ -619,7 +619,7 @@ impl<'a> Scanner<'a> {
                 let next = (last + 1..words.len().min(last + 2 + MAX_FILLER)).find(|&j| {
                     self.fp
                         .pairs
-                        .contains(&pair(words[last].hash, words[j].hash))
+                        .contains(&extend(words[last].hash, words[j].hash))
                 });
                 match next {
                     Some(j) => chain.push(j),
@@ -630,9 +630,7 @@ impl<'a> Scanner<'a> {
             let spread = last - first + 1;
             let gaps = chain.windows(2).filter(|w| w[1] > w[0] + 1).count();
             if chain.len() == n && gaps >= 2 && spread <= 2 * n {
-                let run = chain.iter().fold(0u64, |acc, &j| {
-                    acc.wrapping_mul(R).wrapping_add(words[j].hash)
-                });
+                let run = chain.iter().fold(0, |run, &j| extend(run, words[j].hash));
                 if self.fp.windows.contains(&run) {
                     hits.push(Hit {
                         start: first,
