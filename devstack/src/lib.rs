@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use serde_yaml_ng::Value;
 
@@ -301,13 +301,25 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
                 .build()?,
         );
     }
-    for key in props["KeySchema"].as_sequence().context("KeySchema")? {
-        req = req.key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(field(key, "AttributeName")?)
-                .key_type(KeyType::from(field(key, "KeyType")?))
-                .build()?,
-        );
+    req = req.set_key_schema(Some(key_schema(&props["KeySchema"])?));
+    for index in props
+        .get("LocalSecondaryIndexes")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let lsi = LocalSecondaryIndex::builder()
+            .index_name(field(index, "IndexName")?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::from(field(
+                        &index["Projection"],
+                        "ProjectionType",
+                    )?))
+                    .build(),
+            )
+            .set_key_schema(Some(key_schema(&index["KeySchema"])?));
+        req = req.local_secondary_indexes(lsi.build()?);
     }
     req.send().await?;
     if let Some(ttl) = props.get("TimeToLiveSpecification") {
@@ -323,6 +335,19 @@ async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value)
             .await?;
     }
     Ok(())
+}
+
+fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>> {
+    v.as_sequence()
+        .context("KeySchema")?
+        .iter()
+        .map(|key| {
+            Ok(KeySchemaElement::builder()
+                .attribute_name(field(key, "AttributeName")?)
+                .key_type(KeyType::from(field(key, "KeyType")?))
+                .build()?)
+        })
+        .collect()
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str> {

@@ -114,6 +114,99 @@ impl Assembled {
     }
 }
 
+/// A block map read back: the kind of every system block and of every block of every message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockMap {
+    pub system: Vec<BlockKind>,
+    pub messages: Vec<Vec<BlockKind>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the block map is malformed")]
+pub struct MalformedBlockMap;
+
+impl BlockMap {
+    /// Parses what [`Assembled::block_map`] wrote. Anything else is refused, so a map that does
+    /// not come from `assemble` can never classify a block.
+    pub fn parse(map: &str) -> Result<Self, MalformedBlockMap> {
+        let mut parts = map.split(',');
+        let system = parts
+            .next()
+            .and_then(|p| p.strip_prefix("s:"))
+            .ok_or(MalformedBlockMap)
+            .and_then(kinds)?;
+        let messages = parts
+            .enumerate()
+            .map(|(i, p)| {
+                let (name, run) = p.split_once(':').ok_or(MalformedBlockMap)?;
+                if name != format!("m{i}") {
+                    return Err(MalformedBlockMap);
+                }
+                kinds(run)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { system, messages })
+    }
+}
+
+/// `I3U` → `[I, I, I, U]`.
+fn kinds(run: &str) -> Result<Vec<BlockKind>, MalformedBlockMap> {
+    let mut out = Vec::new();
+    let mut chars = run.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        let kind = match c {
+            'I' => BlockKind::Isv,
+            'U' => BlockKind::UserInput,
+            'C' => BlockKind::TenantContext,
+            _ => return Err(MalformedBlockMap),
+        };
+        let mut count = String::new();
+        while let Some((_, d)) = chars.next_if(|(_, d)| d.is_ascii_digit()) {
+            count.push(d);
+        }
+        let count = match count.as_str() {
+            "" => 1,
+            digits => match digits.parse::<usize>() {
+                Ok(n) if n >= 2 && n <= 10_000 && !digits.starts_with('0') => n,
+                _ => return Err(MalformedBlockMap),
+            },
+        };
+        out.extend(std::iter::repeat_n(kind, count));
+    }
+    Ok(out)
+}
+
+/// A tenant's text out of the tags `assemble` wrapped it in: the document id (tenant context) and
+/// the text as the tenant gave it. Text that is not wrapped (user input in a few-shot assistant
+/// turn) comes back whole.
+pub fn unwrap_block(kind: BlockKind, text: &str) -> (Option<&str>, &str) {
+    let prefix = match kind {
+        BlockKind::Isv => return (None, text),
+        BlockKind::UserInput => "user_input_",
+        BlockKind::TenantContext => "tenant_context_",
+    };
+    let unwrapped = (|| {
+        let rest = text.strip_prefix('<')?;
+        let open_end = rest.find('>')?;
+        let (open, inner) = (&rest[..open_end], &rest[open_end + 1..]);
+        let (tag, attributes) = open.split_once(' ').unwrap_or((open, ""));
+        let salt = tag.strip_prefix(prefix)?;
+        if salt.is_empty() || !salt.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let inner = inner
+            .strip_suffix('>')?
+            .strip_suffix(tag)?
+            .strip_suffix("</")?;
+        let id = match attributes {
+            "" => None,
+            a => Some(a.strip_prefix("id=\"")?.strip_suffix('"')?),
+        };
+        Some((id, inner))
+    })();
+    unwrapped.unwrap_or((None, text))
+}
+
 /// Run-length encoded kind codes: `IIIU` → `I3U`.
 fn push_kinds(out: &mut String, blocks: &[Block]) {
     let mut i = 0;
@@ -320,6 +413,45 @@ mod tests {
         assert_eq!(a.messages[1].blocks[1].text.as_str(), "Ann");
     }
 
+    #[test]
+    fn malformed_block_maps_are_refused() {
+        let ok = BlockMap::parse("s:I2U,m0:C3IU,m1:I").unwrap();
+        assert_eq!(ok.system.len(), 3);
+        assert_eq!(ok.messages[0].len(), 5);
+        for bad in [
+            "",
+            "m0:I",
+            "s:X",
+            "s:I,m1:I",
+            "s:I,m0",
+            "s:I1",
+            "s:I02",
+            "s:I99999",
+            "s:I,m0:I,m0:I",
+        ] {
+            assert!(BlockMap::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_well_formed_tags_are_unwrapped() {
+        let user = "<user_input_0a1b>hi</user_input_0a1b>";
+        assert_eq!(unwrap_block(BlockKind::UserInput, user), (None, "hi"));
+        let doc = "<tenant_context_0a1b id=\"d-1\">notes</tenant_context_0a1b>";
+        assert_eq!(
+            unwrap_block(BlockKind::TenantContext, doc),
+            (Some("d-1"), "notes")
+        );
+        for odd in [
+            "<user_input_0a1b>hi</user_input_ffff>",
+            "<user_input_xyz>hi</user_input_xyz>",
+            "<user_input_0a1b>hi",
+            "plain",
+        ] {
+            assert_eq!(unwrap_block(BlockKind::UserInput, odd), (None, odd));
+        }
+    }
+
     fn strip_tags(text: &str) -> String {
         let mut t = text.to_owned();
         for tag in ["user_input_", "tenant_context_"] {
@@ -376,23 +508,27 @@ mod tests {
                     BlockKind::UserInput | BlockKind::TenantContext => prop_assert!(!has_upper, "{body:?}"),
                 }
             }
-            // The map, expanded, lists exactly the blocks in order.
-            let mut expanded = String::new();
+            // The map, read back, lists exactly the blocks in order.
             let map = a.block_map();
-            for part in map.split(',') {
-                let kinds = part.split_once(':').unwrap().1;
-                let mut chars = kinds.chars().peekable();
-                while let Some(code) = chars.next() {
-                    let mut digits = String::new();
-                    while let Some(d) = chars.peek().filter(|c| c.is_ascii_digit()) {
-                        digits.push(*d);
-                        chars.next();
+            let parsed = BlockMap::parse(&map).unwrap();
+            let kinds_of = |blocks: &[Block]| blocks.iter().map(|b| b.kind).collect::<Vec<_>>();
+            prop_assert_eq!(&parsed.system, &kinds_of(&a.system));
+            let message_kinds: Vec<_> = a.messages.iter().map(|m| kinds_of(&m.blocks)).collect();
+            prop_assert_eq!(&parsed.messages, &message_kinds);
+            // Tenant text comes back out of its tags exactly as given.
+            for block in a.system.iter().chain(a.messages.iter().flat_map(|m| &m.blocks)) {
+                let (id, text) = unwrap_block(block.kind, &block.text);
+                match block.kind {
+                    BlockKind::Isv => prop_assert_eq!(text, block.text.as_str()),
+                    BlockKind::UserInput => {
+                        prop_assert!(id.is_none());
+                        prop_assert!(values.iter().any(|v| v == text), "{text:?}");
                     }
-                    let n = digits.parse().unwrap_or(1);
-                    expanded.extend(std::iter::repeat_n(code, n));
+                    BlockKind::TenantContext => {
+                        prop_assert_eq!((id, text), (Some("doc"), "tenant notes 42"));
+                    }
                 }
             }
-            prop_assert_eq!(expanded, map_codes);
             prop_assert!(map.chars().all(|c| c.is_ascii_alphanumeric() || c == ':' || c == ','));
         }
     }

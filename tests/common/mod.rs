@@ -6,6 +6,7 @@
 use aws_config::SdkConfig;
 use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::fingerprints::FingerprintStore;
+use promptseal::records::PayloadStore;
 use promptseal::templates::TemplateStore;
 use promptseal::tenants::TenantRegistry;
 use promptseal::usage::UsageLedger;
@@ -62,6 +63,10 @@ impl Stack {
 
     pub fn tenants(&self) -> TenantRegistry {
         TenantRegistry::new(self.ddb(), self.resources.table("TenantsTable"))
+    }
+
+    pub fn payload_records(&self) -> PayloadStore {
+        PayloadStore::new(self.ddb(), self.resources.table("PayloadRecordsTable"))
     }
 
     pub fn usage(&self) -> UsageLedger {

@@ -75,7 +75,7 @@ fn default_min_span() -> u32 {
 }
 
 /// How leaked text was disguised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Form {
     /// In order: verbatim or near-verbatim (case, Unicode, punctuation, Markdown, shifted letters,
@@ -118,7 +118,7 @@ pub struct Finding {
 }
 
 /// What the guard did with a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuardAction {
     /// Nothing of the template was found; the reply is unchanged.
@@ -140,7 +140,7 @@ impl GuardAction {
 }
 
 /// What the guard found and did: counts and forms, never the text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuardReport {
     pub action: GuardAction,
     /// Leaked spans found.

@@ -1,0 +1,344 @@
+//! Payload records: what a tenant that opted in gets to keep of each request. The tenant's own
+//! text (user input, its context documents) and the guarded reply are kept verbatim; every ISV
+//! part is replaced by a placeholder naming what was there (`[isv:system support-agent@3]`). invoke
+//! and redact-log build the same record from the same blocks, through [`prompt_part`].
+//!
+//! Stored one item per request in a table keyed by tenant, gzip-compressed, expiring (TTL) after
+//! the tenant's retention; written once per model request id, so retries add nothing.
+
+use std::io::Read;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+
+use crate::assembly::{BlockKind, unwrap_block};
+use crate::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
+use crate::leak::GuardReport;
+use crate::template::Role;
+
+/// The version of the record format below; every stored and exported record carries it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What DynamoDB accepts in one item, less room for the other attributes.
+const MAX_BODY_BYTES: usize = 390 * 1024;
+
+/// Where a record was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// By invoke, as it answered.
+    Invoke,
+    /// By redact-log, from Bedrock's model invocation log.
+    InvocationLog,
+}
+
+/// Whose a part of the prompt is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartKind {
+    /// The ISV's: only a placeholder is kept.
+    Isv,
+    UserInput,
+    TenantContext,
+}
+
+/// One block of the prompt, as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub kind: PartKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<String>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordMessage {
+    pub role: Role,
+    pub content: Vec<Part>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// One request, redacted of everything that is the ISV's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadRecord {
+    pub schema_version: u32,
+    pub tenant_id: String,
+    /// promptseal's request id (the one invoke returns to the caller).
+    pub request_id: String,
+    /// Bedrock's request id: the record's key.
+    pub model_request_id: String,
+    /// When the request was made (RFC 3339, UTC).
+    pub time: String,
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    pub template_id: String,
+    pub template_version: u32,
+    pub model_id: String,
+    pub system: Vec<Part>,
+    pub messages: Vec<RecordMessage>,
+    /// The reply after the output leak guard (empty when it was withheld).
+    pub output: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    pub guard: GuardReport,
+    pub usage: TokenUsage,
+}
+
+/// Where in the request a block sits, for its placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    System,
+    Message,
+}
+
+/// The record's form of one prompt block: tenant text out of its tags, ISV text replaced by a
+/// placeholder naming the template version it came from.
+pub fn prompt_part(
+    kind: BlockKind,
+    place: Place,
+    text: &str,
+    template_id: &str,
+    version: u32,
+) -> Part {
+    let (document_id, text) = unwrap_block(kind, text);
+    let (kind, text) = match kind {
+        BlockKind::Isv => {
+            let place = match place {
+                Place::System => "system",
+                Place::Message => "message",
+            };
+            (
+                PartKind::Isv,
+                format!("[isv:{place} {template_id}@{version}]"),
+            )
+        }
+        BlockKind::UserInput => (PartKind::UserInput, text.to_owned()),
+        BlockKind::TenantContext => (PartKind::TenantContext, text.to_owned()),
+    };
+    Part {
+        kind,
+        document_id: document_id.map(str::to_owned),
+        text,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("the record is {0} bytes compressed, over DynamoDB's item limit")]
+    TooLarge(usize),
+    #[error("a stored record could not be read")]
+    Unreadable(#[source] std::io::Error),
+    #[error(transparent)]
+    Dynamo(#[from] DynamoError),
+    #[error(transparent)]
+    Malformed(#[from] MalformedItem),
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Stored,
+    /// A record for this model request id was already there; it is kept as it was.
+    AlreadyStored,
+}
+
+/// A record read back, with its position in the tenant's sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// `recorded_at#model_request_id`: orders a tenant's records by when they were stored.
+    pub position: String,
+    pub record: PayloadRecord,
+}
+
+/// The payload-record table: pk `tenant_id`, sk `model_request_id`, and the local index
+/// `by_recorded` on `recorded` (`recorded_at#model_request_id`) that exports read in order.
+#[derive(Clone)]
+pub struct PayloadStore {
+    ddb: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+pub const RECORDED_INDEX: &str = "by_recorded";
+
+impl PayloadStore {
+    pub fn new(ddb: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            ddb,
+            table: table.into(),
+        }
+    }
+
+    /// Stores `record` unless one with its model request id is already stored; it expires
+    /// `retention_days` from now.
+    pub async fn put(
+        &self,
+        record: &PayloadRecord,
+        retention_days: u16,
+    ) -> Result<Written, RecordError> {
+        let body = compress(record)?;
+        let now = SystemTime::now();
+        let expires_at = unix_secs(now) + u64::from(retention_days) * 86_400;
+        let recorded = format!("{}#{}", timestamp_micros(now), record.model_request_id);
+        let out = self
+            .ddb
+            .put_item()
+            .table_name(&self.table)
+            .item("tenant_id", s(&record.tenant_id))
+            .item("model_request_id", s(&record.model_request_id))
+            .item("recorded", s(recorded))
+            .item("expires_at", n(expires_at))
+            .item("schema_version", n(record.schema_version))
+            .item(
+                "body",
+                aws_sdk_dynamodb::types::AttributeValue::B(Blob::new(body)),
+            )
+            .condition_expression("attribute_not_exists(model_request_id)")
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Written::Stored),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => {
+                    Ok(Written::AlreadyStored)
+                }
+                _ => Err(DynamoError::new("PutItem", e).into()),
+            },
+        }
+    }
+
+    /// One record by its key.
+    pub async fn get(
+        &self,
+        tenant_id: &str,
+        model_request_id: &str,
+    ) -> Result<Option<PayloadRecord>, RecordError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("tenant_id", s(tenant_id))
+            .key("model_request_id", s(model_request_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("GetItem", e))?;
+        out.item.map(|item| Ok(stored(&item)?.record)).transpose()
+    }
+
+    /// A tenant's records stored at or after `from` and before `until` (RFC 3339 times as
+    /// [`timestamp_micros`] writes them), in the order they were stored.
+    pub async fn stored_between(
+        &self,
+        tenant_id: &str,
+        from: &str,
+        until: &str,
+    ) -> Result<Vec<StoredRecord>, RecordError> {
+        // `t#id` sorts after `t` and before any later time: BETWEEN from AND until is [from, until).
+        let items = dynamo::query_all(
+            self.ddb
+                .query()
+                .table_name(&self.table)
+                .index_name(RECORDED_INDEX)
+                .consistent_read(true)
+                .key_condition_expression("tenant_id = :t AND recorded BETWEEN :from AND :until")
+                .expression_attribute_values(":t", s(tenant_id))
+                .expression_attribute_values(":from", s(from))
+                .expression_attribute_values(":until", s(until)),
+        )
+        .await?;
+        items.iter().map(stored).collect()
+    }
+}
+
+fn stored(item: &Item) -> Result<StoredRecord, RecordError> {
+    let body = dynamo::bytes(item, "body")?;
+    let mut json = Vec::with_capacity(body.len() * 4);
+    GzDecoder::new(body.as_slice())
+        .read_to_end(&mut json)
+        .map_err(RecordError::Unreadable)?;
+    let record = serde_json::from_slice(&json).map_err(|_| MalformedItem("body"))?;
+    Ok(StoredRecord {
+        position: dynamo::string(item, "recorded")?,
+        record,
+    })
+}
+
+fn compress(record: &PayloadRecord) -> Result<Vec<u8>, RecordError> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    serde_json::to_writer(&mut gz, record).expect("records always serialise");
+    let body = gz.finish().expect("writing to memory cannot fail");
+    if body.len() > MAX_BODY_BYTES {
+        return Err(RecordError::TooLarge(body.len()));
+    }
+    Ok(body)
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-22T10:00:00.123456Z`: fixed width, so text order is time order.
+pub fn timestamp_micros(t: SystemTime) -> String {
+    use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = DateTime::from_secs(since.as_secs() as i64)
+        .fmt(DateTimeFormat::DateTime)
+        .expect("the current time is always representable");
+    format!("{}.{:06}Z", &secs[..19], since.subsec_micros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn isv_blocks_become_placeholders_and_tenant_text_leaves_its_tags() {
+        let isv = prompt_part(BlockKind::Isv, Place::System, "secret rules", "support", 3);
+        assert_eq!(isv.text, "[isv:system support@3]");
+        assert_eq!(isv.kind, PartKind::Isv);
+        let isv = prompt_part(BlockKind::Isv, Place::Message, "more rules", "support", 3);
+        assert_eq!(isv.text, "[isv:message support@3]");
+        let user = prompt_part(
+            BlockKind::UserInput,
+            Place::Message,
+            "<user_input_ab12>Where is my order?</user_input_ab12>",
+            "support",
+            3,
+        );
+        assert_eq!(
+            (user.kind, user.text.as_str()),
+            (PartKind::UserInput, "Where is my order?")
+        );
+        let doc = prompt_part(
+            BlockKind::TenantContext,
+            Place::Message,
+            "<tenant_context_ab12 id=\"crm-7\">Order 42 shipped.</tenant_context_ab12>",
+            "support",
+            3,
+        );
+        assert_eq!(doc.document_id.as_deref(), Some("crm-7"));
+        assert_eq!(doc.text, "Order 42 shipped.");
+    }
+
+    #[test]
+    fn timestamps_sort_as_text_in_time_order() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let a = timestamp_micros(t);
+        let b = timestamp_micros(t + Duration::from_micros(1));
+        let c = timestamp_micros(t + Duration::from_secs(1));
+        assert_eq!(a.len(), "2026-11-18T08:26:40.000000Z".len());
+        assert!(a < b && b < c, "{a} {b} {c}");
+    }
+}
