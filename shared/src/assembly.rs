@@ -167,7 +167,7 @@ fn kinds(run: &str) -> Result<Vec<BlockKind>, MalformedBlockMap> {
         let count = match count.as_str() {
             "" => 1,
             digits => match digits.parse::<usize>() {
-                Ok(n) if n >= 2 && n <= 10_000 && !digits.starts_with('0') => n,
+                Ok(n) if (2..=10_000).contains(&n) && !digits.starts_with('0') => n,
                 _ => return Err(MalformedBlockMap),
             },
         };
