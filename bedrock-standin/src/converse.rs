@@ -49,6 +49,53 @@ impl Reply {
     }
 }
 
+/// The record Bedrock's model invocation logging writes for one answered Converse call (schema
+/// `ModelInvocationLog` 1.0, text delivered inline). The request's `requestMetadata` moves to the
+/// top level of the record, as in Bedrock's logs.
+pub fn invocation_log_record(
+    request_id: &str,
+    model_id: &str,
+    request: &Value,
+    reply: &Value,
+) -> Value {
+    let mut input = request.clone();
+    let metadata = input
+        .as_object_mut()
+        .and_then(|o| o.remove("requestMetadata"))
+        .unwrap_or_else(|| json!({}));
+    let usage = &reply["usage"];
+    json!({
+        "schemaType": "ModelInvocationLog",
+        "schemaVersion": "1.0",
+        "timestamp": timestamp(),
+        "accountId": "000000000000",
+        "identity": { "arn": "arn:aws:sts::000000000000:assumed-role/promptseal-invoke/invoke" },
+        "region": "us-east-1",
+        "requestId": request_id,
+        "operation": "Converse",
+        "modelId": model_id,
+        "requestMetadata": metadata,
+        "input": {
+            "inputContentType": "application/json",
+            "inputBodyJson": input,
+            "inputTokenCount": usage["inputTokens"],
+        },
+        "output": {
+            "outputContentType": "application/json",
+            "outputBodyJson": reply,
+            "outputTokenCount": usage["outputTokens"],
+        },
+    })
+}
+
+/// Now, as RFC 3339 UTC.
+fn timestamp() -> String {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    DateTime::from(std::time::SystemTime::now())
+        .fmt(Format::DateTime)
+        .expect("the current time is always representable")
+}
+
 const EXTRACTION_PHRASES: &[&str] = &[
     "ignore previous instructions",
     "ignore all previous instructions",

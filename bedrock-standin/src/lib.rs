@@ -3,6 +3,9 @@
 //! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`. Behaviour (obedient, throttling, failing, slow, fixed
 //! replies) is set per model id through a small control API, and the requests each model received
 //! can be read back, so concurrent tests using different model ids do not disturb each other.
+//! Every answered call also gets a request id (the `x-amzn-RequestId` header) and, as Bedrock's
+//! model invocation logging would write it, a `ModelInvocationLog` record that can be read back
+//! per model.
 
 pub mod converse;
 
@@ -29,6 +32,34 @@ struct Models {
     default: Behaviour,
     by_model: HashMap<String, Behaviour>,
     received: HashMap<String, VecDeque<Value>>,
+    invocation_log: HashMap<String, VecDeque<Value>>,
+}
+
+/// Keeps the newest `KEPT_REQUESTS` values per model.
+fn keep(kept: &mut HashMap<String, VecDeque<Value>>, model_id: &str, value: Value) {
+    let kept = kept.entry(model_id.to_owned()).or_default();
+    if kept.len() == KEPT_REQUESTS {
+        kept.pop_front();
+    }
+    kept.push_back(value);
+}
+
+/// A fresh request id in Bedrock's form (a UUID).
+fn request_id() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let state = RandomState::new();
+    let hex = format!("{:016x}{:016x}", state.hash_one(n), state.hash_one(!n));
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    )
 }
 
 type Shared = Arc<RwLock<Models>>;
@@ -43,6 +74,10 @@ pub fn router(default: Behaviour) -> Router {
         .route("/model/{model_id}/converse", post(converse_handler))
         .route("/_standin/models/{model_id}", put(set_behaviour))
         .route("/_standin/models/{model_id}/requests", get(requests))
+        .route(
+            "/_standin/models/{model_id}/invocation-log",
+            get(invocation_log),
+        )
         .route("/_standin/health", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -66,11 +101,7 @@ async fn converse_handler(
     let behaviour = {
         let mut models = models.write().expect("stand-in lock poisoned");
         if let Ok(request) = &request {
-            let kept = models.received.entry(model_id.clone()).or_default();
-            if kept.len() == KEPT_REQUESTS {
-                kept.pop_front();
-            }
-            kept.push_back(request.clone());
+            keep(&mut models.received, &model_id, request.clone());
         }
         models
             .by_model
@@ -105,7 +136,22 @@ async fn converse_handler(
     match converse::reply(&request, &behaviour) {
         Ok(reply) => {
             let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            Json(reply.to_json(latency)).into_response()
+            let body = reply.to_json(latency);
+            let id = request_id();
+            let record = converse::invocation_log_record(&id, &model_id, &request, &body);
+            keep(
+                &mut models
+                    .write()
+                    .expect("stand-in lock poisoned")
+                    .invocation_log,
+                &model_id,
+                record,
+            );
+            (
+                [(HeaderName::from_static("x-amzn-requestid"), id)],
+                Json(body),
+            )
+                .into_response()
         }
         Err(converse::Invalid(message)) => {
             aws_error(StatusCode::BAD_REQUEST, "ValidationException", &message)
@@ -128,13 +174,21 @@ async fn set_behaviour(
 
 async fn requests(State(models): State<Shared>, Path(model_id): Path<String>) -> Json<Vec<Value>> {
     let models = models.read().expect("stand-in lock poisoned");
-    Json(
-        models
-            .received
-            .get(&model_id)
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default(),
-    )
+    Json(kept(&models.received, &model_id))
+}
+
+async fn invocation_log(
+    State(models): State<Shared>,
+    Path(model_id): Path<String>,
+) -> Json<Vec<Value>> {
+    let models = models.read().expect("stand-in lock poisoned");
+    Json(kept(&models.invocation_log, &model_id))
+}
+
+fn kept(kept: &HashMap<String, VecDeque<Value>>, model_id: &str) -> Vec<Value> {
+    kept.get(model_id)
+        .map(|r| r.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// A blocking client for a running stand-in at `endpoint` (`http://127.0.0.1:PORT`), for tests
@@ -174,7 +228,16 @@ impl Control {
 
     /// The Converse request bodies `model_id` received, oldest first.
     pub fn received(&self, model_id: &str) -> Result<Vec<Value>, ureq::Error> {
-        let text = ureq::get(&format!("{}/requests", self.model_url(model_id)))
+        self.get_list(model_id, "requests")
+    }
+
+    /// The `ModelInvocationLog` records of the calls `model_id` answered, oldest first.
+    pub fn invocation_log(&self, model_id: &str) -> Result<Vec<Value>, ureq::Error> {
+        self.get_list(model_id, "invocation-log")
+    }
+
+    fn get_list(&self, model_id: &str, what: &str) -> Result<Vec<Value>, ureq::Error> {
+        let text = ureq::get(&format!("{}/{what}", self.model_url(model_id)))
             .call()?
             .body_mut()
             .read_to_string()?;

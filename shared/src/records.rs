@@ -16,7 +16,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 
-use crate::assembly::{BlockKind, unwrap_block};
+use crate::assembly::{Assembled, BlockKind, unwrap_block};
 use crate::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
 use crate::leak::GuardReport;
 use crate::template::Role;
@@ -130,6 +130,37 @@ pub fn prompt_part(
         kind,
         document_id: document_id.map(str::to_owned),
         text,
+    }
+}
+
+/// The prompt as a record keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordPrompt {
+    pub system: Vec<Part>,
+    pub messages: Vec<RecordMessage>,
+}
+
+impl RecordPrompt {
+    /// The record's form of an assembled request: no ISV text is copied out of it.
+    pub fn of(assembled: &Assembled, template_id: &str, version: u32) -> Self {
+        let part = |place, b: &crate::assembly::Block| {
+            prompt_part(b.kind, place, &b.text, template_id, version)
+        };
+        Self {
+            system: assembled
+                .system
+                .iter()
+                .map(|b| part(Place::System, b))
+                .collect(),
+            messages: assembled
+                .messages
+                .iter()
+                .map(|m| RecordMessage {
+                    role: m.role,
+                    content: m.blocks.iter().map(|b| part(Place::Message, b)).collect(),
+                })
+                .collect(),
+        }
     }
 }
 

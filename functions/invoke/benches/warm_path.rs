@@ -33,6 +33,7 @@ use promptseal::assembly::assemble;
 use promptseal::envelope::{CachePolicy, EncryptionContext, Envelope};
 use promptseal::fingerprints::FingerprintStore;
 use promptseal::leak::{LeakPolicy, Scanner};
+use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
 use promptseal::template::{
     InferenceBounds, MessagePart, Role, TemplateDefinition, TemplateText, VariableSpec,
@@ -275,7 +276,8 @@ async fn warm(inputs: Inputs) -> Warm {
     let deps = Deps {
         templates: TemplateStore::new(ddb.clone(), "bench", envelope, fingerprints),
         tenants: TenantRegistry::new(ddb.clone(), "bench"),
-        usage: UsageLedger::new(ddb, "bench"),
+        usage: UsageLedger::new(ddb.clone(), "bench"),
+        records: PayloadStore::new(ddb, "bench"),
         guard: LoggingGuard::new(
             aws_sdk_bedrock::Client::new(&sdk),
             Vec::new(),
@@ -307,9 +309,17 @@ async fn one_invoke(warm: &Warm) -> String {
     let meta = &warm.stored.meta;
     check_variables(&meta.settings.variables, &req.variables).unwrap();
     let settings = api::inference_settings(&req.inference, &meta.settings.inference).unwrap();
-    let answer = handler::ask_model(&warm.deps, &who, &warm.stored, &req, REQUEST_ID, settings)
-        .await
-        .unwrap();
+    let answer = handler::ask_model(
+        &warm.deps,
+        &who,
+        &warm.stored,
+        &req,
+        REQUEST_ID,
+        settings,
+        false,
+    )
+    .await
+    .unwrap();
     let response = handler::json_response(&handler::response(
         REQUEST_ID,
         meta,
@@ -364,6 +374,7 @@ fn stages(
         &req,
         REQUEST_ID,
         (1024, 0.2),
+        false,
     ));
     let answer = reply.unwrap();
     let fingerprints = rt

@@ -20,6 +20,7 @@ pub struct Config {
     pub template_key_id: String,
     pub fingerprints_table: String,
     pub fingerprint_key_id: String,
+    pub payload_records_table: String,
     pub deployment_mode: DeploymentMode,
     /// Destinations allowed to receive text logs: `cloudwatch:<log group>` or `s3:<bucket>`.
     pub log_destination_allow_list: Vec<String>,
@@ -98,6 +99,7 @@ impl Config {
             usage_table: required("USAGE_TABLE")?,
             template_key_id: required("TEMPLATE_KEY_ID")?,
             fingerprints_table: required("FINGERPRINTS_TABLE")?,
+            payload_records_table: required("PAYLOAD_RECORDS_TABLE")?,
             fingerprint_key_id: required("FINGERPRINT_KEY_ID")?,
             deployment_mode,
             log_destination_allow_list: allow,

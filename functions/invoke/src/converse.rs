@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_bedrockruntime::operation::RequestId;
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, ConverseOutput as Output, GuardrailConfiguration,
@@ -31,6 +32,8 @@ pub struct ModelCall<'a> {
 }
 
 pub struct ModelReply {
+    /// Bedrock's id for the call (the `requestId` of its invocation log).
+    pub model_request_id: Option<String>,
     pub text: Zeroizing<String>,
     pub stop_reason: String,
     pub input_tokens: u64,
@@ -160,6 +163,7 @@ pub async fn call(
     };
     let usage = out.usage();
     Ok(ModelReply {
+        model_request_id: out.request_id().map(str::to_owned),
         text: Zeroizing::new(text),
         stop_reason: out.stop_reason().as_str().to_owned(),
         input_tokens: usage.map_or(0, |u| u.input_tokens().max(0) as u64),

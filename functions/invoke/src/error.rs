@@ -10,6 +10,7 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use promptseal::envelope::EnvelopeError;
 use promptseal::fingerprints::FingerprintError;
+use promptseal::records::RecordError;
 use promptseal::render::RenderError;
 use promptseal::template::VariableError;
 use promptseal::templates::TemplateStoreError;
@@ -246,6 +247,12 @@ impl From<TenantError> for InvokeError {
 
 impl From<UsageError> for InvokeError {
     fn from(e: UsageError) -> Self {
+        Self::Store(Box::new(e))
+    }
+}
+
+impl From<RecordError> for InvokeError {
+    fn from(e: RecordError) -> Self {
         Self::Store(Box::new(e))
     }
 }

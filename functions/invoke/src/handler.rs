@@ -9,12 +9,16 @@ use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
 use promptseal::assembly::assemble;
 use promptseal::leak::{GuardAction, GuardReport, Scanner};
+use promptseal::records::{
+    PayloadRecord, PayloadStore, RecordPrompt, SCHEMA_VERSION, Source, TokenUsage, Written,
+    timestamp_micros,
+};
 use promptseal::render::Renderer;
 use promptseal::telemetry::{MetricRecord, Unit};
 use promptseal::template::VersionMeta;
 use promptseal::template::check_variables;
 use promptseal::templates::{StoredVersion, TemplateStore};
-use promptseal::tenants::{TenantRegistry, TenantStatus};
+use promptseal::tenants::{Tenant, TenantRegistry, TenantStatus};
 use promptseal::usage::{UsageLedger, today};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -32,6 +36,7 @@ pub struct Deps {
     pub templates: TemplateStore,
     pub tenants: TenantRegistry,
     pub usage: UsageLedger,
+    pub records: PayloadStore,
     pub guard: LoggingGuard,
     pub bedrock: aws_sdk_bedrockruntime::Client,
     pub renderer: Renderer,
@@ -52,16 +57,19 @@ struct Outcome {
 pub struct Answer {
     pub reply: ModelReply,
     pub guard: GuardReport,
+    /// The prompt as a payload record keeps it, when one is to be written.
+    pub prompt: Option<RecordPrompt>,
 }
 
 pub async fn handle(deps: &Deps, request: Request) -> Result<Response<Body>, lambda_http::Error> {
     let started = Instant::now();
+    let time = timestamp_micros(SystemTime::now());
     let request_id = request
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
         .unwrap_or_default();
     let mut outcome = Outcome::default();
-    let result = invoke(deps, &request, &request_id, &mut outcome).await;
+    let result = invoke(deps, &request, &request_id, &time, &mut outcome).await;
     let latency = started.elapsed();
     let error = result.as_ref().err();
     audit(&outcome, error, &request_id, latency);
@@ -75,6 +83,7 @@ async fn invoke(
     deps: &Deps,
     request: &Request,
     request_id: &str,
+    time: &str,
     outcome: &mut Outcome,
 ) -> Result<InvokeResponse, InvokeError> {
     let config = &deps.config;
@@ -128,13 +137,19 @@ async fn invoke(
     // Fail closed: nothing is decrypted unless no text log could capture the prompt.
     deps.guard.check().await?;
 
-    let Answer { reply, guard } = ask_model(
+    let record = tenant.spec.payload_logging.enabled;
+    let Answer {
+        reply,
+        guard,
+        prompt,
+    } = ask_model(
         deps,
         &who,
         &stored,
         &req,
         request_id,
         (max_tokens, temperature),
+        record,
     )
     .await?;
     outcome.input_tokens = reply.input_tokens;
@@ -163,16 +178,68 @@ async fn invoke(
         );
     }
 
+    if let Some(prompt) = prompt {
+        let record = PayloadRecord {
+            schema_version: SCHEMA_VERSION,
+            tenant_id: who.tenant_id.clone(),
+            request_id: request_id.to_owned(),
+            model_request_id: reply
+                .model_request_id
+                .clone()
+                .unwrap_or_else(|| request_id.to_owned()),
+            time: time.to_owned(),
+            source: Source::Invoke,
+            principal: Some(who.principal.clone()),
+            template_id: meta.template_id.clone(),
+            template_version: meta.version,
+            model_id: meta.settings.model_id.clone(),
+            system: prompt.system,
+            messages: prompt.messages,
+            output: reply.text.to_string(),
+            stop_reason: Some(reply.stop_reason.clone()),
+            guard: guard.clone(),
+            usage: TokenUsage {
+                input_tokens: reply.input_tokens,
+                output_tokens: reply.output_tokens,
+            },
+        };
+        write_record(deps, &tenant, &record).await;
+    }
+
     if guard.action == GuardAction::Withheld {
         return Err(InvokeError::OutputWithheld);
     }
     Ok(response(request_id, meta, &reply, guard))
 }
 
+/// Stores the tenant's payload record. The model has answered by now: a failed write is logged
+/// and counted, not turned into an error for the caller.
+async fn write_record(deps: &Deps, tenant: &Tenant, record: &PayloadRecord) {
+    let retention = tenant.spec.payload_logging.retention_days;
+    match deps.records.put(record, retention).await {
+        Ok(Written::Stored) => {}
+        Ok(Written::AlreadyStored) => tracing::warn!(
+            tenant_id = %record.tenant_id,
+            model_request_id = %record.model_request_id,
+            "a payload record for this model request was already stored"
+        ),
+        Err(e) => {
+            let e = InvokeError::from(e);
+            tracing::error!(
+                error_code = "payload_record_failed",
+                aws_error_code = e.aws_error_code().as_deref(),
+                tenant_id = %record.tenant_id,
+                "payload record not stored"
+            );
+        }
+    }
+}
+
 /// From a checked request to the guarded reply: the only stretch of code that holds template
 /// plaintext. The text is decrypted, rendered and assembled here, each form dropped as soon as
 /// the next one exists; the reply is scanned for the version's fingerprints and this request's
-/// canary, and redacted or withheld as the version's policy says.
+/// canary, and redacted or withheld as the version's policy says. With `record`, the prompt is
+/// also kept in its payload-record form (ISV blocks as placeholders).
 pub async fn ask_model(
     deps: &Deps,
     who: &Caller,
@@ -180,6 +247,7 @@ pub async fn ask_model(
     req: &InvokeRequest,
     request_id: &str,
     (max_tokens, temperature): (u32, f32),
+    record: bool,
 ) -> Result<Answer, InvokeError> {
     let meta = &stored.meta;
     // Fingerprints first: a version the guard cannot check is never opened.
@@ -223,6 +291,7 @@ pub async fn ask_model(
         deps.config.model_timeout,
     )
     .await?;
+    let prompt = record.then(|| RecordPrompt::of(&assembled, &meta.template_id, meta.version));
     drop(assembled);
     let (guard, replacement) = Scanner::new(&fingerprints)
         .with_canary(&canary)
@@ -230,7 +299,11 @@ pub async fn ask_model(
     if let Some(text) = replacement {
         reply.text = Zeroizing::new(text);
     }
-    Ok(Answer { reply, guard })
+    Ok(Answer {
+        reply,
+        guard,
+        prompt,
+    })
 }
 
 /// The success body for a guarded reply.

@@ -4,6 +4,7 @@
 use lambda_http::{Error, service_fn};
 use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::fingerprints::FingerprintStore;
+use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
 use promptseal::templates::TemplateStore;
 use promptseal::tenants::TenantRegistry;
@@ -43,7 +44,8 @@ async fn main() -> Result<(), Error> {
             fingerprints,
         ),
         tenants: TenantRegistry::new(ddb.clone(), config.tenants_table.clone()),
-        usage: UsageLedger::new(ddb, config.usage_table.clone()),
+        usage: UsageLedger::new(ddb.clone(), config.usage_table.clone()),
+        records: PayloadStore::new(ddb, config.payload_records_table.clone()),
         guard: LoggingGuard::new(
             aws_sdk_bedrock::Client::new(&sdk),
             config.log_destination_allow_list.clone(),

@@ -12,6 +12,7 @@ use bedrock_standin::Control;
 use bedrock_standin::converse::Behaviour;
 use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::fingerprints::FingerprintStore;
+use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
 use promptseal::template::{InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec};
 use promptseal::templates::TemplateStore;
@@ -150,6 +151,13 @@ impl World {
         TenantRegistry::new(
             aws_sdk_dynamodb::Client::new(&self.config),
             self.resources.table("TenantsTable"),
+        )
+    }
+
+    pub fn payload_records(&self) -> PayloadStore {
+        PayloadStore::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.resources.table("PayloadRecordsTable"),
         )
     }
 
