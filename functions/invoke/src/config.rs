@@ -125,6 +125,7 @@ mod tests {
             ("USAGE_TABLE", "u"),
             ("FINGERPRINTS_TABLE", "f"),
             ("FINGERPRINT_KEY_ID", "alias/f"),
+            ("PAYLOAD_RECORDS_TABLE", "p"),
             ("TEMPLATE_KEY_ID", "alias/k"),
             ("DEPLOYMENT_MODE", "isv-hosted"),
         ]
