@@ -12,7 +12,7 @@ use aws_sdk_bedrockruntime::types::{
     GuardrailConverseContentBlock, GuardrailConverseTextBlock, InferenceConfiguration, Message,
     SystemContentBlock,
 };
-use promptseal::assembly::{Assembled, Block, BlockKind};
+use promptseal::assembly::{Assembled, Block, BlockKind, METADATA_MAX_VALUE, block_map_entries};
 use promptseal::template::{Guardrail, Role};
 use zeroize::Zeroizing;
 
@@ -20,7 +20,6 @@ use crate::error::InvokeError;
 
 /// Bedrock's limits on `requestMetadata`.
 const METADATA_MAX_KEYS: usize = 16;
-const METADATA_MAX_VALUE: usize = 256;
 
 pub struct ModelCall<'a> {
     pub model_id: &'a str,
@@ -55,19 +54,7 @@ pub fn request_metadata(ids: &[(&str, &str)], block_map: &str) -> HashMap<String
         .filter(|(_, v)| metadata_safe(v))
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    let chunks: Vec<&str> = block_map
-        .as_bytes()
-        .chunks(METADATA_MAX_VALUE)
-        .map(|c| std::str::from_utf8(c).expect("the block map is ASCII"))
-        .collect();
-    for (i, chunk) in chunks.iter().enumerate() {
-        let key = if i == 0 {
-            "block_map".to_owned()
-        } else {
-            format!("block_map_{}", i + 1)
-        };
-        metadata.insert(key, (*chunk).to_owned());
-    }
+    metadata.extend(block_map_entries(block_map));
     debug_assert!(metadata.len() <= METADATA_MAX_KEYS);
     metadata
 }
@@ -194,17 +181,9 @@ mod tests {
         );
         assert_eq!(m["tenant_id"], "acme");
         assert!(!m.contains_key("principal"), "unsafe values are left out");
-        let rebuilt: String = (1..=m.len())
-            .filter_map(|i| {
-                m.get(&if i == 1 {
-                    "block_map".to_owned()
-                } else {
-                    format!("block_map_{i}")
-                })
-            })
-            .cloned()
-            .collect();
-        assert_eq!(rebuilt, long_map);
+        let rebuilt =
+            promptseal::assembly::block_map_from_metadata(|k| m.get(k).map(String::as_str));
+        assert_eq!(rebuilt.as_deref(), Some(long_map.as_str()));
         assert!(m.len() <= METADATA_MAX_KEYS);
         assert!(m.iter().all(|(k, v)| metadata_safe(k) && metadata_safe(v)));
     }

@@ -1,0 +1,245 @@
+//! The handler: one CloudWatch Logs subscription event in, one payload record per log event of an
+//! opted-in tenant out. Everything that cannot become a safe record is counted and skipped without
+//! failing the batch; only an unavailable store fails it, and then the retried batch adds nothing
+//! twice, since records are written once per Bedrock request id.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use flate2::read::GzDecoder;
+use promptseal::fingerprints::{FingerprintError, FingerprintStore};
+use promptseal::records::{PayloadStore, RecordError, Written};
+use promptseal::telemetry::{MetricRecord, Unit};
+use promptseal::tenants::{TenantError, TenantRegistry};
+use serde::Serialize;
+
+use crate::invocation_log::{self, BodyRef, InvocationLog, Skip};
+
+/// Everything the handler needs, built once per cold start.
+pub struct Deps {
+    pub records: PayloadStore,
+    pub tenants: TenantRegistry,
+    pub fingerprints: FingerprintStore,
+    pub s3: aws_sdk_s3::Client,
+}
+
+/// What one batch did: counts only.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub log_events: usize,
+    pub stored: usize,
+    /// Records already stored (a retried batch, or invoke wrote it first).
+    pub already_stored: usize,
+    /// The tenant has not opted in to payload logging (or is not registered).
+    pub not_opted_in: usize,
+    pub malformed: usize,
+    pub unknown_schema: usize,
+    pub unsupported: usize,
+    pub unattributed: usize,
+    /// Too large for one record; nothing of it is stored.
+    pub too_large: usize,
+}
+
+impl Summary {
+    fn skipped(&mut self, skip: Skip) {
+        *match skip {
+            Skip::Malformed(_) => &mut self.malformed,
+            Skip::UnknownSchema => &mut self.unknown_schema,
+            Skip::Unsupported(_) => &mut self.unsupported,
+            Skip::Unattributed(_) => &mut self.unattributed,
+        } += 1;
+    }
+}
+
+/// A store was unavailable: the batch fails and is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum RedactLogError {
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    #[error(transparent)]
+    Tenants(#[from] TenantError),
+    #[error(transparent)]
+    Fingerprints(#[from] FingerprintError),
+    #[error("reading a body from S3 failed")]
+    S3(#[source] Box<aws_sdk_s3::Error>),
+    #[error("reading a body from S3 failed")]
+    S3Body(#[source] aws_sdk_s3::primitives::ByteStreamError),
+}
+
+/// What became of one log event.
+enum Outcome {
+    Written(Written),
+    NotOptedIn,
+    TooLarge,
+    Skipped(Skip),
+}
+
+pub async fn handle(deps: &Deps, event: &[u8]) -> Result<Summary, RedactLogError> {
+    let mut summary = Summary::default();
+    let data = match invocation_log::decode(event) {
+        Ok(data) => data,
+        Err(skip) => {
+            tracing::warn!(skip = skip.code(), reason = %skip, "subscription event skipped");
+            summary.skipped(skip);
+            return Ok(report(summary));
+        }
+    };
+    // CloudWatch Logs checks a subscription's destination with control messages.
+    if data.message_type != "DATA_MESSAGE" {
+        return Ok(report(summary));
+    }
+    let mut retention: HashMap<String, Option<u16>> = HashMap::new();
+    for event in &data.log_events {
+        summary.log_events += 1;
+        match record_one(deps, &event.message, &mut retention).await? {
+            Outcome::Written(Written::Stored) => summary.stored += 1,
+            Outcome::Written(Written::AlreadyStored) => summary.already_stored += 1,
+            Outcome::NotOptedIn => summary.not_opted_in += 1,
+            Outcome::TooLarge => summary.too_large += 1,
+            Outcome::Skipped(skip) => {
+                tracing::warn!(
+                    log_event_id = %event.id,
+                    skip = skip.code(),
+                    reason = %skip,
+                    "log event skipped"
+                );
+                summary.skipped(skip);
+            }
+        }
+    }
+    Ok(report(summary))
+}
+
+async fn record_one(
+    deps: &Deps,
+    message: &str,
+    retention: &mut HashMap<String, Option<u16>>,
+) -> Result<Outcome, RedactLogError> {
+    let log = match InvocationLog::parse(message) {
+        Ok(log) => log,
+        Err(skip) => return Ok(Outcome::Skipped(skip)),
+    };
+    let who = match invocation_log::attribute(&log) {
+        Ok(who) => who,
+        Err(skip) => return Ok(Outcome::Skipped(skip)),
+    };
+    // Whether the tenant opted in, asked once per batch.
+    let days = match retention.get(&who.tenant_id) {
+        Some(days) => *days,
+        None => {
+            let days = deps
+                .tenants
+                .get(&who.tenant_id)
+                .await?
+                .filter(|t| t.spec.payload_logging.enabled)
+                .map(|t| t.spec.payload_logging.retention_days);
+            retention.insert(who.tenant_id.clone(), days);
+            days
+        }
+    };
+    let Some(days) = days else {
+        return Ok(Outcome::NotOptedIn);
+    };
+    let fingerprints = match deps.fingerprints.get(&who.template_id, who.version).await {
+        Ok(fp) => fp,
+        Err(FingerprintError::Missing { .. } | FingerprintError::Payload(_)) => {
+            return Ok(Outcome::Skipped(Skip::Unattributed("no fingerprints")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let input = match log.input_body() {
+        Ok(body) => body_bytes(deps, body).await?,
+        Err(skip) => Err(skip),
+    };
+    let output = match log.output_body() {
+        Ok(body) => body_bytes(deps, body).await?,
+        Err(skip) => Err(skip),
+    };
+    let record = input.and_then(|input| {
+        let prompt = invocation_log::prompt(&log.operation, &input)?;
+        let reply = invocation_log::reply(&log.operation, &output?)?;
+        invocation_log::redact(&log, who, prompt, reply, &fingerprints)
+    });
+    match record {
+        Ok(record) => match deps.records.put(&record, days).await {
+            Ok(written) => Ok(Outcome::Written(written)),
+            Err(RecordError::TooLarge(_)) => Ok(Outcome::TooLarge),
+            Err(e) => Err(e.into()),
+        },
+        Err(skip) => Ok(Outcome::Skipped(skip)),
+    }
+}
+
+/// A body's bytes: from the record, or from the S3 object Bedrock wrote it to (gzip or not).
+async fn body_bytes(
+    deps: &Deps,
+    body: BodyRef<'_>,
+) -> Result<Result<Vec<u8>, Skip>, RedactLogError> {
+    let (bucket, key) = match body {
+        BodyRef::Inline(json) => return Ok(Ok(json.as_bytes().to_vec())),
+        BodyRef::S3 { bucket, key } => (bucket, key),
+    };
+    let object = match deps.s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(object) => object,
+        Err(e) => {
+            return match e.as_service_error() {
+                Some(GetObjectError::NoSuchKey(_)) => Ok(Err(Skip::Malformed("body object"))),
+                _ => Err(RedactLogError::S3(Box::new(e.into()))),
+            };
+        }
+    };
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .map_err(RedactLogError::S3Body)?
+        .into_bytes();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut json = Vec::new();
+        return Ok(GzDecoder::new(bytes.as_ref())
+            .read_to_end(&mut json)
+            .map(|_| json)
+            .map_err(|_| Skip::Malformed("body object")));
+    }
+    Ok(Ok(bytes.to_vec()))
+}
+
+/// One summary line and one metrics record per batch.
+fn report(summary: Summary) -> Summary {
+    tracing::info!(
+        log_events = summary.log_events,
+        stored = summary.stored,
+        already_stored = summary.already_stored,
+        not_opted_in = summary.not_opted_in,
+        malformed = summary.malformed,
+        unknown_schema = summary.unknown_schema,
+        unsupported = summary.unsupported,
+        unattributed = summary.unattributed,
+        too_large = summary.too_large,
+        "batch processed"
+    );
+    let count = |n: usize| n as f64;
+    MetricRecord {
+        namespace: "promptseal",
+        dimensions: &[("Function", "redact-log")],
+        metrics: &[
+            ("LogEvents", count(summary.log_events), Unit::Count),
+            ("RecordsStored", count(summary.stored), Unit::Count),
+            (
+                "RecordsAlreadyStored",
+                count(summary.already_stored),
+                Unit::Count,
+            ),
+            ("NotOptedIn", count(summary.not_opted_in), Unit::Count),
+            ("Malformed", count(summary.malformed), Unit::Count),
+            ("UnknownSchema", count(summary.unknown_schema), Unit::Count),
+            ("Unsupported", count(summary.unsupported), Unit::Count),
+            ("Unattributed", count(summary.unattributed), Unit::Count),
+            ("TooLarge", count(summary.too_large), Unit::Count),
+        ],
+        properties: &[],
+    }
+    .emit();
+    summary
+}

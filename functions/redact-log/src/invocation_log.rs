@@ -1,0 +1,499 @@
+//! Bedrock's model invocation log as a CloudWatch Logs subscription delivers it: the `awslogs`
+//! payload decoded, each `ModelInvocationLog` record read (Converse bodies, and InvokeModel bodies
+//! in the Anthropic Messages format), attributed through its `requestMetadata`, and redacted into
+//! the payload record invoke would have written. Pure: bodies kept in S3 and fingerprints are
+//! fetched by the handler.
+//!
+//! Redaction fails closed: a record whose tenant, template or block map is missing, whose body
+//! does not have exactly the blocks the map names, or whose tenant blocks hold template text,
+//! yields no record at all.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use base64::Engine;
+use flate2::read::GzDecoder;
+use promptseal::assembly::{BlockKind, BlockMap, block_map_from_metadata};
+use promptseal::leak::{Fingerprints, LeakPolicy, Scanner};
+use promptseal::records::{
+    Part, PartKind, PayloadRecord, Place, RecordMessage, SCHEMA_VERSION, Source, TokenUsage,
+    prompt_part,
+};
+use promptseal::template::Role;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Why a log event produced no record. Each is counted; none fails the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Skip {
+    /// Bad base64, bad gzip, or JSON that is not what the field should hold.
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    /// Not a `ModelInvocationLog` record of schema version 1.x.
+    #[error("unknown schema")]
+    UnknownSchema,
+    /// An operation or body format redact-log does not read.
+    #[error("unsupported {0}")]
+    Unsupported(&'static str),
+    /// Not made by promptseal, or not attributable to a tenant, template and block layout.
+    #[error("unattributed: {0}")]
+    Unattributed(&'static str),
+}
+
+impl Skip {
+    /// The counter this skip is reported under.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::UnknownSchema => "unknown_schema",
+            Self::Unsupported(_) => "unsupported",
+            Self::Unattributed(_) => "unattributed",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Subscription<'a> {
+    #[serde(borrow)]
+    awslogs: AwsLogs<'a>,
+}
+
+#[derive(Deserialize)]
+struct AwsLogs<'a> {
+    data: &'a str,
+}
+
+/// The decoded payload of one subscription event.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogsData {
+    pub message_type: String,
+    #[serde(default)]
+    pub log_group: String,
+    #[serde(default)]
+    pub log_events: Vec<LogEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogEvent {
+    #[serde(default)]
+    pub id: String,
+    pub message: String,
+}
+
+/// A CloudWatch Logs subscription event (`{"awslogs":{"data":"<base64 gzip JSON>"}}`) decoded.
+pub fn decode(event: &[u8]) -> Result<LogsData, Skip> {
+    let event: Subscription<'_> =
+        serde_json::from_slice(event).map_err(|_| Skip::Malformed("event"))?;
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(event.awslogs.data)
+        .map_err(|_| Skip::Malformed("base64"))?;
+    let mut json = Vec::with_capacity(gz.len() * 8);
+    GzDecoder::new(gz.as_slice())
+        .read_to_end(&mut json)
+        .map_err(|_| Skip::Malformed("gzip"))?;
+    serde_json::from_slice(&json).map_err(|_| Skip::Malformed("logs payload"))
+}
+
+/// One `ModelInvocationLog` record, bodies left unparsed until the operation is known.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvocationLog<'a> {
+    pub schema_type: String,
+    pub schema_version: String,
+    pub timestamp: String,
+    pub request_id: String,
+    pub operation: String,
+    pub model_id: String,
+    #[serde(default)]
+    pub request_metadata: HashMap<String, String>,
+    #[serde(default, borrow)]
+    pub input: Option<Input<'a>>,
+    #[serde(default, borrow)]
+    pub output: Option<Output<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Input<'a> {
+    #[serde(default, borrow)]
+    pub input_body_json: Option<&'a RawValue>,
+    #[serde(default)]
+    pub input_body_s3_path: Option<String>,
+    #[serde(default)]
+    pub input_token_count: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Output<'a> {
+    #[serde(default, borrow)]
+    pub output_body_json: Option<&'a RawValue>,
+    #[serde(default)]
+    pub output_body_s3_path: Option<String>,
+    #[serde(default)]
+    pub output_token_count: Option<u64>,
+}
+
+/// Where a body is: in the record, or (over 100 KB) in an S3 object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyRef<'a> {
+    Inline(&'a str),
+    S3 { bucket: String, key: String },
+}
+
+impl<'a> InvocationLog<'a> {
+    /// Reads one log event's message as an invocation-log record of a known schema.
+    pub fn parse(message: &'a str) -> Result<Self, Skip> {
+        let log: Self = serde_json::from_str(message).map_err(|_| Skip::Malformed("record"))?;
+        if log.schema_type != "ModelInvocationLog" || !log.schema_version.starts_with("1.") {
+            return Err(Skip::UnknownSchema);
+        }
+        if !matches!(log.operation.as_str(), "Converse" | "InvokeModel") {
+            return Err(Skip::Unsupported("operation"));
+        }
+        Ok(log)
+    }
+
+    pub fn input_body(&self) -> Result<BodyRef<'a>, Skip> {
+        let input = self.input.as_ref().ok_or(Skip::Malformed("input"))?;
+        body_ref(input.input_body_json, input.input_body_s3_path.as_deref())
+    }
+
+    pub fn output_body(&self) -> Result<BodyRef<'a>, Skip> {
+        let output = self.output.as_ref().ok_or(Skip::Malformed("output"))?;
+        body_ref(
+            output.output_body_json,
+            output.output_body_s3_path.as_deref(),
+        )
+    }
+}
+
+fn body_ref<'a>(inline: Option<&'a RawValue>, s3: Option<&str>) -> Result<BodyRef<'a>, Skip> {
+    if let Some(raw) = inline {
+        return Ok(BodyRef::Inline(raw.get()));
+    }
+    let path = s3.ok_or(Skip::Malformed("body"))?;
+    let (bucket, key) = path
+        .strip_prefix("s3://")
+        .and_then(|p| p.split_once('/'))
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .ok_or(Skip::Malformed("body S3 path"))?;
+    Ok(BodyRef::S3 {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+    })
+}
+
+/// Whose request it was, from the `requestMetadata` invoke attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribution {
+    pub tenant_id: String,
+    pub template_id: String,
+    pub version: u32,
+    pub request_id: Option<String>,
+    pub principal: Option<String>,
+    pub map: BlockMap,
+}
+
+pub fn attribute(log: &InvocationLog<'_>) -> Result<Attribution, Skip> {
+    let md = &log.request_metadata;
+    let get = |k: &str| md.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let tenant_id = get("tenant_id").ok_or(Skip::Unattributed("no tenant"))?;
+    let template_id = get("template_id").ok_or(Skip::Unattributed("no template"))?;
+    let version = get("template_version")
+        .and_then(|v| v.parse().ok())
+        .ok_or(Skip::Unattributed("no template version"))?;
+    let map = block_map_from_metadata(|k| md.get(k).map(String::as_str))
+        .ok_or(Skip::Unattributed("no block map"))?;
+    let map = BlockMap::parse(&map).map_err(|_| Skip::Unattributed("malformed block map"))?;
+    Ok(Attribution {
+        tenant_id: tenant_id.to_owned(),
+        template_id: template_id.to_owned(),
+        version,
+        request_id: get("request_id").map(str::to_owned),
+        principal: get("principal").map(str::to_owned),
+        map,
+    })
+}
+
+/// A request body reduced to its blocks: the text of each (None for a block with no text).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Prompt {
+    pub system: Vec<Option<String>>,
+    pub messages: Vec<(Role, Vec<Option<String>>)>,
+}
+
+/// The reply: its text and stop reason.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub text: String,
+    pub stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConverseRequest {
+    #[serde(default)]
+    system: Vec<ConverseBlock>,
+    messages: Vec<ConverseMessage>,
+}
+
+#[derive(Deserialize)]
+struct ConverseMessage {
+    role: Role,
+    #[serde(default)]
+    content: Vec<ConverseBlock>,
+}
+
+#[derive(Deserialize)]
+struct ConverseBlock {
+    text: Option<String>,
+    #[serde(rename = "guardContent")]
+    guard_content: Option<GuardContent>,
+}
+
+#[derive(Deserialize)]
+struct GuardContent {
+    text: Option<GuardText>,
+}
+
+#[derive(Deserialize)]
+struct GuardText {
+    text: String,
+}
+
+impl ConverseBlock {
+    fn into_text(self) -> Option<String> {
+        self.text
+            .or(self.guard_content.and_then(|g| g.text).map(|t| t.text))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseResponse {
+    output: ConverseOutput,
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConverseOutput {
+    message: ConverseMessage,
+}
+
+/// The Anthropic Messages body of InvokeModel: `system` and `content` are a string or a list of
+/// typed blocks.
+#[derive(Deserialize)]
+struct AnthropicRequest {
+    #[serde(default)]
+    system: Option<AnthropicContent>,
+    messages: Vec<AnthropicMessage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage {
+    role: Role,
+    content: AnthropicContent,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnthropicContent {
+    Text(String),
+    Blocks(Vec<AnthropicBlock>),
+}
+
+#[derive(Deserialize)]
+struct AnthropicBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+impl AnthropicContent {
+    fn into_blocks(self) -> Vec<Option<String>> {
+        match self {
+            Self::Text(text) => vec![Some(text)],
+            Self::Blocks(blocks) => blocks
+                .into_iter()
+                .map(|b| if b.kind == "text" { b.text } else { None })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AnthropicResponse {
+    content: Vec<AnthropicBlock>,
+    stop_reason: Option<String>,
+}
+
+/// Reads a request body of `operation`.
+pub fn prompt(operation: &str, body: &[u8]) -> Result<Prompt, Skip> {
+    if operation == "Converse" {
+        let req: ConverseRequest =
+            serde_json::from_slice(body).map_err(|_| Skip::Unsupported("request body"))?;
+        return Ok(Prompt {
+            system: req
+                .system
+                .into_iter()
+                .map(ConverseBlock::into_text)
+                .collect(),
+            messages: req
+                .messages
+                .into_iter()
+                .map(|m| {
+                    let blocks = m.content.into_iter().map(ConverseBlock::into_text);
+                    (m.role, blocks.collect())
+                })
+                .collect(),
+        });
+    }
+    let req: AnthropicRequest =
+        serde_json::from_slice(body).map_err(|_| Skip::Unsupported("request body"))?;
+    Ok(Prompt {
+        system: req
+            .system
+            .map(AnthropicContent::into_blocks)
+            .unwrap_or_default(),
+        messages: req
+            .messages
+            .into_iter()
+            .map(|m| (m.role, m.content.into_blocks()))
+            .collect(),
+    })
+}
+
+/// Reads a response body of `operation`.
+pub fn reply(operation: &str, body: &[u8]) -> Result<Reply, Skip> {
+    let (blocks, stop_reason) = if operation == "Converse" {
+        let res: ConverseResponse =
+            serde_json::from_slice(body).map_err(|_| Skip::Unsupported("response body"))?;
+        let blocks: Vec<_> = res
+            .output
+            .message
+            .content
+            .into_iter()
+            .filter_map(|b| b.text)
+            .collect();
+        (blocks, res.stop_reason)
+    } else {
+        let res: AnthropicResponse =
+            serde_json::from_slice(body).map_err(|_| Skip::Unsupported("response body"))?;
+        let blocks = res
+            .content
+            .into_iter()
+            .filter(|b| b.kind == "text")
+            .filter_map(|b| b.text)
+            .collect();
+        (blocks, res.stop_reason)
+    };
+    Ok(Reply {
+        text: blocks.concat(),
+        stop_reason,
+    })
+}
+
+/// What stands in for a tenant block that holds no text (an image, a document).
+const NON_TEXT: &str = "[non-text content]";
+
+/// The payload record of one invocation: ISV blocks removed by the block map, ISV text in the
+/// reply redacted by the version's fingerprints. A body whose blocks do not match the map
+/// exactly yields nothing.
+pub fn redact(
+    log: &InvocationLog<'_>,
+    who: Attribution,
+    prompt: Prompt,
+    reply: Reply,
+    fingerprints: &Fingerprints,
+) -> Result<PayloadRecord, Skip> {
+    let fits = who.map.system.len() == prompt.system.len()
+        && who.map.messages.len() == prompt.messages.len()
+        && who
+            .map
+            .messages
+            .iter()
+            .zip(&prompt.messages)
+            .all(|(kinds, (_, blocks))| kinds.len() == blocks.len());
+    if !fits {
+        return Err(Skip::Unattributed("block map does not fit the body"));
+    }
+    // The map is data from the log: a block it calls the tenant's must not hold template text.
+    let scanner = Scanner::new(fingerprints);
+    let tenant_texts = who
+        .map
+        .system
+        .iter()
+        .zip(&prompt.system)
+        .chain(
+            who.map
+                .messages
+                .iter()
+                .zip(&prompt.messages)
+                .flat_map(|(kinds, (_, blocks))| kinds.iter().zip(blocks)),
+        )
+        .filter(|(kind, _)| **kind != BlockKind::Isv)
+        .filter_map(|(_, text)| text.as_deref());
+    for text in tenant_texts {
+        if !scanner.scan(text).is_empty() {
+            return Err(Skip::Unattributed("template text in a tenant block"));
+        }
+    }
+    let (id, version) = (who.template_id.as_str(), who.version);
+    let part = |kind: BlockKind, place, text: Option<String>| match (kind, text) {
+        (BlockKind::Isv, _) => prompt_part(kind, place, "", id, version),
+        (_, Some(text)) => prompt_part(kind, place, &text, id, version),
+        (_, None) => Part {
+            kind: match kind {
+                BlockKind::TenantContext => PartKind::TenantContext,
+                _ => PartKind::UserInput,
+            },
+            document_id: None,
+            text: NON_TEXT.to_owned(),
+        },
+    };
+    let system = who
+        .map
+        .system
+        .iter()
+        .zip(prompt.system)
+        .map(|(kind, text)| part(*kind, Place::System, text))
+        .collect();
+    let messages = who
+        .map
+        .messages
+        .iter()
+        .zip(prompt.messages)
+        .map(|(kinds, (role, blocks))| RecordMessage {
+            role,
+            content: kinds
+                .iter()
+                .zip(blocks)
+                .map(|(kind, text)| part(*kind, Place::Message, text))
+                .collect(),
+        })
+        .collect();
+    let (guard, replacement) = scanner.guard(&reply.text, LeakPolicy::Redact);
+    let tokens = |n: Option<u64>| n.unwrap_or(0);
+    Ok(PayloadRecord {
+        schema_version: SCHEMA_VERSION,
+        request_id: who.request_id.unwrap_or_else(|| log.request_id.clone()),
+        tenant_id: who.tenant_id,
+        model_request_id: log.request_id.clone(),
+        time: log.timestamp.clone(),
+        source: Source::InvocationLog,
+        principal: who.principal,
+        template_id: who.template_id,
+        template_version: who.version,
+        model_id: log.model_id.clone(),
+        system,
+        messages,
+        output: replacement.unwrap_or(reply.text),
+        stop_reason: reply.stop_reason,
+        guard,
+        usage: TokenUsage {
+            input_tokens: tokens(log.input.as_ref().and_then(|i| i.input_token_count)),
+            output_tokens: tokens(log.output.as_ref().and_then(|o| o.output_token_count)),
+        },
+    })
+}

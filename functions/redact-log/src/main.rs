@@ -1,0 +1,42 @@
+//! redact-log: wiring only. Telemetry, configuration from the environment, AWS clients built once
+//! per cold start, then the handler behind lambda_runtime.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use promptseal::envelope::{CachePolicy, Envelope};
+use promptseal::fingerprints::FingerprintStore;
+use promptseal::records::PayloadStore;
+use promptseal::tenants::TenantRegistry;
+use serde_json::value::RawValue;
+
+use redact_log::config::Config;
+use redact_log::handler::{self, Deps, Summary};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    promptseal::telemetry::init(env!("CARGO_CRATE_NAME"));
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let deps = Deps {
+        records: PayloadStore::new(ddb.clone(), config.payload_records_table),
+        tenants: TenantRegistry::new(ddb.clone(), config.tenants_table),
+        fingerprints: FingerprintStore::new(
+            ddb,
+            config.fingerprints_table,
+            Envelope::new(
+                aws_sdk_kms::Client::new(&sdk),
+                config.fingerprint_key_id,
+                CachePolicy::default(),
+            ),
+        ),
+        s3: aws_sdk_s3::Client::new(&sdk),
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Box<RawValue>>| async move {
+            let summary: Summary = handler::handle(deps, event.payload.get().as_bytes()).await?;
+            Ok::<_, Error>(summary)
+        },
+    ))
+    .await
+}
