@@ -1,0 +1,128 @@
+//! template.yaml's least-privilege promises, read from the template itself: only invoke (and the
+//! operators) can decrypt templates; the functions that handle logs can open fingerprints and
+//! nothing sealed under the template key.
+
+use serde_yaml_ng::{Mapping, Value};
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn resources(t: &Value) -> &Mapping {
+    t["Resources"].as_mapping().unwrap()
+}
+
+/// A value's text, tags and all, for "does it name X" checks.
+fn text(v: &Value) -> String {
+    format!("{v:?}")
+}
+
+/// The actions a statement grants, as written.
+fn actions(statement: &Value) -> Vec<String> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Sequence(s) => s
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn grants_decrypt(statement: &Value) -> bool {
+    actions(statement)
+        .iter()
+        .any(|a| matches!(a.as_str(), "kms:Decrypt" | "kms:*" | "*"))
+}
+
+/// Every statement of every inline policy of a role, `Fn::If` branches included.
+fn role_statements(role: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    for policy in role["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        for s in policy["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+            match s {
+                Value::Tagged(t) if t.tag == "If" => {
+                    out.extend(t.value.as_sequence().unwrap()[1..].iter().cloned())
+                }
+                s => out.push(s.clone()),
+            }
+        }
+    }
+    out
+}
+
+fn roles(t: &Value) -> impl Iterator<Item = (&str, &Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::IAM::Role")
+        .map(|(id, r)| (id.as_str().unwrap(), r))
+}
+
+#[test]
+fn no_role_but_invokes_can_decrypt_with_the_template_key() {
+    let t = template();
+    let roles: Vec<_> = roles(&t).collect();
+    assert!(roles.len() >= 2, "invoke's role and at least redact-log's");
+    for (id, role) in roles {
+        for statement in role_statements(role) {
+            if !grants_decrypt(&statement) {
+                continue;
+            }
+            let resource = text(&statement["Resource"]);
+            assert!(
+                !resource.contains('*') || resource.contains("arn:"),
+                "{id} may decrypt with any key: {statement:?}"
+            );
+            if resource.contains("TemplateKey") {
+                assert_eq!(id, "InvokeRole", "{id} may decrypt templates");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_template_keys_policy_lets_only_invoke_and_the_operators_decrypt() {
+    let t = template();
+    let key = &resources(&t)["TemplateKey"];
+    for statement in key["Properties"]["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .unwrap()
+    {
+        if !grants_decrypt(statement) {
+            continue;
+        }
+        let who = text(&statement["Principal"]) + &text(&statement["Condition"]);
+        let invoke_only = who.contains("-invoke\"") && !who.contains("redact-log");
+        let operators = text(&statement["Principal"]).contains("AdminPrincipalArn");
+        assert!(invoke_only || operators, "{statement:?}");
+        assert!(
+            text(&statement["Condition"]).contains("purpose"),
+            "decrypt is bound to the template encryption context: {statement:?}"
+        );
+    }
+}
+
+#[test]
+fn redact_log_opens_fingerprints_but_no_template() {
+    let t = template();
+    let r = resources(&t);
+    let role = &r["RedactLogRole"];
+    let statements = role_statements(role);
+    let all = text(&Value::Sequence(statements.clone()));
+    assert!(
+        !all.contains("TemplatesTable"),
+        "redact-log reads no template item"
+    );
+    assert!(!all.contains("TemplateKey"));
+    assert!(statements.iter().any(|s| grants_decrypt(s)
+        && text(&s["Resource"]).contains("FingerprintKey")
+        && text(&s["Condition"]).contains("fingerprints")));
+    // The fingerprint key lets redact-log's role in, by name.
+    let fp_policy = text(&r["FingerprintKey"]["Properties"]["KeyPolicy"]);
+    assert!(fp_policy.contains("${AWS::StackName}-redact-log"));
+}
