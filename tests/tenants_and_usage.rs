@@ -2,7 +2,9 @@
 
 mod common;
 
-use promptseal::tenants::{PayloadLogging, Quotas, TenantError, TenantSpec, TenantStatus};
+use promptseal::tenants::{
+    ExportDestination, PayloadLogging, Quotas, TenantError, TenantSpec, TenantStatus,
+};
 
 fn spec(id: &str) -> TenantSpec {
     TenantSpec {
@@ -16,6 +18,7 @@ fn spec(id: &str) -> TenantSpec {
             daily_tokens: Some(100_000),
             daily_requests: None,
         },
+        export: None,
     }
 }
 
@@ -55,6 +58,17 @@ async fn tenants_are_registered_listed_and_suspended() {
     assert_eq!(replaced.created_at, acme.created_at);
     assert_eq!(replaced.spec, changed);
     assert_eq!(registry.get("acme").await.unwrap().unwrap(), replaced);
+
+    // An export destination is kept whole, and removed when the settings no longer name one.
+    let mut exporting = changed.clone();
+    exporting.export = Some(ExportDestination {
+        bucket: "acme-payload-logs".into(),
+        prefix: "promptseal/".into(),
+        kms_key_id: Some("arn:aws:kms:us-east-1:123456789012:key/abc".into()),
+        role_arn: Some("arn:aws:iam::123456789012:role/promptseal-export".into()),
+    });
+    assert_eq!(registry.put(&exporting).await.unwrap().spec, exporting);
+    assert_eq!(registry.put(&changed).await.unwrap().spec.export, None);
 
     let resumed = registry
         .set_status("acme", TenantStatus::Active)

@@ -16,7 +16,9 @@ use promptseal::leak::Scanner;
 use promptseal::render::Renderer;
 use promptseal::template::TemplateDefinition;
 use promptseal::templates::TemplateStore;
-use promptseal::tenants::{PayloadLogging, Quotas, TenantRegistry, TenantSpec, TenantStatus};
+use promptseal::tenants::{
+    ExportDestination, PayloadLogging, Quotas, TenantRegistry, TenantSpec, TenantStatus,
+};
 use promptseal::usage::UsageLedger;
 
 use output::Output;
@@ -184,6 +186,18 @@ enum TenantCommand {
         daily_tokens: Option<u64>,
         #[arg(long)]
         daily_requests: Option<u64>,
+        /// The S3 bucket export-logs delivers the tenant's payload records to.
+        #[arg(long)]
+        export_bucket: Option<String>,
+        /// Key prefix in the export bucket (for example `promptseal/`).
+        #[arg(long, requires = "export_bucket", default_value = "")]
+        export_prefix: String,
+        /// KMS key (id or ARN) for SSE-KMS on exported objects.
+        #[arg(long, requires = "export_bucket")]
+        export_kms_key: Option<String>,
+        /// IAM role in the tenant's account that export-logs assumes to write there.
+        #[arg(long, requires = "export_bucket")]
+        export_role: Option<String>,
     },
     /// Show one tenant.
     Get { tenant_id: String },
@@ -346,6 +360,10 @@ async fn tenant(cmd: TenantCommand, registry: &TenantRegistry, out: &Output) -> 
             retention_days,
             daily_tokens,
             daily_requests,
+            export_bucket,
+            export_prefix,
+            export_kms_key,
+            export_role,
         } => {
             let spec = TenantSpec {
                 tenant_id,
@@ -358,6 +376,12 @@ async fn tenant(cmd: TenantCommand, registry: &TenantRegistry, out: &Output) -> 
                     daily_tokens,
                     daily_requests,
                 },
+                export: export_bucket.map(|bucket| ExportDestination {
+                    bucket,
+                    prefix: export_prefix,
+                    kms_key_id: export_kms_key,
+                    role_arn: export_role,
+                }),
             };
             out.tenant(&registry.put(&spec).await?)
         }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use promptseal::leak::{Finding, LeakPolicy};
 use promptseal::template::{TemplateText, VersionMeta};
 use promptseal::templates::TemplateSummary;
-use promptseal::tenants::Tenant;
+use promptseal::tenants::{ExportDestination, Tenant};
 use promptseal::usage::UsageRecord;
 use serde::Serialize;
 use serde_json::json;
@@ -139,6 +139,7 @@ impl Output {
         println!("payload logging  {}", logging(t));
         println!("daily tokens     {}", limit(s.quotas.daily_tokens));
         println!("daily requests   {}", limit(s.quotas.daily_requests));
+        println!("export           {}", export(s.export.as_ref()));
         println!("created          {}", t.created_at);
         println!("updated          {}", t.updated_at);
         Ok(())
@@ -267,4 +268,18 @@ fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
     for r in &rows {
         line(r.iter().map(String::as_str).collect());
     }
+}
+
+fn export(e: Option<&ExportDestination>) -> String {
+    let Some(e) = e else {
+        return "-".into();
+    };
+    let mut out = format!("s3://{}/{}", e.bucket, e.prefix);
+    if let Some(key) = &e.kms_key_id {
+        out.push_str(&format!(" (SSE-KMS {key})"));
+    }
+    if let Some(role) = &e.role_arn {
+        out.push_str(&format!(" via {role}"));
+    }
+    out
 }

@@ -43,6 +43,20 @@ pub struct Quotas {
     pub daily_requests: Option<u64>,
 }
 
+/// Where export-logs delivers a tenant's payload records: an S3 bucket and key prefix, written
+/// with SSE-KMS under `kms_key_id` when set, through `role_arn` (assumed) when the bucket is in
+/// the tenant's own account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportDestination {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+}
+
 /// What an operator sets for a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSpec {
@@ -50,6 +64,8 @@ pub struct TenantSpec {
     pub templates: BTreeSet<String>,
     pub payload_logging: PayloadLogging,
     pub quotas: Quotas,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportDestination>,
 }
 
 /// A registered tenant.
@@ -76,6 +92,12 @@ pub enum TenantError {
     InvalidTemplateId(String),
     #[error("retention must be between 1 and {MAX_RETENTION_DAYS} days when payload logging is on")]
     Retention,
+    #[error("export bucket {0:?} is not a valid S3 bucket name")]
+    ExportBucket(String),
+    #[error("export prefix must be at most 512 characters, without a leading '/' or '..'")]
+    ExportPrefix,
+    #[error("export role {0:?} must be an IAM role ARN")]
+    ExportRole(String),
     #[error("tenant {0:?} not found")]
     NotFound(String),
     #[error(transparent)]
@@ -95,6 +117,33 @@ impl TenantSpec {
         let days = self.payload_logging.retention_days;
         if self.payload_logging.enabled && !(1..=MAX_RETENTION_DAYS).contains(&days) {
             return Err(TenantError::Retention);
+        }
+        if let Some(export) = &self.export {
+            export.check()?;
+        }
+        Ok(())
+    }
+}
+
+impl ExportDestination {
+    pub fn check(&self) -> Result<(), TenantError> {
+        let b = &self.bucket;
+        let bucket_ok = (3..=63).contains(&b.len())
+            && b.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+            && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && b.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !bucket_ok {
+            return Err(TenantError::ExportBucket(b.clone()));
+        }
+        let p = &self.prefix;
+        if p.len() > 512 || p.starts_with('/') || p.split('/').any(|s| s == "..") {
+            return Err(TenantError::ExportPrefix);
+        }
+        if let Some(role) = &self.role_arn
+            && !(role.starts_with("arn:aws") && role.contains(":iam::") && role.contains(":role/"))
+        {
+            return Err(TenantError::ExportRole(role.clone()));
         }
         Ok(())
     }
@@ -146,15 +195,26 @@ impl TenantRegistry {
                 ":templates",
                 AttributeValue::L(spec.templates.iter().map(s).collect()),
             );
-        // An unlimited quota is an absent attribute.
+        // An unlimited quota, or no export setting, is an absent attribute.
+        let export = spec.export.as_ref();
         for (attr, value) in [
-            ("daily_token_quota", spec.quotas.daily_tokens),
-            ("daily_request_quota", spec.quotas.daily_requests),
+            ("daily_token_quota", spec.quotas.daily_tokens.map(n)),
+            ("daily_request_quota", spec.quotas.daily_requests.map(n)),
+            ("export_bucket", export.map(|e| s(&e.bucket))),
+            ("export_prefix", export.map(|e| s(&e.prefix))),
+            (
+                "export_kms_key_id",
+                export.and_then(|e| e.kms_key_id.as_ref().map(s)),
+            ),
+            (
+                "export_role_arn",
+                export.and_then(|e| e.role_arn.as_ref().map(s)),
+            ),
         ] {
             match value {
                 Some(v) => {
                     set.push(format!("{attr} = :{attr}"));
-                    req = req.expression_attribute_values(format!(":{attr}"), n(v));
+                    req = req.expression_attribute_values(format!(":{attr}"), v);
                 }
                 None => remove.push(attr),
             }
@@ -251,6 +311,12 @@ fn tenant(item: &Item) -> Result<Tenant, MalformedItem> {
                 daily_tokens: dynamo::opt_number(item, "daily_token_quota")?,
                 daily_requests: dynamo::opt_number(item, "daily_request_quota")?,
             },
+            export: dynamo::opt_string(item, "export_bucket").map(|bucket| ExportDestination {
+                bucket,
+                prefix: dynamo::opt_string(item, "export_prefix").unwrap_or_default(),
+                kms_key_id: dynamo::opt_string(item, "export_kms_key_id"),
+                role_arn: dynamo::opt_string(item, "export_role_arn"),
+            }),
         },
         status,
         created_at: dynamo::string(item, "created_at")?,
@@ -271,6 +337,7 @@ mod tests {
                 retention_days: 30,
             },
             quotas: Quotas::default(),
+            export: None,
         }
     }
 
@@ -288,5 +355,39 @@ mod tests {
         assert!(matches!(s.check(), Err(TenantError::Retention)));
         s.payload_logging.enabled = false;
         assert!(s.check().is_ok());
+        let export = |bucket: &str, prefix: &str, role: Option<&str>| {
+            let mut s = spec();
+            s.export = Some(ExportDestination {
+                bucket: bucket.into(),
+                prefix: prefix.into(),
+                kms_key_id: None,
+                role_arn: role.map(str::to_owned),
+            });
+            s.check()
+        };
+        assert!(
+            export(
+                "acme-logs",
+                "promptseal/",
+                Some("arn:aws:iam::123456789012:role/x")
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            export("Acme_Logs", "", None),
+            Err(TenantError::ExportBucket(_))
+        ));
+        assert!(matches!(
+            export("acme-logs", "/abs", None),
+            Err(TenantError::ExportPrefix)
+        ));
+        assert!(matches!(
+            export("acme-logs", "a/../b", None),
+            Err(TenantError::ExportPrefix)
+        ));
+        assert!(matches!(
+            export("acme-logs", "", Some("role")),
+            Err(TenantError::ExportRole(_))
+        ));
     }
 }

@@ -126,6 +126,7 @@ impl World {
                         retention_days: 30,
                     },
                     quotas: Quotas::default(),
+                    export: None,
                 })
                 .await
                 .unwrap();

@@ -105,6 +105,7 @@ pub fn tenant(id: &str, templates: &[&str], quotas: Quotas) -> TenantSpec {
             retention_days: 30,
         },
         quotas,
+        export: None,
     }
 }
 
