@@ -1,0 +1,172 @@
+//! The handler: an EventBridge event in. The schedule (`Scheduled Event`) exports every opted-in
+//! tenant with a destination from its watermark; an `ExportRequested` event (source
+//! `promptseal.admin`, detail `{tenant_id, from, until}`) exports that tenant's window on request.
+//! One tenant's failure does not stop the others; the run then fails so EventBridge retries it,
+//! and the retry redoes only what did not finish.
+
+use std::time::SystemTime;
+
+use aws_smithy_types::date_time::{DateTime, Format};
+use promptseal::records::timestamp_micros;
+use promptseal::tenants::{Tenant, TenantError, TenantRegistry};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::export::{Delivered, ExportError, ExportKind, Exporter, Window};
+
+pub struct Deps {
+    pub tenants: TenantRegistry,
+    pub exporter: Exporter,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Event {
+    #[serde(rename = "detail-type", default)]
+    pub detail_type: String,
+    #[serde(default)]
+    pub detail: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportRequest {
+    tenant_id: String,
+    from: String,
+    until: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub exports: Vec<Delivered>,
+    /// Tenants whose export failed this run (retried with the run).
+    pub failed: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportLogsError {
+    #[error("unknown event type {0:?}: expected \"Scheduled Event\" or \"ExportRequested\"")]
+    UnknownEvent(String),
+    #[error("the export request is malformed: it needs tenant_id, from and until (RFC 3339)")]
+    MalformedRequest,
+    #[error("the export window must have from before until")]
+    EmptyWindow,
+    #[error("tenant {0:?} is not registered")]
+    UnknownTenant(String),
+    #[error("tenant {0:?} has no payload logging or no export destination")]
+    NotExporting(String),
+    #[error("the export of {0} tenant(s) failed; the run is retried")]
+    Failed(usize),
+    #[error(transparent)]
+    Tenants(#[from] TenantError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+}
+
+impl ExportLogsError {
+    /// A stable code for logs and alarms.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownEvent(_) => "unknown_event",
+            Self::MalformedRequest => "malformed_request",
+            Self::EmptyWindow => "empty_window",
+            Self::UnknownTenant(_) => "unknown_tenant",
+            Self::NotExporting(_) => "not_exporting",
+            Self::Failed(_) => "export_failed",
+            Self::Tenants(_) => "tenants_unavailable",
+            Self::Export(_) => "export_failed",
+        }
+    }
+}
+
+/// Opted in and with somewhere to deliver to.
+fn exporting(tenant: &Tenant) -> bool {
+    tenant.spec.payload_logging.enabled && tenant.spec.export.is_some()
+}
+
+pub async fn handle(deps: &Deps, event: Event) -> Result<Summary, ExportLogsError> {
+    let result = match event.detail_type.as_str() {
+        "Scheduled Event" => scheduled(deps).await,
+        "ExportRequested" => on_demand(deps, event.detail).await,
+        other => Err(ExportLogsError::UnknownEvent(other.to_owned())),
+    };
+    match &result {
+        Ok(summary) => tracing::info!(
+            exports = summary.exports.len(),
+            records = summary.exports.iter().map(|d| d.records).sum::<usize>(),
+            "export run finished"
+        ),
+        Err(e) => tracing::error!(error_code = e.code(), error = %e, "export run failed"),
+    }
+    result
+}
+
+async fn scheduled(deps: &Deps) -> Result<Summary, ExportLogsError> {
+    let mut summary = Summary::default();
+    for tenant in deps.tenants.list().await?.iter().filter(|t| exporting(t)) {
+        let id = &tenant.spec.tenant_id;
+        let dest = tenant
+            .spec
+            .export
+            .as_ref()
+            .expect("exporting tenants have a destination");
+        match deps.exporter.scheduled(id, dest).await {
+            Ok(Some(delivered)) => {
+                tracing::info!(
+                    tenant_id = %id,
+                    records = delivered.records,
+                    objects = delivered.objects,
+                    "tenant export delivered"
+                );
+                summary.exports.push(delivered);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(tenant_id = %id, error_code = "export_failed", error = %e, "tenant export failed");
+                summary.failed.push(id.clone());
+            }
+        }
+    }
+    if !summary.failed.is_empty() {
+        return Err(ExportLogsError::Failed(summary.failed.len()));
+    }
+    Ok(summary)
+}
+
+/// `2026-11-22T00:00:00Z` (any RFC 3339 UTC time) in the stored-time form.
+fn stored_time(t: &str) -> Option<String> {
+    let t = DateTime::from_str(t, Format::DateTime).ok()?;
+    Some(timestamp_micros(SystemTime::try_from(t).ok()?))
+}
+
+async fn on_demand(deps: &Deps, detail: Value) -> Result<Summary, ExportLogsError> {
+    let request: ExportRequest =
+        serde_json::from_value(detail).map_err(|_| ExportLogsError::MalformedRequest)?;
+    let window = Window {
+        from: stored_time(&request.from).ok_or(ExportLogsError::MalformedRequest)?,
+        until: stored_time(&request.until).ok_or(ExportLogsError::MalformedRequest)?,
+    };
+    if window.from >= window.until {
+        return Err(ExportLogsError::EmptyWindow);
+    }
+    let tenant = deps
+        .tenants
+        .get(&request.tenant_id)
+        .await?
+        .ok_or_else(|| ExportLogsError::UnknownTenant(request.tenant_id.clone()))?;
+    if !exporting(&tenant) {
+        return Err(ExportLogsError::NotExporting(request.tenant_id));
+    }
+    let dest = tenant
+        .spec
+        .export
+        .as_ref()
+        .expect("exporting tenants have a destination");
+    let delivered = deps
+        .exporter
+        .export(&request.tenant_id, dest, ExportKind::OnDemand, &window)
+        .await?;
+    Ok(Summary {
+        exports: vec![delivered],
+        failed: vec![],
+    })
+}

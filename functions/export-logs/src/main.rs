@@ -1,0 +1,34 @@
+//! export-logs: wiring only. Telemetry, configuration from the environment, AWS clients built once
+//! per cold start, then the handler behind lambda_runtime.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use promptseal::records::PayloadStore;
+use promptseal::tenants::TenantRegistry;
+
+use export_logs::config::Config;
+use export_logs::export::Exporter;
+use export_logs::handler::{self, Deps, Event};
+use export_logs::state::ExportState;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    promptseal::telemetry::init(env!("CARGO_CRATE_NAME"));
+    let config = Config::from_env()?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let deps = Deps {
+        tenants: TenantRegistry::new(ddb.clone(), config.tenants_table),
+        exporter: Exporter {
+            records: PayloadStore::new(ddb.clone(), config.payload_records_table),
+            state: ExportState::new(ddb, config.export_state_table),
+            sdk,
+            settle: config.settle,
+            per_object: config.records_per_object,
+        },
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
+        Ok::<_, Error>(handler::handle(deps, event.payload).await?)
+    }))
+    .await
+}
