@@ -33,7 +33,11 @@ fn text(seed: &mut u64, len: usize) -> String {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         out.push_str(words[(*seed >> 33) as usize % words.len()]);
-        out.push(if (*seed >> 20).is_multiple_of(11) { '.' } else { ' ' });
+        out.push(if (*seed >> 20).is_multiple_of(11) {
+            '.'
+        } else {
+            ' '
+        });
     }
     out
 }

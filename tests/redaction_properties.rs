@@ -1,0 +1,230 @@
+//! Property tests of redaction by provenance, through the code both writers use: for generated
+//! templates, user inputs, tenant documents and replies (some repeating template text), neither
+//! the record invoke writes, nor the record redact-log makes from the Bedrock invocation log of
+//! the same request, nor the export of either, holds any run of `min_span` template words; and the
+//! user's input and the tenant's documents survive verbatim.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use export_logs::export::{ExportKind, Window, prepare};
+use promptseal::assembly::{
+    Assembled, Block, BlockKind, ContextDocument, assemble, block_map_entries,
+};
+use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakPolicy, Scanner};
+use promptseal::records::{
+    PartKind, PayloadRecord, RecordPrompt, SCHEMA_VERSION, Source, StoredRecord, TokenUsage,
+};
+use promptseal::render::Renderer;
+use promptseal::template::{MessagePart, Role, TemplateText};
+use promptseal::tenants::ExportDestination;
+use proptest::prelude::*;
+use redact_log::invocation_log::{self, InvocationLog};
+use serde_json::{Value, json};
+
+const MIN_SPAN: usize = DEFAULT_MIN_SPAN as usize;
+
+/// Template words and tenant words come from disjoint alphabets, so any run of template words in
+/// a record can only have come from the template.
+fn template_words() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec("[b-df-hj-np-tv-z]{3,9}", 12..60)
+}
+
+fn tenant_text() -> impl Strategy<Value = String> {
+    prop::collection::vec("[aeiou][0-9aeiou]{2,7}", 1..25).prop_map(|w| w.join(" "))
+}
+
+/// Every run of `MIN_SPAN` template words, lower-cased.
+fn runs(words: &[String]) -> Vec<String> {
+    words.windows(MIN_SPAN).map(|w| w.join(" ")).collect()
+}
+
+fn assert_no_run(text: &str, runs: &[String]) -> Result<(), TestCaseError> {
+    let flat = text
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for run in runs {
+        prop_assert!(
+            !flat.contains(run.as_str()),
+            "template run {run:?} in {text}"
+        );
+    }
+    Ok(())
+}
+
+fn block_json(block: &Block, role: Option<Role>) -> Value {
+    match (block.kind, role) {
+        (BlockKind::UserInput, None | Some(Role::User)) => {
+            json!({ "guardContent": { "text": { "text": block.text.as_str() } } })
+        }
+        _ => json!({ "text": block.text.as_str() }),
+    }
+}
+
+/// The `ModelInvocationLog` record Bedrock writes for this request (as the stand-in does).
+fn invocation_log(assembled: &Assembled, reply: &str) -> String {
+    let mut metadata = json!({
+        "tenant_id": "acme", "template_id": "generated", "template_version": "1",
+        "request_id": "r-1",
+    });
+    for (k, v) in block_map_entries(&assembled.block_map()) {
+        metadata[k] = json!(v);
+    }
+    json!({
+        "schemaType": "ModelInvocationLog", "schemaVersion": "1.0",
+        "timestamp": "2026-11-22T09:00:00Z", "accountId": "111122223333",
+        "region": "us-east-1", "requestId": "m-1", "operation": "Converse",
+        "modelId": "anthropic.claude", "requestMetadata": metadata,
+        "input": {
+            "inputContentType": "application/json",
+            "inputBodyJson": {
+                "system": assembled.system.iter().map(|b| block_json(b, None)).collect::<Vec<_>>(),
+                "messages": assembled.messages.iter().map(|m| json!({
+                    "role": m.role.as_str(),
+                    "content": m.blocks.iter().map(|b| block_json(b, Some(m.role))).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            },
+            "inputTokenCount": 100,
+        },
+        "output": {
+            "outputContentType": "application/json",
+            "outputBodyJson": {
+                "output": { "message": { "role": "assistant", "content": [{ "text": reply }] } },
+                "stopReason": "end_turn",
+            },
+            "outputTokenCount": 50,
+        },
+    })
+    .to_string()
+}
+
+/// What a tenant receives when `record` is exported.
+fn exported(record: &PayloadRecord) -> String {
+    let dest = ExportDestination {
+        bucket: "acme-logs".into(),
+        prefix: String::new(),
+        kms_key_id: None,
+        role_arn: None,
+    };
+    let window = Window {
+        from: "a".into(),
+        until: "b".into(),
+    };
+    let stored = [StoredRecord {
+        position: "p".into(),
+        record: record.clone(),
+    }];
+    let prepared = prepare(&dest, "acme", ExportKind::Scheduled, &window, &stored, 10);
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(prepared.objects[0].bytes.as_slice())
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+fn tenant_parts(record: &PayloadRecord, kind: PartKind) -> Vec<String> {
+    record
+        .system
+        .iter()
+        .chain(record.messages.iter().flat_map(|m| &m.content))
+        .filter(|p| p.kind == kind)
+        .map(|p| p.text.clone())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn no_template_run_survives_in_records_or_exports_and_tenant_text_is_kept(
+        words in template_words(),
+        split in 0.0f64..1.0,
+        question in tenant_text(),
+        product in tenant_text(),
+        document in tenant_text(),
+        reply_words in tenant_text(),
+        leak in prop::option::of((0usize..60, 0usize..40)),
+    ) {
+        // The template: ISV words around two variables, in system and in the user message.
+        let cut = ((words.len() as f64) * split) as usize;
+        let text = TemplateText {
+            system: format!("{} {{{{ product }}}} {}", words[..cut].join(" "), "."),
+            messages: vec![MessagePart {
+                role: Role::User,
+                text: format!("{}\n{{{{ question }}}}", words[cut..].join(" ")),
+            }],
+        };
+        let fp = Fingerprints::of_template(text.parts().map(|(_, p)| p), DEFAULT_MIN_SPAN, [7; 16]);
+        let vars = BTreeMap::from([
+            ("product".to_owned(), product.clone()),
+            ("question".to_owned(), question.clone()),
+        ]);
+        let rendered = Renderer::default().render(&text, &vars).unwrap();
+        let docs = [ContextDocument { id: "doc-1".into(), text: document.clone() }];
+        let assembled = assemble(&rendered, &docs, "0123456789abcdef", "zq00112233445566");
+
+        // The model's reply, perhaps repeating a run of one part of the template.
+        let parts = [&words[..cut], &words[cut..]];
+        let mut reply = reply_words.clone();
+        if let Some((at, len)) = leak {
+            let part = parts[at % 2];
+            let start = at % part.len().max(1);
+            let end = (start + MIN_SPAN + len).min(part.len());
+            if end >= start + MIN_SPAN {
+                reply = format!("{reply} {} {reply_words}", part[start..end].join(" "));
+            }
+        }
+        let template_runs: Vec<String> = parts.iter().flat_map(|p| runs(p)).collect();
+
+        // invoke's record.
+        let (guard, replacement) = Scanner::new(&fp).guard(&reply, LeakPolicy::Redact);
+        let prompt = RecordPrompt::of(&assembled, "generated", 1);
+        let from_invoke = PayloadRecord {
+            schema_version: SCHEMA_VERSION,
+            tenant_id: "acme".into(),
+            request_id: "r-1".into(),
+            model_request_id: "m-1".into(),
+            time: "2026-11-22T09:00:00Z".into(),
+            source: Source::Invoke,
+            principal: None,
+            template_id: "generated".into(),
+            template_version: 1,
+            model_id: "anthropic.claude".into(),
+            system: prompt.system,
+            messages: prompt.messages,
+            output: replacement.unwrap_or_else(|| reply.clone()),
+            stop_reason: Some("end_turn".into()),
+            guard,
+            usage: TokenUsage::default(),
+        };
+
+        // redact-log's record, from the invocation log of the same request.
+        let message = invocation_log(&assembled, &reply);
+        let log = InvocationLog::parse(&message).unwrap();
+        let who = invocation_log::attribute(&log).unwrap();
+        let input = log.input.as_ref().unwrap().input_body_json.unwrap().get();
+        let output = log.output.as_ref().unwrap().output_body_json.unwrap().get();
+        let from_log = invocation_log::redact(
+            &log,
+            who,
+            invocation_log::prompt("Converse", input.as_bytes()).unwrap(),
+            invocation_log::reply("Converse", output.as_bytes()).unwrap(),
+            &fp,
+        )
+        .unwrap();
+
+        for record in [&from_invoke, &from_log] {
+            assert_no_run(&serde_json::to_string(record).unwrap(), &template_runs)?;
+            assert_no_run(&exported(record), &template_runs)?;
+            prop_assert_eq!(tenant_parts(record, PartKind::UserInput), [product.clone(), question.clone()]);
+            prop_assert_eq!(tenant_parts(record, PartKind::TenantContext), [document.clone()]);
+        }
+        // Both writers make the same record of the same request.
+        prop_assert_eq!(&from_invoke.system, &from_log.system);
+        prop_assert_eq!(&from_invoke.messages, &from_log.messages);
+        prop_assert_eq!(&from_invoke.output, &from_log.output);
+    }
+}
