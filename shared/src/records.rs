@@ -6,7 +6,7 @@
 //! Stored one item per request in a table keyed by tenant, gzip-compressed, expiring (TTL) after
 //! the tenant's retention; written once per model request id, so retries add nothing.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -306,8 +306,9 @@ fn stored(item: &Item) -> Result<StoredRecord, RecordError> {
 }
 
 fn compress(record: &PayloadRecord) -> Result<Vec<u8>, RecordError> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-    serde_json::to_writer(&mut gz, record).expect("records always serialise");
+    let json = serde_json::to_vec(record).expect("records always serialise");
+    let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 2), Compression::fast());
+    gz.write_all(&json).expect("writing to memory cannot fail");
     let body = gz.finish().expect("writing to memory cannot fail");
     if body.len() > MAX_BODY_BYTES {
         return Err(RecordError::TooLarge(body.len()));

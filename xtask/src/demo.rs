@@ -1,6 +1,7 @@
 //! `cargo xtask demo`: starts the local stack, seals the demo template, registers demo tenants,
 //! then sends real requests to the invoke function running under cargo-lambda's runtime emulator,
-//! printing each step, and stops everything it started.
+//! pushes the stand-in's invocation log through redact-log and runs export-logs (both under the
+//! emulator too), printing each step, and stops everything it started.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,8 @@ use serde_json::Value;
 
 use bedrock_standin::Control;
 use bedrock_standin::converse::Behaviour;
+
+use promptseal::records::PayloadStore;
 
 use crate::{cargo, ensure_venv, stack};
 
@@ -68,6 +71,10 @@ pub fn run(root: &Path) -> Result<()> {
         "promptseal-cli",
         "--package",
         "invoke",
+        "--package",
+        "redact-log",
+        "--package",
+        "export-logs",
     ]))?;
     let local = stack::start(root, &venv, 0, 0)?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -163,19 +170,22 @@ pub fn run(root: &Path) -> Result<()> {
     )?;
     cli.refused(&["template", "put", ".local/bad-template.toml"])?;
 
-    step("6. Tenants: registered, entitled to templates, opted in to payload logging, suspended");
-    cli.ok(&[
-        "tenant",
-        "put",
-        "acme",
-        "--template",
-        "support-reply",
-        "--payload-logging",
-        "--retention-days",
-        "30",
-        "--daily-tokens",
-        "200000",
-    ])?;
+    step("6. Tenants: registered, entitled to templates, with quotas, suspended");
+    // acme's settings, with what later steps add to them.
+    let put_acme = |extra: &[&str]| {
+        let mut args = vec![
+            "tenant",
+            "put",
+            "acme",
+            "--template",
+            "support-reply",
+            "--daily-tokens",
+            "200000",
+        ];
+        args.extend_from_slice(extra);
+        cli.ok(&args)
+    };
+    put_acme(&[])?;
     cli.ok(&["tenant", "put", "globex", "--template", "support-reply"])?;
     cli.ok(&["tenant", "list"])?;
     cli.ok(&["tenant", "suspend", "globex"])?;
@@ -299,7 +309,6 @@ pub fn run(root: &Path) -> Result<()> {
         bail!("the extraction attempt should have been withheld");
     }
     standin.set_behaviour(&model_id, &Behaviour::default())?;
-    drop(function);
 
     step("11. Auditing a transcript: promptseal scan reports where it repeats the template");
     let transcript = root.join(".local/demo-transcript.txt");
@@ -317,8 +326,139 @@ pub fn run(root: &Path) -> Result<()> {
     }
     println!("(exit code 3: leaked spans found; the report names offsets, never the text)");
 
+    step("12. acme opts in to payload logging: its next request leaves one redacted record");
+    let opted_in = ["--payload-logging", "--retention-days", "30"];
+    put_acme(&opted_in)?;
+    send("the request of step 7 again", event(root, "http-api-jwt")?)?;
+    let ddb = aws_sdk_dynamodb::Client::new(&rt.block_on(local.sdk_config()));
+    let records = PayloadStore::new(ddb, resources.table("PayloadRecordsTable"));
+    let stored = rt.block_on(records.stored_between("acme", "0", "9"))?;
+    let [first] = stored.as_slice() else {
+        bail!("expected one record for acme, found {}", stored.len());
+    };
+    let shown = serde_json::to_string_pretty(&first.record)?;
+    println!("{shown}");
+    if shown.contains(SECRET_PHRASE) {
+        bail!("the payload record holds template text");
+    }
+    println!("(the tenant's input and document verbatim; the ISV's blocks only as placeholders)");
+    drop(function);
+
+    step("13. Bedrock's invocation log of acme's requests, pushed through redact-log");
+    let log = standin.invocation_log(&model_id)?;
+    println!(
+        "({} ModelInvocationLog records from the stand-in, as one CloudWatch Logs subscription event)",
+        log.len()
+    );
+    let redact_log = EmulatedFunction::start(
+        &FunctionSpec {
+            venv: &venv,
+            workspace: root,
+            binary: &target.join("debug/redact-log"),
+            log_dir: &root.join(".local/demo-redact-log"),
+        },
+        cli.env.iter().cloned(),
+    )?;
+    let summary = redact_log.invoke(&subscription_event(&log)?)?;
+    println!("redact-log: {summary}");
+    if summary["already_stored"] != 1 {
+        bail!("invoke's record of step 12 should have been found already stored");
+    }
+    let from_log = rt.block_on(records.stored_between("acme", "0", "9"))?;
+    let made = from_log
+        .iter()
+        .find(|s| s.record.output.contains("[redacted"))
+        .or(from_log.last())
+        .context("redact-log stored no record")?;
+    let shown = serde_json::to_string_pretty(&made.record)?;
+    println!("{shown}");
+    if shown.contains(SECRET_PHRASE) {
+        bail!("redact-log stored template text");
+    }
+    drop(redact_log);
+
+    step("14. export-logs delivers acme's records to its bucket: objects, then the manifest");
+    let s3 = aws_sdk_s3::Client::new(&rt.block_on(local.sdk_config()));
+    rt.block_on(s3.create_bucket().bucket("acme-payload-logs").send())?;
+    put_acme(
+        &[
+            &opted_in[..],
+            &[
+                "--export-bucket",
+                "acme-payload-logs",
+                "--export-prefix",
+                "promptseal/",
+            ],
+        ]
+        .concat(),
+    )?;
+    let export_logs = EmulatedFunction::start(
+        &FunctionSpec {
+            venv: &venv,
+            workspace: root,
+            binary: &target.join("debug/export-logs"),
+            log_dir: &root.join(".local/demo-export-logs"),
+        },
+        cli.env
+            .iter()
+            .cloned()
+            .chain([("EXPORT_SETTLE_SECONDS".to_owned(), "0".to_owned())]),
+    )?;
+    let scheduled: Value = serde_json::from_str(&std::fs::read_to_string(
+        root.join("events/export-logs/scheduled.json"),
+    )?)?;
+    let summary = export_logs.invoke(&scheduled)?;
+    println!("export-logs: {summary}");
+    let manifest_key = summary["exports"][0]["manifest_key"]
+        .as_str()
+        .context("export-logs wrote no manifest")?;
+    let listed = rt.block_on(
+        s3.list_objects_v2()
+            .bucket("acme-payload-logs")
+            .prefix("promptseal/")
+            .send(),
+    )?;
+    for object in listed.contents() {
+        println!(
+            "s3://acme-payload-logs/{}  {} bytes",
+            object.key().unwrap_or_default(),
+            object.size().unwrap_or_default()
+        );
+    }
+    let manifest = rt.block_on(
+        s3.get_object()
+            .bucket("acme-payload-logs")
+            .key(manifest_key)
+            .send(),
+    )?;
+    let manifest = rt.block_on(manifest.body.collect())?.into_bytes();
+    println!("{}", String::from_utf8_lossy(&manifest));
+    let again = export_logs.invoke(&scheduled)?;
+    println!("export-logs again at once: {again}");
+    drop(export_logs);
+
     println!("\ndemo finished; stopping the local stack");
     Ok(())
+}
+
+/// A CloudWatch Logs subscription event carrying `records` as log events, as Lambda receives it.
+fn subscription_event(records: &[Value]) -> Result<Value> {
+    use base64::Engine;
+    use std::io::Write;
+    let payload = serde_json::json!({
+        "messageType": "DATA_MESSAGE",
+        "owner": "000000000000",
+        "logGroup": "/aws/bedrock/invocations",
+        "logStream": "aws/bedrock/modelinvocations",
+        "subscriptionFilters": ["promptseal-redact-log"],
+        "logEvents": records.iter().enumerate().map(|(i, r)| serde_json::json!({
+            "id": i.to_string(), "timestamp": 0, "message": r.to_string(),
+        })).collect::<Vec<_>>(),
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(payload.to_string().as_bytes())?;
+    let data = base64::engine::general_purpose::STANDARD.encode(gz.finish()?);
+    Ok(serde_json::json!({ "awslogs": { "data": data } }))
 }
 
 /// A sample event from `events/invoke/`.

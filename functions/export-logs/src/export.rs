@@ -107,11 +107,19 @@ pub fn export_prefix(
 
 /// Records as gzipped JSON Lines, one record per line.
 pub fn encode<'a>(records: impl IntoIterator<Item = &'a StoredRecord>) -> Vec<u8> {
+    // Lines are serialised into a buffer first: the encoder works per write call, and
+    // serde_json writes a record in many small pieces.
     let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    let mut lines = Vec::with_capacity(64 * 1024);
     for stored in records {
-        serde_json::to_writer(&mut gz, &stored.record).expect("records always serialise");
-        gz.write_all(b"\n").expect("writing to memory cannot fail");
+        serde_json::to_writer(&mut lines, &stored.record).expect("records always serialise");
+        lines.push(b'\n');
+        if lines.len() >= 60 * 1024 {
+            gz.write_all(&lines).expect("writing to memory cannot fail");
+            lines.clear();
+        }
     }
+    gz.write_all(&lines).expect("writing to memory cannot fail");
     gz.finish().expect("writing to memory cannot fail")
 }
 

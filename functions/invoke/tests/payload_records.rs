@@ -6,9 +6,8 @@ mod harness;
 
 use bedrock_standin::converse::Behaviour;
 use harness::{World, as_tenant, event, with_body};
-use promptseal::leak::{GuardAction, LeakGuard, LeakPolicy};
+use promptseal::leak::{GuardAction, LeakPolicy};
 use promptseal::records::{PartKind, PayloadRecord, Source};
-use promptseal::render::Renderer;
 use promptseal::tenants::{PayloadLogging, Quotas};
 use serde_json::json;
 
@@ -19,16 +18,7 @@ contact the finance operations team and open a priority ticket.";
 
 /// Seals `support-reply`; acme opts in to payload logging (14 days), globex does not.
 async fn seed(world: &World, policy: LeakPolicy) {
-    let mut template = harness::template("support-reply", &world.model_id, SYSTEM);
-    template.leak_guard = LeakGuard {
-        policy,
-        ..LeakGuard::default()
-    };
-    world
-        .templates()
-        .put(template, "e2e", true, &Renderer::default())
-        .await
-        .unwrap();
+    world.seal_with_policy(SYSTEM, policy).await;
     let mut acme = harness::tenant("acme", &["support-reply"], Quotas::default());
     acme.payload_logging = PayloadLogging {
         enabled: true,

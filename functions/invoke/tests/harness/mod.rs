@@ -12,6 +12,7 @@ use bedrock_standin::Control;
 use bedrock_standin::converse::Behaviour;
 use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::fingerprints::FingerprintStore;
+use promptseal::leak::{LeakGuard, LeakPolicy};
 use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
 use promptseal::template::{InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec};
@@ -187,6 +188,19 @@ impl World {
                 .await
                 .unwrap();
         }
+    }
+
+    /// Seals `support-reply` with `system` as its ISV text and `policy` as its leak-guard policy.
+    pub async fn seal_with_policy(&self, system: &str, policy: LeakPolicy) {
+        let mut template = template("support-reply", &self.model_id, system);
+        template.leak_guard = LeakGuard {
+            policy,
+            ..LeakGuard::default()
+        };
+        self.templates()
+            .put(template, "e2e", true, &Renderer::default())
+            .await
+            .unwrap();
     }
 
     pub fn standin(&self) -> Control {
