@@ -412,3 +412,40 @@ async fn a_block_map_that_does_not_fit_the_body_stores_nothing() {
     );
     assert!(world.all_records().await.is_empty());
 }
+
+#[tokio::test]
+async fn the_binary_under_the_lambda_emulator_stores_records_and_logs_no_text() {
+    let world = World::new().await;
+    let log_dir = std::env::temp_dir().join(promptseal_devstack::unique_name("redact-log-e2e"));
+    let function = promptseal_devstack::EmulatedFunction::start(
+        &promptseal_devstack::FunctionSpec {
+            venv: &root().join(".venv"),
+            workspace: &root(),
+            binary: Path::new(env!("CARGO_BIN_EXE_redact-log")),
+            log_dir: &log_dir,
+        },
+        world
+            .resources
+            .env()
+            .into_iter()
+            .chain([("AWS_LAMBDA_LOG_LEVEL".to_owned(), "TRACE".to_owned())]),
+    )
+    .unwrap();
+    let event: Value = serde_json::from_slice(&event("mixed-batch")).unwrap();
+    let summary = function.invoke(&event).unwrap();
+    assert_eq!(summary["log_events"], 6, "{summary}");
+    assert_eq!(summary["stored"], 2, "{summary}");
+    assert_eq!(summary["not_opted_in"], 1, "{summary}");
+    assert_eq!(world.all_records().await.len(), 2);
+    // Even at TRACE, the function's output carries counts and ids, never text.
+    let logs = function.logs();
+    assert!(logs.contains("batch processed"), "{logs}");
+    assert_no_isv_text(&logs);
+    for tenant_text in [
+        "INV-2026-0931",
+        "How do I escalate",
+        "please ask the finance team",
+    ] {
+        assert!(!logs.contains(tenant_text), "{tenant_text} in the logs");
+    }
+}
