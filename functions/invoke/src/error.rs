@@ -75,6 +75,8 @@ pub enum InvokeError {
     OutputWithheld,
     #[error("the template version has no fingerprints")]
     FingerprintsMissing,
+    #[error("the template version's fingerprints could not be opened")]
+    FingerprintsUnreadable(#[source] FingerprintError),
 }
 
 impl InvokeError {
@@ -91,7 +93,7 @@ impl InvokeError {
             }
             QuotaExceeded { .. } | ModelThrottled => StatusCode::TOO_MANY_REQUESTS,
             LoggingGuard(_) | Kms(_) | Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            TemplateIntegrity(_) | Render(_) | FingerprintsMissing => {
+            TemplateIntegrity(_) | Render(_) | FingerprintsMissing | FingerprintsUnreadable(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             OutputWithheld => StatusCode::UNPROCESSABLE_ENTITY,
@@ -133,6 +135,7 @@ impl InvokeError {
             ModelTimeout => "model_timeout",
             OutputWithheld => "output_withheld",
             FingerprintsMissing => "fingerprints_missing",
+            FingerprintsUnreadable(_) => "fingerprints_unreadable",
         }
     }
 
@@ -231,8 +234,8 @@ impl From<FingerprintError> for InvokeError {
     fn from(e: FingerprintError) -> Self {
         match e {
             FingerprintError::Missing { .. } => Self::FingerprintsMissing,
-            FingerprintError::Envelope(e @ EnvelopeError::Integrity) => Self::TemplateIntegrity(e),
-            FingerprintError::Payload(_) => Self::TemplateIntegrity(EnvelopeError::Integrity),
+            e @ (FingerprintError::Envelope(EnvelopeError::Integrity)
+            | FingerprintError::Payload(_)) => Self::FingerprintsUnreadable(e),
             FingerprintError::Envelope(e) => Self::Kms(e),
             other => Self::Store(Box::new(other)),
         }
@@ -299,6 +302,13 @@ mod tests {
             ),
             (InvokeError::ModelTimeout, 504, "model_timeout"),
             (InvokeError::OutputWithheld, 422, "output_withheld"),
+            (
+                InvokeError::from(FingerprintError::Payload(
+                    promptseal::leak::MalformedFingerprints,
+                )),
+                500,
+                "fingerprints_unreadable",
+            ),
             (
                 InvokeError::LoggingGuard(GuardError::TextLoggingEnabled { count: 1 }),
                 503,

@@ -68,6 +68,9 @@ fn every_error() -> Vec<InvokeError> {
         ModelTimeout,
         OutputWithheld,
         FingerprintsMissing,
+        FingerprintsUnreadable(promptseal::fingerprints::FingerprintError::Payload(
+            promptseal::leak::MalformedFingerprints,
+        )),
     ];
     // A new variant fails to compile here until it is listed above and documented.
     for e in &errors {
@@ -97,7 +100,8 @@ fn every_error() -> Vec<InvokeError> {
             | Model(_)
             | ModelTimeout
             | OutputWithheld
-            | FingerprintsMissing => {}
+            | FingerprintsMissing
+            | FingerprintsUnreadable(_) => {}
         }
     }
     errors
