@@ -107,6 +107,7 @@ async fn records_are_listed_per_tenant_in_the_order_stored() {
     let end = timestamp_micros(SystemTime::now() + Duration::from_secs(1));
     let listed: Vec<_> = store
         .stored_between("acme", &start, &end)
+        .all()
         .await
         .unwrap()
         .into_iter()
@@ -117,6 +118,7 @@ async fn records_are_listed_per_tenant_in_the_order_stored() {
     assert!(
         store
             .stored_between("acme", &start, &start)
+            .all()
             .await
             .unwrap()
             .is_empty()

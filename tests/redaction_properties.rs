@@ -113,11 +113,11 @@ fn exported(record: &PayloadRecord) -> String {
         from: "a".into(),
         until: "b".into(),
     };
-    let stored = [StoredRecord {
+    let stored = vec![StoredRecord {
         position: "p".into(),
         record: record.clone(),
     }];
-    let prepared = prepare(&dest, "acme", ExportKind::Scheduled, &window, &stored, 10);
+    let prepared = prepare(&dest, "acme", ExportKind::Scheduled, &window, stored, 10);
     let mut text = String::new();
     flate2::read::GzDecoder::new(prepared.objects[0].bytes.as_slice())
         .read_to_string(&mut text)

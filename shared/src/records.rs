@@ -267,28 +267,56 @@ impl PayloadStore {
         out.item.map(|item| Ok(stored(&item)?.record)).transpose()
     }
 
-    /// A tenant's records stored at or after `from` and before `until` (RFC 3339 times as
-    /// [`timestamp_micros`] writes them), in the order they were stored.
-    pub async fn stored_between(
-        &self,
-        tenant_id: &str,
-        from: &str,
-        until: &str,
-    ) -> Result<Vec<StoredRecord>, RecordError> {
+    /// A tenant's records stored at or after `from` and before `until` (times as
+    /// [`timestamp_micros`] writes them), in the order they were stored, a page at a time.
+    pub fn stored_between(&self, tenant_id: &str, from: &str, until: &str) -> RecordPages {
         // `t#id` sorts after `t` and before any later time: BETWEEN from AND until is [from, until).
-        let items = dynamo::query_all(
-            self.ddb
-                .query()
-                .table_name(&self.table)
-                .index_name(RECORDED_INDEX)
-                .consistent_read(true)
-                .key_condition_expression("tenant_id = :t AND recorded BETWEEN :from AND :until")
-                .expression_attribute_values(":t", s(tenant_id))
-                .expression_attribute_values(":from", s(from))
-                .expression_attribute_values(":until", s(until)),
+        let pages = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .index_name(RECORDED_INDEX)
+            .consistent_read(true)
+            .key_condition_expression("tenant_id = :t AND recorded BETWEEN :from AND :until")
+            .expression_attribute_values(":t", s(tenant_id))
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":until", s(until))
+            .into_paginator()
+            .send();
+        RecordPages { pages }
+    }
+}
+
+type QueryPage = Result<
+    aws_sdk_dynamodb::operation::query::QueryOutput,
+    aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::query::QueryError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+>;
+
+/// Pages of stored records, read as they are needed.
+pub struct RecordPages {
+    pages: aws_smithy_async::future::pagination_stream::PaginationStream<QueryPage>,
+}
+
+impl RecordPages {
+    /// The next page, or None after the last.
+    pub async fn next(&mut self) -> Option<Result<Vec<StoredRecord>, RecordError>> {
+        let page = self.pages.next().await?;
+        Some(
+            page.map_err(|e| RecordError::from(DynamoError::new("Query", e)))
+                .and_then(|out| out.items().iter().map(stored).collect()),
         )
-        .await?;
-        items.iter().map(stored).collect()
+    }
+
+    /// Every remaining record (for callers that know the range is small).
+    pub async fn all(mut self) -> Result<Vec<StoredRecord>, RecordError> {
+        let mut out = Vec::new();
+        while let Some(page) = self.next().await {
+            out.extend(page?);
+        }
+        Ok(out)
     }
 }
 

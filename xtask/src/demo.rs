@@ -332,7 +332,7 @@ pub fn run(root: &Path) -> Result<()> {
     send("the request of step 7 again", event(root, "http-api-jwt")?)?;
     let ddb = aws_sdk_dynamodb::Client::new(&rt.block_on(local.sdk_config()));
     let records = PayloadStore::new(ddb, resources.table("PayloadRecordsTable"));
-    let stored = rt.block_on(records.stored_between("acme", "0", "9"))?;
+    let stored = rt.block_on(records.stored_between("acme", "0", "9").all())?;
     let [first] = stored.as_slice() else {
         bail!("expected one record for acme, found {}", stored.len());
     };
@@ -364,7 +364,7 @@ pub fn run(root: &Path) -> Result<()> {
     if summary["already_stored"] != 1 {
         bail!("invoke's record of step 12 should have been found already stored");
     }
-    let from_log = rt.block_on(records.stored_between("acme", "0", "9"))?;
+    let from_log = rt.block_on(records.stored_between("acme", "0", "9").all())?;
     let made = from_log
         .iter()
         .find(|s| s.record.output.contains("[redacted"))

@@ -123,47 +123,103 @@ pub fn encode<'a>(records: impl IntoIterator<Item = &'a StoredRecord>) -> Vec<u8
     gz.finish().expect("writing to memory cannot fail")
 }
 
-/// The objects (at most `per_object` records each) and manifest of an export of `records`.
+/// Builds an export object by object: records go in in the order they were stored, full objects
+/// come out, and the manifest at the end describes them all. Memory holds one object's records.
+pub struct ExportWriter {
+    base: String,
+    per_object: usize,
+    pending: Vec<StoredRecord>,
+    manifest: Manifest,
+}
+
+impl ExportWriter {
+    pub fn new(
+        dest: &ExportDestination,
+        tenant_id: &str,
+        kind: ExportKind,
+        window: &Window,
+        per_object: usize,
+    ) -> Self {
+        Self {
+            base: export_prefix(dest, tenant_id, kind, window),
+            per_object: per_object.max(1),
+            pending: Vec::new(),
+            manifest: Manifest {
+                schema_version: SCHEMA_VERSION,
+                tenant_id: tenant_id.to_owned(),
+                kind,
+                window: window.clone(),
+                record_count: 0,
+                first_record_time: None,
+                last_record_time: None,
+                objects: Vec::new(),
+            },
+        }
+    }
+
+    /// Takes records; returns the objects that are now full.
+    pub fn push(&mut self, records: Vec<StoredRecord>) -> Vec<EncodedObject> {
+        self.pending.extend(records);
+        let mut full = Vec::new();
+        while self.pending.len() >= self.per_object {
+            let rest = self.pending.split_off(self.per_object);
+            let chunk = std::mem::replace(&mut self.pending, rest);
+            full.push(self.object(&chunk));
+        }
+        full
+    }
+
+    /// The last, partly filled object (if any), then the manifest's key and the manifest.
+    pub fn finish(mut self) -> (Option<EncodedObject>, String, Manifest) {
+        let pending = std::mem::take(&mut self.pending);
+        let last = (!pending.is_empty()).then(|| self.object(&pending));
+        (last, format!("{}manifest.json", self.base), self.manifest)
+    }
+
+    fn object(&mut self, chunk: &[StoredRecord]) -> EncodedObject {
+        let m = &mut self.manifest;
+        for stored in chunk {
+            let time = &stored.record.time;
+            if m.first_record_time.as_ref().is_none_or(|t| time < t) {
+                m.first_record_time = Some(time.clone());
+            }
+            if m.last_record_time.as_ref().is_none_or(|t| time > t) {
+                m.last_record_time = Some(time.clone());
+            }
+        }
+        let bytes = encode(chunk);
+        let key = format!("{}part-{:05}.jsonl.gz", self.base, m.objects.len());
+        m.record_count += chunk.len();
+        m.objects.push(ManifestObject {
+            key: key.clone(),
+            records: chunk.len(),
+            bytes: bytes.len(),
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        });
+        EncodedObject {
+            key,
+            bytes,
+            records: chunk.len(),
+        }
+    }
+}
+
+/// A whole export of `records` at once: what [`Exporter::export`] writes, page by page.
 pub fn prepare(
     dest: &ExportDestination,
     tenant_id: &str,
     kind: ExportKind,
     window: &Window,
-    records: &[StoredRecord],
+    records: Vec<StoredRecord>,
     per_object: usize,
 ) -> Prepared {
-    let base = export_prefix(dest, tenant_id, kind, window);
-    let objects: Vec<EncodedObject> = records
-        .chunks(per_object.max(1))
-        .enumerate()
-        .map(|(i, chunk)| EncodedObject {
-            key: format!("{base}part-{i:05}.jsonl.gz"),
-            bytes: encode(chunk),
-            records: chunk.len(),
-        })
-        .collect();
-    let times = records.iter().map(|s| s.record.time.as_str());
-    let manifest = Manifest {
-        schema_version: SCHEMA_VERSION,
-        tenant_id: tenant_id.to_owned(),
-        kind,
-        window: window.clone(),
-        record_count: records.len(),
-        first_record_time: times.clone().min().map(str::to_owned),
-        last_record_time: times.max().map(str::to_owned),
-        objects: objects
-            .iter()
-            .map(|o| ManifestObject {
-                key: o.key.clone(),
-                records: o.records,
-                bytes: o.bytes.len(),
-                sha256: hex::encode(Sha256::digest(&o.bytes)),
-            })
-            .collect(),
-    };
+    let mut writer = ExportWriter::new(dest, tenant_id, kind, window, per_object);
+    let mut objects = writer.push(records);
+    let (last, manifest_key, manifest) = writer.finish();
+    objects.extend(last);
     Prepared {
         objects,
-        manifest_key: format!("{base}manifest.json"),
+        manifest_key,
         manifest,
     }
 }
@@ -252,28 +308,6 @@ impl Exporter {
         Ok(Some(Window { from, until }))
     }
 
-    /// Reads the window's records and encodes the export.
-    pub async fn prepare(
-        &self,
-        tenant_id: &str,
-        dest: &ExportDestination,
-        kind: ExportKind,
-        window: &Window,
-    ) -> Result<Prepared, ExportError> {
-        let records = self
-            .records
-            .stored_between(tenant_id, &window.from, &window.until)
-            .await?;
-        Ok(prepare(
-            dest,
-            tenant_id,
-            kind,
-            window,
-            &records,
-            self.per_object,
-        ))
-    }
-
     pub async fn put(
         &self,
         s3: &aws_sdk_s3::Client,
@@ -301,28 +335,6 @@ impl Exporter {
         Ok(())
     }
 
-    /// Writes the objects, then the manifest.
-    pub async fn deliver(
-        &self,
-        dest: &ExportDestination,
-        prepared: Prepared,
-    ) -> Result<(), ExportError> {
-        let s3 = self.s3_for(dest).await;
-        for object in prepared.objects {
-            self.put(&s3, dest, &object.key, object.bytes, "application/gzip")
-                .await?;
-        }
-        let manifest = serde_json::to_vec_pretty(&prepared.manifest).expect("manifests serialise");
-        self.put(
-            &s3,
-            dest,
-            &prepared.manifest_key,
-            manifest,
-            "application/json",
-        )
-        .await
-    }
-
     /// A tenant's scheduled export: plan, prepare, deliver, advance the watermark.
     pub async fn scheduled(
         &self,
@@ -339,7 +351,8 @@ impl Exporter {
         Ok(Some(delivered))
     }
 
-    /// Exports `window` (prepared and delivered; an empty window writes nothing).
+    /// Exports `window`: the records page by page, each object written as soon as it is full,
+    /// then the manifest. An empty window writes nothing.
     pub async fn export(
         &self,
         tenant_id: &str,
@@ -347,21 +360,44 @@ impl Exporter {
         kind: ExportKind,
         window: &Window,
     ) -> Result<Delivered, ExportError> {
-        let prepared = self.prepare(tenant_id, dest, kind, window).await?;
-        let records = prepared.manifest.record_count;
-        let objects = prepared.objects.len();
-        let manifest_key = (records > 0).then(|| prepared.manifest_key.clone());
-        if records > 0 {
-            self.deliver(dest, prepared).await?;
+        let s3 = self.s3_for(dest).await;
+        let mut writer = ExportWriter::new(dest, tenant_id, kind, window, self.per_object);
+        let mut pages = self
+            .records
+            .stored_between(tenant_id, &window.from, &window.until);
+        while let Some(page) = pages.next().await {
+            for object in writer.push(page?) {
+                self.put_object(&s3, dest, object).await?;
+            }
         }
-        Ok(Delivered {
+        let (last, manifest_key, manifest) = writer.finish();
+        if let Some(object) = last {
+            self.put_object(&s3, dest, object).await?;
+        }
+        let delivered = Delivered {
             tenant_id: tenant_id.to_owned(),
             kind,
             window: window.clone(),
-            records,
-            objects,
-            manifest_key,
-        })
+            records: manifest.record_count,
+            objects: manifest.objects.len(),
+            manifest_key: (manifest.record_count > 0).then(|| manifest_key.clone()),
+        };
+        if manifest.record_count > 0 {
+            let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
+            self.put(&s3, dest, &manifest_key, json, "application/json")
+                .await?;
+        }
+        Ok(delivered)
+    }
+
+    pub async fn put_object(
+        &self,
+        s3: &aws_sdk_s3::Client,
+        dest: &ExportDestination,
+        object: EncodedObject,
+    ) -> Result<(), ExportError> {
+        self.put(s3, dest, &object.key, object.bytes, "application/gzip")
+            .await
     }
 }
 
@@ -424,7 +460,7 @@ mod tests {
             "acme",
             ExportKind::Scheduled,
             &window(),
-            &records,
+            records.clone(),
             2,
         );
         let base = "promptseal/acme/20261122T090000.000000Z_20261122T100000.000000Z/";
@@ -470,22 +506,44 @@ mod tests {
                 "acme",
                 ExportKind::Scheduled,
                 &window(),
-                &records,
+                records.clone(),
                 2
             )
         );
-        let on_demand = prepare(
-            &dest(),
-            "acme",
-            ExportKind::OnDemand,
-            &window(),
-            &records,
-            2,
-        );
+        let on_demand = prepare(&dest(), "acme", ExportKind::OnDemand, &window(), records, 2);
         assert!(
             on_demand
                 .manifest_key
                 .starts_with("promptseal/acme/on-demand/")
+        );
+    }
+
+    #[test]
+    fn pages_of_any_size_make_the_same_objects() {
+        let records: Vec<_> = (0..7).map(stored).collect();
+        let whole = prepare(
+            &dest(),
+            "acme",
+            ExportKind::Scheduled,
+            &window(),
+            records.clone(),
+            3,
+        );
+        let mut writer = ExportWriter::new(&dest(), "acme", ExportKind::Scheduled, &window(), 3);
+        let mut objects = Vec::new();
+        for page in [&records[..1], &records[1..5], &records[5..5], &records[5..]] {
+            objects.extend(writer.push(page.to_vec()));
+        }
+        let (last, manifest_key, manifest) = writer.finish();
+        objects.extend(last);
+        assert_eq!(objects, whole.objects);
+        assert_eq!(
+            (manifest_key, manifest),
+            (whole.manifest_key, whole.manifest)
+        );
+        assert_eq!(
+            objects.iter().map(|o| o.records).collect::<Vec<_>>(),
+            [3, 3, 1]
         );
     }
 }

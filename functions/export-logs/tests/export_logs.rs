@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::time::{Duration, SystemTime};
 
-use export_logs::export::{ExportKind, Exporter, Manifest};
+use export_logs::export::{ExportKind, Exporter, Manifest, prepare};
 use export_logs::handler::{Deps, Event, ExportLogsError, handle};
 use export_logs::state::ExportState;
 use promptseal::leak::{GuardAction, GuardReport};
@@ -256,25 +256,39 @@ async fn a_run_that_dies_at_any_step_is_repeated_without_loss_or_duplicates() {
             )
             .await;
 
-        // The dying run, step by step as `scheduled` takes them.
+        // The dying run: it fixes its window, then writes what `export` would write for it,
+        // up to the step it dies after.
         let exporter = &world.deps.exporter;
         let window = exporter.plan(&tenant).await.unwrap().unwrap();
-        let prepared = exporter
-            .prepare(&tenant, &dest, ExportKind::Scheduled, &window)
+        let records = exporter
+            .records
+            .stored_between(&tenant, &window.from, &window.until)
+            .all()
             .await
             .unwrap();
+        let prepared = prepare(&dest, &tenant, ExportKind::Scheduled, &window, records, 2);
         assert_eq!(prepared.objects.len(), 3);
-        match dies {
-            DiesAfter::FixingTheWindow => {}
-            DiesAfter::TheFirstObject => {
-                let s3 = exporter.s3_for(&dest).await;
-                let object = prepared.objects[0].clone();
-                exporter
-                    .put(&s3, &dest, &object.key, object.bytes, "application/gzip")
-                    .await
-                    .unwrap();
-            }
-            DiesAfter::TheManifest => exporter.deliver(&dest, prepared).await.unwrap(),
+        let s3 = exporter.s3_for(&dest).await;
+        let written = match dies {
+            DiesAfter::FixingTheWindow => 0,
+            DiesAfter::TheFirstObject => 1,
+            DiesAfter::TheManifest => prepared.objects.len(),
+        };
+        for object in prepared.objects.into_iter().take(written) {
+            exporter.put_object(&s3, &dest, object).await.unwrap();
+        }
+        if let DiesAfter::TheManifest = dies {
+            let manifest = serde_json::to_vec(&prepared.manifest).unwrap();
+            exporter
+                .put(
+                    &s3,
+                    &dest,
+                    &prepared.manifest_key,
+                    manifest,
+                    "application/json",
+                )
+                .await
+                .unwrap();
         }
         // A record arrives while the run is dead.
         let late = format!("{tenant}-late");

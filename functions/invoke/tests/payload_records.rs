@@ -33,6 +33,7 @@ async fn records_of(world: &World, tenant: &str) -> Vec<PayloadRecord> {
     world
         .payload_records()
         .stored_between(tenant, "0", "9")
+        .all()
         .await
         .unwrap()
         .into_iter()
