@@ -435,7 +435,7 @@ pub fn redact(
         .filter(|(kind, _)| **kind != BlockKind::Isv)
         .filter_map(|(_, text)| text.as_deref());
     for text in tenant_texts {
-        if !scanner.scan(text).is_empty() {
+        if scanner.repeats_template(text) {
             return Err(Skip::Unattributed("template text in a tenant block"));
         }
     }

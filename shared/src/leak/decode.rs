@@ -38,8 +38,20 @@ pub fn decoded_runs(text: &str) -> Vec<Decoded> {
     out
 }
 
+/// Base64 characters of both alphabets, by byte: one lookup per byte of every reply.
+const B64: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=');
+        i += 1;
+    }
+    table
+};
+
 fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+    B64[usize::from(b)]
 }
 
 /// End of the encoded run starting at `start`: base64 characters, plus line breaks after long

@@ -487,6 +487,16 @@ impl<'a> Scanner<'a> {
         self
     }
 
+    /// Whether `text` holds a run of template words in order (verbatim or near-verbatim: the
+    /// `text` form only, without the disguise passes). Cheaper than [`Scanner::scan`], for text
+    /// that should be a tenant's and would hold the template as such if it were mislabelled.
+    pub fn repeats_template(&self, text: &str) -> bool {
+        let words = self.words(text);
+        let mut hits = Vec::new();
+        self.match_runs(&words, Form::Text, &mut hits);
+        !hits.is_empty()
+    }
+
     /// Every leaked span of `text`, in order.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         self.scan_at(text, 0)
