@@ -126,3 +126,28 @@ fn redact_log_opens_fingerprints_but_no_template() {
     let fp_policy = text(&r["FingerprintKey"]["Properties"]["KeyPolicy"]);
     assert!(fp_policy.contains("${AWS::StackName}-redact-log"));
 }
+
+#[test]
+fn payload_records_are_encrypted_with_their_own_key_and_expire() {
+    let t = template();
+    let table = &resources(&t)["PayloadRecordsTable"]["Properties"];
+    let sse = &table["SSESpecification"];
+    assert_eq!(sse["SSEEnabled"], true);
+    assert_eq!(sse["SSEType"], "KMS");
+    assert!(text(&sse["KMSMasterKeyId"]).contains("PayloadRecordsKey"));
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"],
+        "expires_at"
+    );
+    assert_eq!(table["TimeToLiveSpecification"]["Enabled"], true);
+    // The records key is used by DynamoDB alone: every grant is conditioned on kms:ViaService.
+    let key = &resources(&t)["PayloadRecordsKey"]["Properties"]["KeyPolicy"];
+    for statement in key["Statement"].as_sequence().unwrap() {
+        if grants_decrypt(statement) {
+            assert!(
+                text(&statement["Condition"]).contains("kms:ViaService"),
+                "{statement:?}"
+            );
+        }
+    }
+}
