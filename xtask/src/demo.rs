@@ -195,18 +195,28 @@ pub fn run(root: &Path) -> Result<()> {
     step(
         "7. invoke, under cargo-lambda's runtime emulator, answers acme (JWT claim tenant_id=acme)",
     );
-    let log_dir = root.join(".local/demo-invoke");
-    let function = EmulatedFunction::start(
-        &FunctionSpec {
-            venv: &venv,
-            workspace: root,
-            binary: &target.join("debug/invoke"),
-            log_dir: &log_dir,
-        },
-        cli.env.iter().cloned().chain([
-            ("DEPLOYMENT_MODE".to_owned(), "tenant-hosted".to_owned()),
-            ("LOGGING_CHECK_TTL_SECONDS".to_owned(), "0".to_owned()),
-        ]),
+    // A function binary under cargo-lambda's runtime emulator, with the stack's variables.
+    let start = |name: &str, extra: &[(&str, &str)]| {
+        EmulatedFunction::start(
+            &FunctionSpec {
+                venv: &venv,
+                workspace: root,
+                binary: &target.join("debug").join(name),
+                log_dir: &root.join(format!(".local/demo-{name}")),
+            },
+            cli.env.iter().cloned().chain(
+                extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            ),
+        )
+    };
+    let function = start(
+        "invoke",
+        &[
+            ("DEPLOYMENT_MODE", "tenant-hosted"),
+            ("LOGGING_CHECK_TTL_SECONDS", "0"),
+        ],
     )?;
     let send = |name: &str, event: Value| -> Result<u64> {
         println!("\n> {name}");
@@ -350,15 +360,7 @@ pub fn run(root: &Path) -> Result<()> {
         "({} ModelInvocationLog records from the stand-in, as one CloudWatch Logs subscription event)",
         log.len()
     );
-    let redact_log = EmulatedFunction::start(
-        &FunctionSpec {
-            venv: &venv,
-            workspace: root,
-            binary: &target.join("debug/redact-log"),
-            log_dir: &root.join(".local/demo-redact-log"),
-        },
-        cli.env.iter().cloned(),
-    )?;
+    let redact_log = start("redact-log", &[])?;
     let summary = redact_log.invoke(&subscription_event(&log)?)?;
     println!("redact-log: {summary}");
     if summary["already_stored"] != 1 {
@@ -392,18 +394,7 @@ pub fn run(root: &Path) -> Result<()> {
         ]
         .concat(),
     )?;
-    let export_logs = EmulatedFunction::start(
-        &FunctionSpec {
-            venv: &venv,
-            workspace: root,
-            binary: &target.join("debug/export-logs"),
-            log_dir: &root.join(".local/demo-export-logs"),
-        },
-        cli.env
-            .iter()
-            .cloned()
-            .chain([("EXPORT_SETTLE_SECONDS".to_owned(), "0".to_owned())]),
-    )?;
+    let export_logs = start("export-logs", &[("EXPORT_SETTLE_SECONDS", "0")])?;
     let scheduled: Value = serde_json::from_str(&std::fs::read_to_string(
         root.join("events/export-logs/scheduled.json"),
     )?)?;
