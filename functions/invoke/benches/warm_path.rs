@@ -237,8 +237,13 @@ async fn warm(inputs: Inputs) -> Warm {
         let value = match name {
             "DEPLOYMENT_MODE" => "tenant-hosted",
             "TENANT_CLAIM" => TENANT_CLAIM,
-            "TEMPLATES_TABLE" | "TENANTS_TABLE" | "USAGE_TABLE" | "TEMPLATE_KEY_ID"
-            | "FINGERPRINTS_TABLE" | "FINGERPRINT_KEY_ID" => "bench",
+            "TEMPLATES_TABLE"
+            | "TENANTS_TABLE"
+            | "USAGE_TABLE"
+            | "TEMPLATE_KEY_ID"
+            | "FINGERPRINTS_TABLE"
+            | "FINGERPRINT_KEY_ID"
+            | "PAYLOAD_RECORDS_TABLE" => "bench",
             _ => return None,
         };
         Some(value.to_owned())
