@@ -63,13 +63,13 @@ pub struct Answer {
 
 pub async fn handle(deps: &Deps, request: Request) -> Result<Response<Body>, lambda_http::Error> {
     let started = Instant::now();
-    let time = timestamp_micros(SystemTime::now());
+    let started_at = SystemTime::now();
     let request_id = request
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
         .unwrap_or_default();
     let mut outcome = Outcome::default();
-    let result = invoke(deps, &request, &request_id, &time, &mut outcome).await;
+    let result = invoke(deps, &request, &request_id, started_at, &mut outcome).await;
     let latency = started.elapsed();
     let error = result.as_ref().err();
     audit(&outcome, error, &request_id, latency);
@@ -83,7 +83,7 @@ async fn invoke(
     deps: &Deps,
     request: &Request,
     request_id: &str,
-    time: &str,
+    started_at: SystemTime,
     outcome: &mut Outcome,
 ) -> Result<InvokeResponse, InvokeError> {
     let config = &deps.config;
@@ -187,7 +187,7 @@ async fn invoke(
                 .model_request_id
                 .clone()
                 .unwrap_or_else(|| request_id.to_owned()),
-            time: time.to_owned(),
+            time: timestamp_micros(started_at),
             source: Source::Invoke,
             principal: Some(who.principal.clone()),
             template_id: meta.template_id.clone(),
@@ -213,7 +213,7 @@ async fn invoke(
 }
 
 /// Stores the tenant's payload record. The model has answered by now: a failed write is logged
-/// and counted, not turned into an error for the caller.
+/// (`payload_record_failed`), not turned into an error for the caller.
 async fn write_record(deps: &Deps, tenant: &Tenant, record: &PayloadRecord) {
     let retention = tenant.spec.payload_logging.retention_days;
     match deps.records.put(record, retention).await {

@@ -3,6 +3,7 @@
 //! failing the batch; only an unavailable store fails it, and then the retried batch adds nothing
 //! twice, since records are written once per Bedrock request id.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -171,13 +172,14 @@ async fn record_one(
     }
 }
 
-/// A body's bytes: from the record, or from the S3 object Bedrock wrote it to (gzip or not).
-async fn body_bytes(
+/// A body's bytes: borrowed from the record, or read from the S3 object Bedrock wrote it to
+/// (gzip or not).
+async fn body_bytes<'a>(
     deps: &Deps,
-    body: BodyRef<'_>,
-) -> Result<Result<Vec<u8>, Skip>, RedactLogError> {
+    body: BodyRef<'a>,
+) -> Result<Result<Cow<'a, [u8]>, Skip>, RedactLogError> {
     let (bucket, key) = match body {
-        BodyRef::Inline(json) => return Ok(Ok(json.as_bytes().to_vec())),
+        BodyRef::Inline(json) => return Ok(Ok(Cow::Borrowed(json.as_bytes()))),
         BodyRef::S3 { bucket, key } => (bucket, key),
     };
     let object = match deps.s3.get_object().bucket(bucket).key(key).send().await {
@@ -199,10 +201,10 @@ async fn body_bytes(
         let mut json = Vec::new();
         return Ok(GzDecoder::new(bytes.as_ref())
             .read_to_end(&mut json)
-            .map(|_| json)
+            .map(|_| Cow::Owned(json))
             .map_err(|_| Skip::Malformed("body object")));
     }
-    Ok(Ok(bytes.to_vec()))
+    Ok(Ok(Cow::Owned(bytes.to_vec())))
 }
 
 /// One summary line and one metrics record per batch.
