@@ -154,6 +154,47 @@ pub const REDACTION_MARKER: &str = "[redacted: template text]";
 
 type IdentityHashSet = HashSet<u64, BuildHasherDefault<Identity>>;
 
+/// A set of hashes with a bit filter in front: most values a scan looks up are not in the set,
+/// and one bit of a small table answers for them without probing the set.
+#[derive(Clone, PartialEq, Eq, Default)]
+struct HashFilterSet {
+    set: IdentityHashSet,
+    /// One bit per slot, about 16 slots per member: a value outside the set finds its bit clear
+    /// about 15 times in 16.
+    bits: Vec<u64>,
+}
+
+impl HashFilterSet {
+    fn new(set: IdentityHashSet) -> Self {
+        let slots = (set.len() * 16).next_power_of_two().max(64);
+        let mut filter = Self {
+            set,
+            bits: vec![0; slots / 64],
+        };
+        for &v in &filter.set {
+            let (word, bit) = filter.slot(v);
+            filter.bits[word] |= bit;
+        }
+        filter
+    }
+
+    /// The filter bit of `v`: from the hash's upper half (the set's own probing uses the lower
+    /// bits and the top seven).
+    fn slot(&self, v: u64) -> (usize, u64) {
+        let i = (v >> 24) as usize & (self.bits.len() * 64 - 1);
+        (i / 64, 1 << (i % 64))
+    }
+
+    fn contains(&self, v: u64) -> bool {
+        let (word, bit) = self.slot(v);
+        self.bits[word] & bit != 0 && self.set.contains(&v)
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+}
+
 /// The values looked up are already uniform hashes: no need to hash them again.
 #[derive(Default)]
 struct Identity(u64);
@@ -175,10 +216,10 @@ impl Hasher for Identity {
 pub struct Fingerprints {
     min_span: u32,
     key: [u64; 2],
-    windows: IdentityHashSet,
-    words: IdentityHashSet,
+    windows: HashFilterSet,
+    words: HashFilterSet,
     /// Every two consecutive template words (`h1·R + h2`), to follow a run through filler.
-    pairs: IdentityHashSet,
+    pairs: HashFilterSet,
 }
 
 impl std::fmt::Debug for Fingerprints {
@@ -218,33 +259,39 @@ impl Fingerprints {
         min_span: u32,
         key: [u8; 16],
     ) -> Self {
-        let mut fp = Self {
-            min_span,
-            key: [
-                u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
-                u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
-            ],
-            windows: IdentityHashSet::default(),
-            words: IdentityHashSet::default(),
-            pairs: IdentityHashSet::default(),
-        };
-        let hasher = fp.hasher();
+        let key = [
+            u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
+            u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
+        ];
+        let hasher = WordHasher::new(key);
+        let [mut windows, mut words, mut pairs] = <[IdentityHashSet; 3]>::default();
         for part in parts {
             for literal in literals(part) {
                 let mut rolling = Rolling::new(min_span as usize);
                 let mut previous = None;
                 hasher.for_each(literal, |_, _, _, h| {
-                    fp.words.insert(h);
+                    words.insert(h);
                     if let Some(p) = previous.replace(h) {
-                        fp.pairs.insert(extend(p, h));
+                        pairs.insert(extend(p, h));
                     }
                     if let Some((forward, _)) = rolling.push(h) {
-                        fp.windows.insert(forward);
+                        windows.insert(forward);
                     }
                 });
             }
         }
-        fp
+        Self::from_sets(min_span, key, [windows, words, pairs])
+    }
+
+    fn from_sets(min_span: u32, key: [u64; 2], sets: [IdentityHashSet; 3]) -> Self {
+        let [windows, words, pairs] = sets.map(HashFilterSet::new);
+        Self {
+            min_span,
+            key,
+            windows,
+            words,
+            pairs,
+        }
     }
 
     pub fn min_span(&self) -> u32 {
@@ -257,7 +304,7 @@ impl Fingerprints {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
+        self.windows.len() == 0
     }
 
     /// A compact binary form, to be sealed before it is stored: magic, min span, key, then the
@@ -270,7 +317,7 @@ impl Fingerprints {
         out.extend_from_slice(&self.key[0].to_le_bytes());
         out.extend_from_slice(&self.key[1].to_le_bytes());
         for set in [&self.windows, &self.words, &self.pairs] {
-            let mut sorted: Vec<u64> = set.iter().copied().collect();
+            let mut sorted: Vec<u64> = set.set.iter().copied().collect();
             sorted.sort_unstable();
             out.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
             for v in sorted {
@@ -304,18 +351,11 @@ impl Fingerprints {
         if !r.0.is_empty() || !MIN_SPAN_RANGE.contains(&min_span) {
             return Err(MalformedFingerprints);
         }
-        let [windows, words, pairs] = sets;
-        Ok(Self {
-            min_span,
-            key,
-            windows,
-            words,
-            pairs,
-        })
+        Ok(Self::from_sets(min_span, key, sets))
     }
 
     fn hasher(&self) -> WordHasher {
-        WordHasher { key: self.key }
+        WordHasher::new(self.key)
     }
 }
 
@@ -364,16 +404,28 @@ fn literals(source: &str) -> Vec<&str> {
 
 /// Keyed hashes of canonical words.
 struct WordHasher {
-    key: [u64; 2],
+    sip: SipHasher13,
 }
 
 impl WordHasher {
-    /// The keyed hash of a normalised word's canonical form (`buf` is scratch space).
+    fn new(key: [u64; 2]) -> Self {
+        Self {
+            sip: SipHasher13::new_with_keys(key[0], key[1]),
+        }
+    }
+
+    /// The keyed hash of a normalised word's canonical form (`buf` is scratch space for long or
+    /// non-ASCII words; the others are handled on the stack).
     fn hash(&self, word: &[u8], buf: &mut Vec<u8>) -> u64 {
+        const SHORT: usize = 32;
+        if word.len() <= SHORT && word.is_ascii() {
+            let mut canonical = [0; SHORT];
+            let canonical = &mut canonical[..word.len()];
+            words::canonical_ascii(word, canonical);
+            return self.sip.hash(canonical);
+        }
         words::canonical(word, buf);
-        let mut h = SipHasher13::new_with_keys(self.key[0], self.key[1]);
-        h.write(buf);
-        h.finish()
+        self.sip.hash(buf)
     }
 
     /// Calls `f(start, end, normalised word, hash)` for every word of `text`.
@@ -450,6 +502,8 @@ struct Word {
     start: usize,
     end: usize,
     hash: u64,
+    /// A word of the template (or the canary): only runs of these can match.
+    known: bool,
     /// The normalised word when it is one character (letter-spaced runs), else 0.
     single: u8,
 }
@@ -559,13 +613,22 @@ impl<'a> Scanner<'a> {
         merge(findings)
     }
 
+    /// Whether `hash` is a template word's or the canary's.
+    fn knows(&self, hash: u64) -> bool {
+        self.fp.words.contains(hash) || Some(hash) == self.canary
+    }
+
     fn words(&self, text: &str) -> Vec<Word> {
         let mut out = Vec::with_capacity(text.len() / 5);
-        self.hasher.for_each(text, |start, end, word, hash| {
+        let mut buf = Vec::with_capacity(32);
+        for_each_word(text, |start, end, word| {
+            let hash = self.hasher.hash(word, &mut buf);
+            let known = self.knows(hash);
             out.push(Word {
                 start,
                 end,
                 hash,
+                known,
                 single: if word.len() == 1 { word[0] } else { 0 },
             });
         });
@@ -576,8 +639,11 @@ impl<'a> Scanner<'a> {
     fn match_runs(&self, words: &[Word], form: Form, hits: &mut Vec<Hit>) {
         let n = self.fp.min_span as usize;
         let mut rolling = Rolling::new(n);
+        // Known words in a row: a window of fewer cannot be a template run, so is not looked up.
+        let mut streak = 0;
         for (i, w) in words.iter().enumerate() {
-            if Some(w.hash) == self.canary {
+            streak = if w.known { streak + 1 } else { 0 };
+            if w.known && Some(w.hash) == self.canary {
                 hits.push(Hit {
                     start: i,
                     end: i,
@@ -589,9 +655,12 @@ impl<'a> Scanner<'a> {
             let Some((forward, backward)) = rolling.push(w.hash) else {
                 continue;
             };
-            let found = if self.fp.windows.contains(&forward) {
+            if streak < n {
+                continue;
+            }
+            let found = if self.fp.windows.contains(forward) {
                 Some(form)
-            } else if self.fp.windows.contains(&backward) {
+            } else if self.fp.windows.contains(backward) {
                 Some(Form::Reversed)
             } else {
                 None
@@ -618,7 +687,7 @@ impl<'a> Scanner<'a> {
         let mut chain = Vec::with_capacity(n);
         let mut i = 0;
         while i < words.len() {
-            if !self.fp.words.contains(&words[i].hash) {
+            if !words[i].known {
                 i += 1;
                 continue;
             }
@@ -627,9 +696,11 @@ impl<'a> Scanner<'a> {
             while chain.len() < n {
                 let last = *chain.last().expect("the chain starts with a word");
                 let next = (last + 1..words.len().min(last + 2 + MAX_FILLER)).find(|&j| {
-                    self.fp
-                        .pairs
-                        .contains(&extend(words[last].hash, words[j].hash))
+                    words[j].known
+                        && self
+                            .fp
+                            .pairs
+                            .contains(extend(words[last].hash, words[j].hash))
                 });
                 match next {
                     Some(j) => chain.push(j),
@@ -641,7 +712,7 @@ impl<'a> Scanner<'a> {
             let gaps = chain.windows(2).filter(|w| w[1] > w[0] + 1).count();
             if chain.len() == n && gaps >= 2 && spread <= 2 * n {
                 let run = chain.iter().fold(0, |run, &j| extend(run, words[j].hash));
-                if self.fp.windows.contains(&run) {
+                if self.fp.windows.contains(run) {
                     hits.push(Hit {
                         start: first,
                         end: last,
@@ -704,8 +775,7 @@ impl<'a> Scanner<'a> {
             }
             for k in 2..=MAX_WORD.min(m - j) {
                 let h = self.hasher.hash(&chars[j..j + k], &mut canonical);
-                let known = self.fp.words.contains(&h) || Some(h) == self.canary;
-                if known && cost < best[j + k].0 {
+                if self.knows(h) && cost < best[j + k].0 {
                     best[j + k] = (cost, j, h);
                 }
             }
@@ -719,6 +789,8 @@ impl<'a> Scanner<'a> {
                 start: letters[prev].start,
                 end: letters[j - 1].end,
                 hash,
+                // Words of two letters or more are template words; a left-over letter is not.
+                known: prev + 1 < j,
                 single: 0,
             });
             spans.push((prev, j - 1));

@@ -152,7 +152,7 @@ fn fingerprints_round_trip_and_hold_no_plaintext() {
     }
     // Another key gives unrelated fingerprints.
     let other = Fingerprints::of_template([TEMPLATE], DEFAULT_MIN_SPAN, [7; 16]);
-    assert!(other.windows.is_disjoint(&fp.windows));
+    assert!(other.windows.set.is_disjoint(&fp.windows.set));
     assert_eq!(
         Fingerprints::from_bytes(&bytes[..bytes.len() - 1]),
         Err(MalformedFingerprints)

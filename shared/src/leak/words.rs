@@ -34,17 +34,23 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(usize, usize, &[u8])) {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if b.is_ascii_alphanumeric() {
+            // A run of ASCII letters and digits at once: the common case.
+            if word.is_empty() {
+                start = i;
+            }
+            let end = bytes[i..]
+                .iter()
+                .position(|b| !b.is_ascii_alphanumeric())
+                .map_or(bytes.len(), |n| i + n);
+            word.extend(bytes[i..end].iter().map(u8::to_ascii_lowercase));
+            i = end;
+            continue;
+        }
         if b.is_ascii() {
-            if b.is_ascii_alphanumeric() {
-                if word.is_empty() {
-                    start = i;
-                }
-                word.push(b.to_ascii_lowercase());
-            } else {
-                end_word(&mut word, start, i, &mut first_on_line);
-                if b == b'\n' {
-                    first_on_line = true;
-                }
+            end_word(&mut word, start, i, &mut first_on_line);
+            if b == b'\n' {
+                first_on_line = true;
             }
             i += 1;
             continue;
@@ -118,16 +124,8 @@ fn is_invisible(c: char) -> bool {
 pub fn canonical(word: &[u8], out: &mut Vec<u8>) {
     out.clear();
     if word.is_ascii() {
-        // Compared letter by letter, written once: no second buffer for the reversed form.
-        let forward_base = first_letter(word.iter());
-        let backward_base = first_letter(word.iter().rev());
-        let forward = word.iter().map(|&b| shift(b, forward_base));
-        let backward = word.iter().rev().map(|&b| shift(b, backward_base));
-        if backward.clone().lt(forward.clone()) {
-            out.extend(backward);
-        } else {
-            out.extend(forward);
-        }
+        out.resize(word.len(), 0);
+        canonical_ascii(word, out);
         return;
     }
     let text = String::from_utf8_lossy(word);
@@ -139,6 +137,30 @@ pub fn canonical(word: &[u8], out: &mut Vec<u8>) {
         forward
     };
     out.extend_from_slice(smaller.as_bytes());
+}
+
+/// [`canonical`] of an ASCII word, written into `out` (as long as the word).
+pub fn canonical_ascii(word: &[u8], out: &mut [u8]) {
+    let n = word.len();
+    let forward_base = first_letter(word.iter());
+    let backward_base = first_letter(word.iter().rev());
+    // Compared letter by letter: the forms usually differ at the second letter.
+    let backward = (0..n)
+        .map(|k| {
+            (
+                shift(word[k], forward_base),
+                shift(word[n - 1 - k], backward_base),
+            )
+        })
+        .find(|(f, b)| f != b)
+        .is_some_and(|(f, b)| b < f);
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = if backward {
+            shift(word[n - 1 - k], backward_base)
+        } else {
+            shift(word[k], forward_base)
+        };
+    }
 }
 
 /// The first lowercase ASCII letter, the base of a Caesar shift (`a` when there is none).
