@@ -11,7 +11,7 @@ use export_logs::export::{ExportKind, Window, prepare};
 use promptseal::assembly::{
     Assembled, Block, BlockKind, ContextDocument, assemble, block_map_entries,
 };
-use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakPolicy, Scanner};
+use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakGuard, LeakPolicy, Scanner};
 use promptseal::records::{
     PartKind, PayloadRecord, RecordPrompt, SCHEMA_VERSION, Source, StoredRecord, TokenUsage,
 };
@@ -157,7 +157,14 @@ proptest! {
                 text: format!("{}\n{{{{ question }}}}", words[cut..].join(" ")),
             }],
         };
-        let fp = Fingerprints::of_template(text.parts().map(|(_, p)| p), DEFAULT_MIN_SPAN, [7; 16]);
+        let fp = Fingerprints::of_template(
+            text.parts().map(|(_, p)| p),
+            LeakGuard {
+                policy: LeakPolicy::Redact,
+                min_span: DEFAULT_MIN_SPAN,
+            },
+            [7; 16],
+        );
         let vars = BTreeMap::from([
             ("product".to_owned(), product.clone()),
             ("question".to_owned(), question.clone()),

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakPolicy, Scanner};
+use promptseal::leak::{Fingerprints, LeakGuard, LeakPolicy, Scanner};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -39,7 +39,7 @@ fn benches(c: &mut Criterion) {
     let corpus = corpus();
     let fp = Fingerprints::of_template(
         corpus.template_parts.iter().map(String::as_str),
-        DEFAULT_MIN_SPAN,
+        LeakGuard::default(),
         [9; 16],
     );
     let scanner = Scanner::new(&fp).with_canary("zq0123456789abcdef");

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::Put;
 
 use crate::dynamo::{self, DynamoError, MalformedItem, n, s};
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeError};
-use crate::leak::{Fingerprints, MalformedFingerprints};
+use crate::leak::{Fingerprints, LeakGuard, MalformedFingerprints};
 use crate::template::TemplateText;
 
 /// Opened fingerprints kept in memory; the cache is emptied when it reaches this size.
@@ -53,10 +53,10 @@ impl FingerprintStore {
     }
 
     /// Fingerprints of a template's text under a fresh random key.
-    pub fn compute(text: &TemplateText, min_span: u32) -> Fingerprints {
+    pub fn compute(text: &TemplateText, guard: LeakGuard) -> Fingerprints {
         Fingerprints::of_template(
             text.parts().map(|(_, part)| part),
-            min_span,
+            guard,
             crate::random_bytes(),
         )
     }

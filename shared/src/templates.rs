@@ -105,7 +105,7 @@ impl TemplateStore {
         let (text, settings) = definition.into_parts();
         check_settings(&id, &settings)?;
         renderer.check(&text, &settings.variables)?;
-        let fp = FingerprintStore::compute(&text, settings.leak_guard.min_span);
+        let fp = FingerprintStore::compute(&text, settings.leak_guard);
         let plaintext =
             Zeroizing::new(serde_json::to_vec(&text).expect("template text always serialises"));
         drop(text);

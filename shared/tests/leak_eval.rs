@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use promptseal::leak::{Fingerprints, Scanner};
+use promptseal::leak::{Fingerprints, LeakGuard, Scanner};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -45,7 +45,14 @@ fn recall_and_false_positives_meet_the_targets() {
         .templates
         .iter()
         .map(|(name, text)| {
-            let fp = Fingerprints::of_template([text.as_str()], header.min_span, [7; 16]);
+            let fp = Fingerprints::of_template(
+                [text.as_str()],
+                LeakGuard {
+                    min_span: header.min_span,
+                    ..LeakGuard::default()
+                },
+                [7; 16],
+            );
             (name.as_str(), fp)
         })
         .collect();

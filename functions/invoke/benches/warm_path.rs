@@ -32,7 +32,7 @@ use lambda_http::http::{Response, StatusCode};
 use promptseal::assembly::assemble;
 use promptseal::envelope::{CachePolicy, EncryptionContext, Envelope};
 use promptseal::fingerprints::FingerprintStore;
-use promptseal::leak::{LeakPolicy, Scanner};
+use promptseal::leak::{LeakGuard, LeakPolicy, Scanner};
 use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
 use promptseal::template::{
@@ -212,8 +212,8 @@ struct Warm {
 }
 
 /// A GetItem response with the version's fingerprints, sealed under the canned KMS data key.
-fn fingerprints_item(text: &TemplateText, min_span: u32) -> String {
-    let fp = FingerprintStore::compute(text, min_span);
+fn fingerprints_item(text: &TemplateText, guard: LeakGuard) -> String {
+    let fp = FingerprintStore::compute(text, guard);
     let ciphertext = promptseal::envelope::encrypt(
         &Zeroizing::new(DATA_KEY),
         &fp.to_bytes(),
@@ -230,7 +230,7 @@ fn fingerprints_item(text: &TemplateText, min_span: u32) -> String {
 
 async fn warm(inputs: Inputs) -> Warm {
     let (text, settings) = inputs.definition.into_parts();
-    let item = fingerprints_item(&text, settings.leak_guard.min_span);
+    let item = fingerprints_item(&text, settings.leak_guard);
     let sdk = canned_aws(inputs.converse_response, item).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let config = Config::from_lookup(|name| {

@@ -19,7 +19,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints};
+use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakGuard, LeakPolicy};
 use redact_log::invocation_log::{self, BodyRef, InvocationLog};
 use serde_json::{Value, json};
 
@@ -92,7 +92,11 @@ fn fingerprints() -> HashMap<(String, u32), Fingerprints> {
             let (template, version) = id.split_once('@').unwrap();
             let fp = Fingerprints::of_template(
                 parts.iter().map(String::as_str),
-                DEFAULT_MIN_SPAN,
+                // The peer redacts what it finds; so do these versions.
+                LeakGuard {
+                    policy: LeakPolicy::Redact,
+                    min_span: DEFAULT_MIN_SPAN,
+                },
                 [3; 16],
             );
             ((template.to_owned(), version.parse().unwrap()), fp)

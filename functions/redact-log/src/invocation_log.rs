@@ -14,7 +14,7 @@ use std::io::Read;
 use base64::Engine;
 use flate2::read::GzDecoder;
 use promptseal::assembly::{BlockKind, BlockMap, block_map_from_metadata};
-use promptseal::leak::{Fingerprints, LeakPolicy, Scanner};
+use promptseal::leak::{Fingerprints, Scanner};
 use promptseal::records::{
     Part, PartKind, PayloadRecord, Place, RecordMessage, SCHEMA_VERSION, Source, TokenUsage,
     prompt_part,
@@ -473,7 +473,8 @@ pub fn redact(
                 .collect(),
         })
         .collect();
-    let (guard, replacement) = scanner.guard(&reply.text, LeakPolicy::Redact);
+    // The version's own policy, as invoke applied it: a reply it withheld is withheld here too.
+    let (guard, replacement) = scanner.guard(&reply.text, fingerprints.policy());
     let tokens = |n: Option<u64>| n.unwrap_or(0);
     Ok(PayloadRecord {
         schema_version: SCHEMA_VERSION,

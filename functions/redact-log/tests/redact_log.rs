@@ -61,9 +61,13 @@ struct World {
 }
 
 impl World {
-    /// Fresh tables; `support-reply` v1 sealed with the fixtures' ISV text; acme opted in to
-    /// payload logging, globex not.
+    /// Fresh tables; `support-reply` v1 sealed with the fixtures' ISV text and the `redact` leak
+    /// policy; acme opted in to payload logging, globex not.
     async fn new() -> Self {
+        Self::with_policy("redact").await
+    }
+
+    async fn with_policy(policy: &str) -> Self {
         let (config, resources) = promptseal_devstack::fresh_resources().await;
         let ddb = aws_sdk_dynamodb::Client::new(&config);
         let kms = aws_sdk_kms::Client::new(&config);
@@ -95,7 +99,7 @@ impl World {
             name = "question"
             max_chars = 2000
             [leak_guard]
-            policy = "redact"
+            policy = "{policy}"
             [[messages]]
             role = "user"
             text = "Answer the question below.\n{{{{ question }}}}"
@@ -195,6 +199,22 @@ fn texts(record: &PayloadRecord, kind: PartKind) -> Vec<(Option<&str>, &str)> {
         .filter(|p| p.kind == kind)
         .map(|p| (p.document_id.as_deref(), p.text.as_str()))
         .collect()
+}
+
+#[tokio::test]
+async fn a_reply_the_version_withholds_is_withheld_in_its_record_too() {
+    // The `block` policy is sealed with the version's fingerprints: redact-log applies it as
+    // invoke did, so the tenant's record never holds a reply the tenant was refused.
+    let world = World::with_policy("block").await;
+    let summary = handle(&world.deps, &event("converse")).await.unwrap();
+    assert_eq!(summary.stored, 1);
+    let record = world
+        .record("acme", "6f1c2d3e-9a8b-4c7d-8e6f-5a4b3c2d1e0f")
+        .await;
+    assert_eq!(record.guard.action, GuardAction::Withheld);
+    assert_eq!(record.output, "");
+    assert_eq!(texts(&record, PartKind::UserInput).len(), 2);
+    assert_no_isv_text(&serde_json::to_string(&record).unwrap());
 }
 
 #[tokio::test]

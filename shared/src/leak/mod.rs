@@ -211,10 +211,11 @@ impl Hasher for Identity {
     }
 }
 
-/// The fingerprints of one template version.
+/// The fingerprints of one template version, with its leak-guard settings (sealed with them, so
+/// whoever scans with the fingerprints applies the version's policy and cannot be told another).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Fingerprints {
-    min_span: u32,
+    guard: LeakGuard,
     key: [u64; 2],
     windows: HashFilterSet,
     words: HashFilterSet,
@@ -225,7 +226,7 @@ pub struct Fingerprints {
 impl std::fmt::Debug for Fingerprints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fingerprints")
-            .field("min_span", &self.min_span)
+            .field("guard", &self.guard)
             .field("windows", &self.windows.len())
             .field("words", &self.words.len())
             .field("pairs", &self.pairs.len())
@@ -244,7 +245,9 @@ impl Drop for Fingerprints {
 #[error("malformed fingerprints")]
 pub struct MalformedFingerprints;
 
-const MAGIC: &[u8; 4] = b"PSF2";
+const MAGIC: &[u8; 4] = b"PSF3";
+/// The format before the policy was sealed with the fingerprints: read with the `block` policy.
+const MAGIC_WITHOUT_POLICY: &[u8; 4] = b"PSF2";
 
 /// The forward polynomial of a run extended by one word hash; of two words, their pair.
 fn extend(run: u64, word: u64) -> u64 {
@@ -256,7 +259,7 @@ impl Fingerprints {
     /// syntax (`{{ … }}`, `{% … %}`, `{# … #}`) is not text: no run of words spans it.
     pub fn of_template<'a>(
         parts: impl IntoIterator<Item = &'a str>,
-        min_span: u32,
+        guard: LeakGuard,
         key: [u8; 16],
     ) -> Self {
         let key = [
@@ -267,7 +270,7 @@ impl Fingerprints {
         let [mut windows, mut words, mut pairs] = <[IdentityHashSet; 3]>::default();
         for part in parts {
             for literal in literals(part) {
-                let mut rolling = Rolling::new(min_span as usize);
+                let mut rolling = Rolling::new(guard.min_span as usize);
                 let mut previous = None;
                 hasher.for_each(literal, |_, _, _, h| {
                     words.insert(h);
@@ -280,13 +283,13 @@ impl Fingerprints {
                 });
             }
         }
-        Self::from_sets(min_span, key, [windows, words, pairs])
+        Self::from_sets(guard, key, [windows, words, pairs])
     }
 
-    fn from_sets(min_span: u32, key: [u64; 2], sets: [IdentityHashSet; 3]) -> Self {
+    fn from_sets(guard: LeakGuard, key: [u64; 2], sets: [IdentityHashSet; 3]) -> Self {
         let [windows, words, pairs] = sets.map(HashFilterSet::new);
         Self {
-            min_span,
+            guard,
             key,
             windows,
             words,
@@ -295,7 +298,12 @@ impl Fingerprints {
     }
 
     pub fn min_span(&self) -> u32 {
-        self.min_span
+        self.guard.min_span
+    }
+
+    /// What the version's guard does with a reply that repeats it.
+    pub fn policy(&self) -> LeakPolicy {
+        self.guard.policy
     }
 
     /// How many runs of words are fingerprinted.
@@ -307,13 +315,17 @@ impl Fingerprints {
         self.windows.len() == 0
     }
 
-    /// A compact binary form, to be sealed before it is stored: magic, min span, key, then the
-    /// window and word hashes (sorted), little-endian.
+    /// A compact binary form, to be sealed before it is stored: magic, min span, policy (0 block,
+    /// 1 redact), key, then the window, word and pair hashes (sorted), little-endian.
     pub fn to_bytes(&self) -> Vec<u8> {
         let hashes = self.windows.len() + self.words.len() + self.pairs.len();
-        let mut out = Vec::with_capacity(36 + 8 * hashes);
+        let mut out = Vec::with_capacity(37 + 8 * hashes);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&self.min_span.to_le_bytes());
+        out.extend_from_slice(&self.guard.min_span.to_le_bytes());
+        out.push(match self.guard.policy {
+            LeakPolicy::Block => 0,
+            LeakPolicy::Redact => 1,
+        });
         out.extend_from_slice(&self.key[0].to_le_bytes());
         out.extend_from_slice(&self.key[1].to_le_bytes());
         for set in [&self.windows, &self.words, &self.pairs] {
@@ -329,10 +341,17 @@ impl Fingerprints {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, MalformedFingerprints> {
         let mut r = Reader(bytes);
-        if r.take(4)? != MAGIC {
-            return Err(MalformedFingerprints);
-        }
+        let with_policy = match r.take(4)? {
+            magic if magic == MAGIC => true,
+            magic if magic == MAGIC_WITHOUT_POLICY => false,
+            _ => return Err(MalformedFingerprints),
+        };
         let min_span = u32::from_le_bytes(r.array()?);
+        let policy = match with_policy.then(|| r.array::<1>()).transpose()? {
+            None | Some([0]) => LeakPolicy::Block,
+            Some([1]) => LeakPolicy::Redact,
+            Some(_) => return Err(MalformedFingerprints),
+        };
         let key = [
             u64::from_le_bytes(r.array()?),
             u64::from_le_bytes(r.array()?),
@@ -351,7 +370,7 @@ impl Fingerprints {
         if !r.0.is_empty() || !MIN_SPAN_RANGE.contains(&min_span) {
             return Err(MalformedFingerprints);
         }
-        Ok(Self::from_sets(min_span, key, sets))
+        Ok(Self::from_sets(LeakGuard { policy, min_span }, key, sets))
     }
 
     fn hasher(&self) -> WordHasher {
@@ -442,6 +461,8 @@ impl WordHasher {
 /// value).
 struct Rolling {
     ring: Vec<u64>,
+    /// Where the next hash goes in `ring` (the oldest one once it is full).
+    at: usize,
     pushed: usize,
     forward: u64,
     backward: u64,
@@ -462,6 +483,7 @@ impl Rolling {
         }
         Self {
             ring: vec![0; n],
+            at: 0,
             pushed: 0,
             forward: 0,
             backward: 0,
@@ -478,7 +500,7 @@ impl Rolling {
             self.forward = extend(self.forward, h);
             self.backward = self.backward.wrapping_add(h.wrapping_mul(self.powers[k]));
         } else {
-            let out = self.ring[k % n];
+            let out = self.ring[self.at];
             self.forward = self
                 .forward
                 .wrapping_mul(R)
@@ -490,7 +512,8 @@ impl Rolling {
                 .wrapping_mul(self.r_inv)
                 .wrapping_add(h.wrapping_mul(self.powers[n - 1]));
         }
-        self.ring[k % n] = h;
+        self.ring[self.at] = h;
+        self.at = if self.at + 1 == n { 0 } else { self.at + 1 };
         self.pushed += 1;
         (self.pushed >= n).then_some((self.forward, self.backward))
     }
@@ -637,7 +660,7 @@ impl<'a> Scanner<'a> {
 
     /// Runs of `min_span` words in template order, read forwards and backwards; the canary.
     fn match_runs(&self, words: &[Word], form: Form, hits: &mut Vec<Hit>) {
-        let n = self.fp.min_span as usize;
+        let n = self.fp.guard.min_span as usize;
         let mut rolling = Rolling::new(n);
         // Known words in a row: a window of fewer cannot be a template run, so is not looked up.
         let mut streak = 0;
@@ -683,34 +706,38 @@ impl<'a> Scanner<'a> {
     /// counts if it is a fingerprinted run, has filler in at least two places and spreads over
     /// at most twice its length.
     fn match_interleaved(&self, words: &[Word], hits: &mut Vec<Hit>) {
-        let n = self.fp.min_span as usize;
+        let n = self.fp.guard.min_span as usize;
+        // The word that continues a run from each word depends on that word alone, so it is
+        // found once per word, and the length of the run from each word (up to n) read from the
+        // end: only runs that reach n words are followed and checked.
+        let next: Vec<Option<usize>> = (0..words.len())
+            .map(|i| {
+                let from = &words[i];
+                (from.known)
+                    .then(|| {
+                        (i + 1..words.len().min(i + 2 + MAX_FILLER)).find(|&j| {
+                            words[j].known
+                                && self.fp.pairs.contains(extend(from.hash, words[j].hash))
+                        })
+                    })
+                    .flatten()
+            })
+            .collect();
+        let mut reach = vec![0; words.len()];
+        for i in (0..words.len()).rev() {
+            reach[i] = match next[i] {
+                Some(j) => (reach[j] + 1).min(n),
+                None => usize::from(words[i].known),
+            };
+        }
         let mut chain = Vec::with_capacity(n);
-        let mut i = 0;
-        while i < words.len() {
-            if !words[i].known {
-                i += 1;
-                continue;
-            }
+        for first in (0..words.len()).filter(|&i| reach[i] == n) {
             chain.clear();
-            chain.push(i);
-            while chain.len() < n {
-                let last = *chain.last().expect("the chain starts with a word");
-                let next = (last + 1..words.len().min(last + 2 + MAX_FILLER)).find(|&j| {
-                    words[j].known
-                        && self
-                            .fp
-                            .pairs
-                            .contains(extend(words[last].hash, words[j].hash))
-                });
-                match next {
-                    Some(j) => chain.push(j),
-                    None => break,
-                }
-            }
-            let (first, last) = (chain[0], *chain.last().expect("non-empty"));
+            chain.extend(std::iter::successors(Some(first), |&i| next[i]).take(n));
+            let last = chain[n - 1];
             let spread = last - first + 1;
             let gaps = chain.windows(2).filter(|w| w[1] > w[0] + 1).count();
-            if chain.len() == n && gaps >= 2 && spread <= 2 * n {
+            if gaps >= 2 && spread <= 2 * n {
                 let run = chain.iter().fold(0, |run, &j| extend(run, words[j].hash));
                 if self.fp.windows.contains(run) {
                     hits.push(Hit {
@@ -722,7 +749,6 @@ impl<'a> Scanner<'a> {
                     });
                 }
             }
-            i += 1;
         }
     }
 
@@ -738,7 +764,7 @@ impl<'a> Scanner<'a> {
             while i < words.len() && words[i].single != 0 && i - run_start < MAX_SPACED_RUN {
                 i += 1;
             }
-            if i - run_start >= 2 * self.fp.min_span as usize {
+            if i - run_start >= 2 * self.fp.guard.min_span as usize {
                 let (segmented, spans) = self.segment(&words[run_start..i]);
                 let before = hits.len();
                 self.match_runs(&segmented, Form::LetterSpaced, hits);

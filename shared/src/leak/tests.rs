@@ -10,7 +10,7 @@ contact the finance operations team and open a priority ticket.";
 const KEY: [u8; 16] = *b"0123456789abcdef";
 
 fn fp() -> Fingerprints {
-    Fingerprints::of_template([TEMPLATE], DEFAULT_MIN_SPAN, KEY)
+    Fingerprints::of_template([TEMPLATE], LeakGuard::default(), KEY)
 }
 
 fn forms(text: &str) -> Vec<Form> {
@@ -151,7 +151,7 @@ fn fingerprints_round_trip_and_hold_no_plaintext() {
         );
     }
     // Another key gives unrelated fingerprints.
-    let other = Fingerprints::of_template([TEMPLATE], DEFAULT_MIN_SPAN, [7; 16]);
+    let other = Fingerprints::of_template([TEMPLATE], LeakGuard::default(), [7; 16]);
     assert!(other.windows.set.is_disjoint(&fp.windows.set));
     assert_eq!(
         Fingerprints::from_bytes(&bytes[..bytes.len() - 1]),
@@ -161,6 +161,28 @@ fn fingerprints_round_trip_and_hold_no_plaintext() {
         Fingerprints::from_bytes(b"nope"),
         Err(MalformedFingerprints)
     );
+}
+
+#[test]
+fn the_policy_is_sealed_with_the_fingerprints() {
+    let guard = LeakGuard {
+        policy: LeakPolicy::Redact,
+        min_span: 6,
+    };
+    let fp = Fingerprints::of_template([TEMPLATE], guard, KEY);
+    let read = Fingerprints::from_bytes(&fp.to_bytes()).unwrap();
+    assert_eq!((read.policy(), read.min_span()), (LeakPolicy::Redact, 6));
+    // Fingerprints stored before the policy was (format PSF2): read with the stricter `block`.
+    let mut old = fp.to_bytes();
+    old.remove(8);
+    old[..4].copy_from_slice(b"PSF2");
+    let read = Fingerprints::from_bytes(&old).unwrap();
+    assert_eq!((read.policy(), read.min_span()), (LeakPolicy::Block, 6));
+    assert!(read.windows == fp.windows);
+    // No third policy.
+    let mut bad = fp.to_bytes();
+    bad[8] = 2;
+    assert_eq!(Fingerprints::from_bytes(&bad), Err(MalformedFingerprints));
 }
 
 #[test]

@@ -144,22 +144,19 @@ pub fn canonical_ascii(word: &[u8], out: &mut [u8]) {
     let n = word.len();
     let forward_base = first_letter(word.iter());
     let backward_base = first_letter(word.iter().rev());
-    // Compared letter by letter: the forms usually differ at the second letter.
-    let backward = (0..n)
-        .map(|k| {
-            (
-                shift(word[k], forward_base),
-                shift(word[n - 1 - k], backward_base),
-            )
-        })
-        .find(|(f, b)| f != b)
-        .is_some_and(|(f, b)| b < f);
+    // The forward form is written while it is compared with the backward one, which usually
+    // differs at the second letter and is written over it only when it is smaller.
+    let mut order = std::cmp::Ordering::Equal;
     for (k, o) in out.iter_mut().enumerate() {
-        *o = if backward {
-            shift(word[n - 1 - k], backward_base)
-        } else {
-            shift(word[k], forward_base)
-        };
+        *o = shift(word[k], forward_base);
+        if order.is_eq() {
+            order = shift(word[n - 1 - k], backward_base).cmp(o);
+        }
+    }
+    if order.is_lt() {
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = shift(word[n - 1 - k], backward_base);
+        }
     }
 }
 
