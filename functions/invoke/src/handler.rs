@@ -293,9 +293,11 @@ pub async fn ask_model(
     .await?;
     let prompt = record.then(|| RecordPrompt::of(&assembled, &meta.template_id, meta.version));
     drop(assembled);
+    // The policy sealed with the fingerprints, not the version item's settings (stored in the
+    // clear): changing the guard takes the fingerprint key, as changing the template takes its.
     let (guard, replacement) = Scanner::new(&fingerprints)
         .with_canary(&canary)
-        .guard(&reply.text, meta.settings.leak_guard.policy);
+        .guard(&reply.text, fingerprints.policy());
     if let Some(text) = replacement {
         reply.text = Zeroizing::new(text);
     }

@@ -156,7 +156,7 @@ type IdentityHashSet = HashSet<u64, BuildHasherDefault<Identity>>;
 
 /// A set of hashes with a bit filter in front: most values a scan looks up are not in the set,
 /// and one bit of a small table answers for them without probing the set.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq)]
 struct HashFilterSet {
     set: IdentityHashSet,
     /// One bit per slot, about 16 slots per member: a value outside the set finds its bit clear
