@@ -643,15 +643,12 @@ impl<'a> Scanner<'a> {
 
     fn words(&self, text: &str) -> Vec<Word> {
         let mut out = Vec::with_capacity(text.len() / 5);
-        let mut buf = Vec::with_capacity(32);
-        for_each_word(text, |start, end, word| {
-            let hash = self.hasher.hash(word, &mut buf);
-            let known = self.knows(hash);
+        self.hasher.for_each(text, |start, end, word, hash| {
             out.push(Word {
                 start,
                 end,
                 hash,
-                known,
+                known: self.knows(hash),
                 single: if word.len() == 1 { word[0] } else { 0 },
             });
         });
@@ -660,7 +657,7 @@ impl<'a> Scanner<'a> {
 
     /// Runs of `min_span` words in template order, read forwards and backwards; the canary.
     fn match_runs(&self, words: &[Word], form: Form, hits: &mut Vec<Hit>) {
-        let n = self.fp.guard.min_span as usize;
+        let n = self.fp.min_span() as usize;
         let mut rolling = Rolling::new(n);
         // Known words in a row: a window of fewer cannot be a template run, so is not looked up.
         let mut streak = 0;
@@ -706,7 +703,7 @@ impl<'a> Scanner<'a> {
     /// counts if it is a fingerprinted run, has filler in at least two places and spreads over
     /// at most twice its length.
     fn match_interleaved(&self, words: &[Word], hits: &mut Vec<Hit>) {
-        let n = self.fp.guard.min_span as usize;
+        let n = self.fp.min_span() as usize;
         // The word that continues a run from each word depends on that word alone, so it is
         // found once per word, and the length of the run from each word (up to n) read from the
         // end: only runs that reach n words are followed and checked.
@@ -764,7 +761,7 @@ impl<'a> Scanner<'a> {
             while i < words.len() && words[i].single != 0 && i - run_start < MAX_SPACED_RUN {
                 i += 1;
             }
-            if i - run_start >= 2 * self.fp.guard.min_span as usize {
+            if i - run_start >= 2 * self.fp.min_span() as usize {
                 let (segmented, spans) = self.segment(&words[run_start..i]);
                 let before = hits.len();
                 self.match_runs(&segmented, Form::LetterSpaced, hits);
