@@ -21,7 +21,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher13;
 
-pub use words::for_each_word;
+use words::{Normalised, for_each_word};
 
 /// Fewest consecutive template words that count as a leak, unless a template says otherwise.
 pub const DEFAULT_MIN_SPAN: u32 = 8;
@@ -249,9 +249,14 @@ const MAGIC: &[u8; 4] = b"PSF3";
 /// The format before the policy was sealed with the fingerprints: read with the `block` policy.
 const MAGIC_WITHOUT_POLICY: &[u8; 4] = b"PSF2";
 
-/// The forward polynomial of a run extended by one word hash; of two words, their pair.
+/// The polynomial of a run extended by one word hash; of two words, their pair.
 fn extend(run: u64, word: u64) -> u64 {
     run.wrapping_mul(R).wrapping_add(word)
+}
+
+/// The polynomial of a run of word hashes x0..x(n-1): `Σ xj·R^(n-1-j)`.
+fn polynomial(run: impl Iterator<Item = u64>) -> u64 {
+    run.fold(0, extend)
 }
 
 impl Fingerprints {
@@ -268,19 +273,18 @@ impl Fingerprints {
         ];
         let hasher = WordHasher::new(key);
         let [mut windows, mut words, mut pairs] = <[IdentityHashSet; 3]>::default();
+        let mut hashes = Vec::new();
         for part in parts {
             for literal in literals(part) {
-                let mut rolling = Rolling::new(guard.min_span as usize);
-                let mut previous = None;
-                hasher.for_each(literal, |_, _, _, h| {
-                    words.insert(h);
-                    if let Some(p) = previous.replace(h) {
-                        pairs.insert(extend(p, h));
-                    }
-                    if let Some((forward, _)) = rolling.push(h) {
-                        windows.insert(forward);
-                    }
-                });
+                hashes.clear();
+                hasher.for_each(literal, |_, _, _, h| hashes.push(h));
+                words.extend(&hashes);
+                pairs.extend(hashes.windows(2).map(|pair| extend(pair[0], pair[1])));
+                windows.extend(
+                    hashes
+                        .windows(guard.min_span as usize)
+                        .map(|run| polynomial(run.iter().copied())),
+                );
             }
         }
         Self::from_sets(guard, key, [windows, words, pairs])
@@ -435,87 +439,31 @@ impl WordHasher {
 
     /// The keyed hash of a normalised word's canonical form (`buf` is scratch space for long or
     /// non-ASCII words; the others are handled on the stack).
-    fn hash(&self, word: &[u8], buf: &mut Vec<u8>) -> u64 {
+    fn hash(&self, word: Normalised<'_>, buf: &mut Vec<u8>) -> u64 {
         const SHORT: usize = 32;
-        if word.len() <= SHORT && word.is_ascii() {
-            let mut canonical = [0; SHORT];
-            let canonical = &mut canonical[..word.len()];
-            words::canonical_ascii(word, canonical);
-            return self.sip.hash(canonical);
+        match word {
+            Normalised::Packed(packed) => {
+                Normalised::Packed(packed.canonical()).with_bytes(|c| self.sip.hash(c))
+            }
+            Normalised::Bytes(word) if word.len() <= SHORT && word.is_ascii() => {
+                let mut canonical = [0; SHORT];
+                let canonical = &mut canonical[..word.len()];
+                words::canonical_ascii(word, canonical);
+                self.sip.hash(canonical)
+            }
+            Normalised::Bytes(word) => {
+                words::canonical(word, buf);
+                self.sip.hash(buf)
+            }
         }
-        words::canonical(word, buf);
-        self.sip.hash(buf)
     }
 
     /// Calls `f(start, end, normalised word, hash)` for every word of `text`.
-    fn for_each(&self, text: &str, mut f: impl FnMut(usize, usize, &[u8], u64)) {
+    fn for_each(&self, text: &str, mut f: impl FnMut(usize, usize, Normalised<'_>, u64)) {
         let mut buf = Vec::with_capacity(32);
         for_each_word(text, |start, end, word| {
             f(start, end, word, self.hash(word, &mut buf));
         });
-    }
-}
-
-/// Polynomials of the last `n` word hashes x0..x(n-1), read forwards (`Σ xj·R^(n-1-j)`, as
-/// fingerprinted) and backwards (`Σ xj·R^j`: the same words in reverse order give the forward
-/// value).
-struct Rolling {
-    ring: Vec<u64>,
-    /// Where the next hash goes in `ring` (the oldest one once it is full).
-    at: usize,
-    pushed: usize,
-    forward: u64,
-    backward: u64,
-    /// R^0 .. R^n
-    powers: Vec<u64>,
-    r_inv: u64,
-}
-
-impl Rolling {
-    fn new(n: usize) -> Self {
-        let powers: Vec<u64> = std::iter::successors(Some(1u64), |p| Some(p.wrapping_mul(R)))
-            .take(n + 1)
-            .collect();
-        // Newton's iteration for the inverse of an odd number modulo 2^64.
-        let mut r_inv: u64 = R;
-        for _ in 0..6 {
-            r_inv = r_inv.wrapping_mul(2u64.wrapping_sub(R.wrapping_mul(r_inv)));
-        }
-        Self {
-            ring: vec![0; n],
-            at: 0,
-            pushed: 0,
-            forward: 0,
-            backward: 0,
-            powers,
-            r_inv,
-        }
-    }
-
-    /// Adds a word; once `n` words are in, returns (forward, backward) of the last `n`.
-    fn push(&mut self, h: u64) -> Option<(u64, u64)> {
-        let n = self.ring.len();
-        let k = self.pushed;
-        if k < n {
-            self.forward = extend(self.forward, h);
-            self.backward = self.backward.wrapping_add(h.wrapping_mul(self.powers[k]));
-        } else {
-            let out = self.ring[self.at];
-            self.forward = self
-                .forward
-                .wrapping_mul(R)
-                .wrapping_sub(out.wrapping_mul(self.powers[n]))
-                .wrapping_add(h);
-            self.backward = self
-                .backward
-                .wrapping_sub(out)
-                .wrapping_mul(self.r_inv)
-                .wrapping_add(h.wrapping_mul(self.powers[n - 1]));
-        }
-        self.ring[self.at] = h;
-        self.at = if self.at + 1 == n { 0 } else { self.at + 1 };
-        self.pushed += 1;
-        (self.pushed >= n).then_some((self.forward, self.backward))
     }
 }
 
@@ -649,7 +597,7 @@ impl<'a> Scanner<'a> {
                 end,
                 hash,
                 known: self.knows(hash),
-                single: if word.len() == 1 { word[0] } else { 0 },
+                single: word.single().unwrap_or(0),
             });
         });
         out
@@ -658,12 +606,15 @@ impl<'a> Scanner<'a> {
     /// Runs of `min_span` words in template order, read forwards and backwards; the canary.
     fn match_runs(&self, words: &[Word], form: Form, hits: &mut Vec<Hit>) {
         let n = self.fp.min_span() as usize;
-        let mut rolling = Rolling::new(n);
         // Known words in a row: a window of fewer cannot be a template run, so is not looked up.
         let mut streak = 0;
         for (i, w) in words.iter().enumerate() {
-            streak = if w.known { streak + 1 } else { 0 };
-            if w.known && Some(w.hash) == self.canary {
+            if !w.known {
+                streak = 0;
+                continue;
+            }
+            streak += 1;
+            if Some(w.hash) == self.canary {
                 hits.push(Hit {
                     start: i,
                     end: i,
@@ -672,15 +623,13 @@ impl<'a> Scanner<'a> {
                     form: Form::Canary,
                 });
             }
-            let Some((forward, backward)) = rolling.push(w.hash) else {
-                continue;
-            };
             if streak < n {
                 continue;
             }
-            let found = if self.fp.windows.contains(forward) {
+            let run = || words[i + 1 - n..=i].iter().map(|w| w.hash);
+            let found = if self.fp.windows.contains(polynomial(run())) {
                 Some(form)
-            } else if self.fp.windows.contains(backward) {
+            } else if self.fp.windows.contains(polynomial(run().rev())) {
                 Some(Form::Reversed)
             } else {
                 None
@@ -734,17 +683,20 @@ impl<'a> Scanner<'a> {
             let last = chain[n - 1];
             let spread = last - first + 1;
             let gaps = chain.windows(2).filter(|w| w[1] > w[0] + 1).count();
-            if gaps >= 2 && spread <= 2 * n {
-                let run = chain.iter().fold(0, |run, &j| extend(run, words[j].hash));
-                if self.fp.windows.contains(run) {
-                    hits.push(Hit {
-                        start: first,
-                        end: last,
-                        covered: n,
-                        words: spread,
-                        form: Form::Interleaved,
-                    });
-                }
+            if gaps >= 2
+                && spread <= 2 * n
+                && self
+                    .fp
+                    .windows
+                    .contains(polynomial(chain.iter().map(|&j| words[j].hash)))
+            {
+                hits.push(Hit {
+                    start: first,
+                    end: last,
+                    covered: n,
+                    words: spread,
+                    form: Form::Interleaved,
+                });
             }
         }
     }
@@ -797,7 +749,9 @@ impl<'a> Scanner<'a> {
                 best[j + 1] = (cost + 1, j, 0);
             }
             for k in 2..=MAX_WORD.min(m - j) {
-                let h = self.hasher.hash(&chars[j..j + k], &mut canonical);
+                let h = self
+                    .hasher
+                    .hash(Normalised::Bytes(&chars[j..j + k]), &mut canonical);
                 if self.knows(h) && cost < best[j + k].0 {
                     best[j + k] = (cost, j, h);
                 }

@@ -14,41 +14,186 @@
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 use unicode_security::confusable_detection::skeleton;
 
+/// A normalised word as [`for_each_word`] hands it out.
+#[derive(Clone, Copy)]
+pub enum Normalised<'a> {
+    /// An ASCII word of at most 8 bytes (most words), packed without copying it anywhere.
+    Packed(Packed),
+    /// Any other word: longer, or written with other characters than ASCII.
+    Bytes(&'a [u8]),
+}
+
+impl Normalised<'_> {
+    /// The word when it is a single byte (a letter-spaced run is made of these).
+    pub fn single(&self) -> Option<u8> {
+        match *self {
+            Self::Packed(p) => (p.len == 1).then(|| p.bits.to_be_bytes()[0]),
+            Self::Bytes([b]) => Some(*b),
+            Self::Bytes(_) => None,
+        }
+    }
+
+    /// Calls `f` with the word's bytes.
+    pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match *self {
+            Self::Packed(p) => f(&p.bits.to_be_bytes()[..p.len]),
+            Self::Bytes(b) => f(b),
+        }
+    }
+}
+
+/// A word of 1..=8 lowercase ASCII letters and digits in a `u64`, first byte highest and
+/// zero-padded: byte-wise arithmetic works on all of it at once, and two packed words of the same
+/// length compare as their text does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packed {
+    bits: u64,
+    len: usize,
+}
+
+/// Every byte of a `u64` set to `b`.
+const fn splat(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+const HIGH_BITS: u64 = splat(0x80);
+
+impl Packed {
+    pub const MAX_LEN: usize = 8;
+
+    /// The word that starts at `bytes[start]`, lowercased, when it is 1..=8 ASCII letters and
+    /// digits followed by an ASCII byte or the end of the text (the word is complete then).
+    fn at(bytes: &[u8], start: usize) -> Option<Self> {
+        let load = |at: usize| match bytes.get(at..at + Self::MAX_LEN) {
+            Some(chunk) => u64::from_be_bytes(chunk.try_into().expect("8 bytes")),
+            None => {
+                let mut chunk = [0; Self::MAX_LEN];
+                let tail = &bytes[at.min(bytes.len())..];
+                chunk[..tail.len()].copy_from_slice(tail);
+                u64::from_be_bytes(chunk)
+            }
+        };
+        let bits = load(start);
+        let others = !alphanumeric(bits) & HIGH_BITS;
+        let len = others.leading_zeros() as usize / 8;
+        let complete = match len {
+            0 => false,
+            Self::MAX_LEN => bytes
+                .get(start + len)
+                .is_none_or(|b| !b.is_ascii_alphanumeric() && b.is_ascii()),
+            // The byte after the word is in `bits` already.
+            _ => bits >> (8 * (Self::MAX_LEN - 1 - len)) & 0x80 == 0,
+        };
+        let mask = !(!0u64).checked_shr(8 * len as u32).unwrap_or(0);
+        // Digits already have the 0x20 bit that makes an ASCII capital letter lowercase.
+        complete.then(|| Self {
+            bits: (bits & mask) | (splat(0x20) & mask),
+            len,
+        })
+    }
+
+    /// The canonical form (see [`canonical`]), computed on all letters at once.
+    pub fn canonical(self) -> Self {
+        // 0x80 in each byte that is a letter (0x61..=0x7a; digits and padding stay below 0x80).
+        let high = (self.bits + splat(0x1f)) & HIGH_BITS;
+        if high == 0 {
+            // No letters: nothing to shift.
+            let reversed = self.reversed(self.bits);
+            return Self {
+                bits: self.bits.min(reversed),
+                len: self.len,
+            };
+        }
+        let letters = (high >> 7) * 0xff;
+        let first = self.bits >> (8 * (7 - high.leading_zeros() / 8)) & 0xff;
+        let last = self.bits >> (8 * (high.trailing_zeros() / 8)) & 0xff;
+        let forward = shift_letters(self.bits, letters, first as u8);
+        let backward = shift_letters(self.reversed(self.bits), self.reversed(letters), last as u8);
+        Self {
+            bits: forward.min(backward),
+            len: self.len,
+        }
+    }
+
+    /// `bits` (a packed word of this length, or its letter mask) in reverse byte order.
+    fn reversed(self, bits: u64) -> u64 {
+        bits.swap_bytes() << (8 * (Self::MAX_LEN - self.len))
+    }
+}
+
+/// 0x80 in each byte of `bits` that is an ASCII letter or digit.
+fn alphanumeric(bits: u64) -> u64 {
+    // Bytes of 0x80 and more are not ASCII; the others are compared in 7 bits, without carries.
+    let ascii = !bits & HIGH_BITS;
+    let low = bits & splat(0x7f);
+    let in_range = |x: u64, lo: u8, hi: u8| (x + splat(0x80 - lo)) & !(x + splat(0x7f - hi));
+    let digits = in_range(low, b'0', b'9');
+    let letters = in_range(low | splat(0x20), b'a', b'z');
+    (digits | letters) & ascii
+}
+
+/// [`shift`] of every letter byte of `bits` (`letters` is 0xff in those bytes), without carries
+/// between bytes: a letter `c` becomes `c + 26 - base` (1..=51), less 26 when that is 26 or more.
+fn shift_letters(bits: u64, letters: u64, base: u8) -> u64 {
+    let offset = (bits & letters) + (splat(26) & letters) - (splat(base) & letters);
+    let wraps = ((offset + splat(128 - 26)) & HIGH_BITS) >> 7;
+    let shifted = offset - wraps * 26 + (splat(b'a') & letters);
+    shifted | (bits & !letters)
+}
+
 /// Calls `f(start, end, word)` for every word of `text`: its byte range in `text` and its
 /// normalised (not yet canonical) form.
-pub fn for_each_word(text: &str, mut f: impl FnMut(usize, usize, &[u8])) {
+pub fn for_each_word(text: &str, mut f: impl FnMut(usize, usize, Normalised<'_>)) {
     let bytes = text.as_bytes();
     let mut word: Vec<u8> = Vec::with_capacity(64);
     let mut start = 0;
     let mut first_on_line = true;
-    let mut end_word = |word: &mut Vec<u8>, start: usize, end: usize, first_on_line: &mut bool| {
-        if word.is_empty() {
-            return;
-        }
-        if !(*first_on_line && is_list_marker(word, &bytes[end..])) {
+    let mut emit = |start: usize, end: usize, word: Normalised<'_>, first_on_line: &mut bool| {
+        let list_marker = *first_on_line && word.with_bytes(|w| is_list_marker(w, &bytes[end..]));
+        if !list_marker {
             f(start, end, word);
         }
         *first_on_line = false;
-        word.clear();
     };
+    fn end_word(
+        word: &mut Vec<u8>,
+        start: usize,
+        end: usize,
+        first_on_line: &mut bool,
+        emit: &mut impl FnMut(usize, usize, Normalised<'_>, &mut bool),
+    ) {
+        if !word.is_empty() {
+            emit(start, end, Normalised::Bytes(word), first_on_line);
+            word.clear();
+        }
+    }
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         if b.is_ascii_alphanumeric() {
-            // A run of ASCII letters and digits at once: the common case.
-            if word.is_empty() {
-                start = i;
+            // A whole short word of ASCII goes out packed: the common case.
+            if word.is_empty()
+                && let Some(packed) = Packed::at(bytes, i)
+            {
+                let end = i + packed.len;
+                emit(i, end, Normalised::Packed(packed), &mut first_on_line);
+                i = end;
+                continue;
             }
+            // Else a run of ASCII letters and digits at once.
             let end = bytes[i..]
                 .iter()
                 .position(|b| !b.is_ascii_alphanumeric())
                 .map_or(bytes.len(), |n| i + n);
+            if word.is_empty() {
+                start = i;
+            }
             word.extend(bytes[i..end].iter().map(u8::to_ascii_lowercase));
             i = end;
             continue;
         }
         if b.is_ascii() {
-            end_word(&mut word, start, i, &mut first_on_line);
+            end_word(&mut word, start, i, &mut first_on_line, &mut emit);
             if b == b'\n' {
                 first_on_line = true;
             }
@@ -101,11 +246,11 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(usize, usize, &[u8])) {
             start = i;
         }
         if separated && word.len() == before {
-            end_word(&mut word, start, i, &mut first_on_line);
+            end_word(&mut word, start, i, &mut first_on_line, &mut emit);
         }
         i += len;
     }
-    end_word(&mut word, start, bytes.len(), &mut first_on_line);
+    end_word(&mut word, start, bytes.len(), &mut first_on_line, &mut emit);
 }
 
 /// `1.`, `12)`, `a.` followed by whitespace, as the first word of a line.
@@ -200,7 +345,7 @@ mod tests {
     fn words(text: &str) -> Vec<String> {
         let mut out = Vec::new();
         for_each_word(text, |_, _, w| {
-            out.push(String::from_utf8(w.to_vec()).unwrap())
+            out.push(w.with_bytes(|w| String::from_utf8(w.to_vec()).unwrap()))
         });
         out
     }
@@ -242,6 +387,36 @@ mod tests {
         let mut spans = Vec::new();
         for_each_word(text, |s, e, _| spans.push(&text[s..e]));
         assert_eq!(spans, ["Hi", "ＲＵＬＥＳ", "ok"]);
+    }
+
+    #[test]
+    fn only_whole_short_ascii_words_are_packed() {
+        let packed = |text: &str| Packed::at(text.as_bytes(), 0).map(|p| p.len);
+        assert_eq!(packed("Word, next"), Some(4));
+        assert_eq!(
+            Packed::at(b"Word, next", 0).map(|p| p.bits),
+            Some(u64::from_be_bytes(*b"word\0\0\0\0"))
+        );
+        assert_eq!(packed("EIGHT8ch"), Some(8));
+        assert_eq!(packed("EIGHT8ch-"), Some(8));
+        assert_eq!(packed("nine9char"), None);
+        assert_eq!(packed("caf\u{e9}"), None);
+        assert_eq!(packed("zero\u{200B}width"), None);
+        assert_eq!(packed("a\x10b"), Some(1));
+        assert_eq!(packed("\x7f"), None);
+        assert_eq!(packed("@[`{/:"), None);
+    }
+
+    proptest::proptest! {
+        /// The packed canonical form is the byte-wise one.
+        #[test]
+        fn packed_words_have_the_same_canonical_form(word in "[a-z0-9]{1,8}") {
+            let packed = Packed::at(word.as_bytes(), 0).unwrap().canonical();
+            proptest::prop_assert_eq!(
+                Normalised::Packed(packed).with_bytes(<[u8]>::to_vec),
+                canon(&word)
+            );
+        }
     }
 
     #[test]
