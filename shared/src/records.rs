@@ -358,10 +358,39 @@ pub fn timestamp_micros(t: SystemTime) -> String {
     format!("{}.{:06}Z", &secs[..19], since.subsec_micros())
 }
 
+/// An RFC 3339 UTC time (`2026-11-22T10:00:00Z`, any fraction of a second) as
+/// [`timestamp_micros`] writes it, so records from every writer carry times of one form.
+pub fn reformat_timestamp(rfc3339: &str) -> Option<String> {
+    use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
+    let t = DateTime::from_str(rfc3339, DateTimeFormat::DateTime).ok()?;
+    SystemTime::try_from(t).ok().map(timestamp_micros)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn timestamps_of_any_precision_take_the_fixed_width_form() {
+        for (given, written) in [
+            ("2026-11-22T09:30:14Z", "2026-11-22T09:30:14.000000Z"),
+            ("2026-11-22T09:30:14.5Z", "2026-11-22T09:30:14.500000Z"),
+            (
+                "2026-11-22T09:30:14.123456789Z",
+                "2026-11-22T09:30:14.123456Z",
+            ),
+        ] {
+            assert_eq!(
+                reformat_timestamp(given).as_deref(),
+                Some(written),
+                "{given}"
+            );
+        }
+        for bad in ["", "yesterday", "2026-11-22", "2026-13-01T00:00:00Z"] {
+            assert_eq!(reformat_timestamp(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn isv_blocks_become_placeholders_and_tenant_text_leaves_its_tags() {

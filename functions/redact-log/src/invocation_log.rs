@@ -17,7 +17,7 @@ use promptseal::assembly::{BlockKind, BlockMap, block_map_from_metadata};
 use promptseal::leak::{Fingerprints, Scanner};
 use promptseal::records::{
     Part, PartKind, PayloadRecord, Place, RecordMessage, SCHEMA_VERSION, Source, TokenUsage,
-    prompt_part,
+    prompt_part, reformat_timestamp,
 };
 use promptseal::template::Role;
 use serde::Deserialize;
@@ -418,6 +418,8 @@ pub fn redact(
     if !fits {
         return Err(Skip::Unattributed("block map does not fit the body"));
     }
+    // In the form invoke writes, so a tenant's records sort and read alike whoever wrote them.
+    let time = reformat_timestamp(&log.timestamp).ok_or(Skip::Malformed("timestamp"))?;
     // The map is data from the log: a block it calls the tenant's must not hold template text.
     let scanner = Scanner::new(fingerprints);
     let tenant_texts = who
@@ -481,7 +483,7 @@ pub fn redact(
         request_id: who.request_id.unwrap_or_else(|| log.request_id.clone()),
         tenant_id: who.tenant_id,
         model_request_id: log.request_id.clone(),
-        time: log.timestamp.clone(),
+        time,
         source: Source::InvocationLog,
         principal: who.principal,
         template_id: who.template_id,

@@ -234,7 +234,7 @@ async fn a_converse_log_record_becomes_a_redacted_payload_record_once() {
         .await;
     assert_eq!(record.source, Source::InvocationLog);
     assert_eq!(record.request_id, "c0ffee00-1111-4222-8333-444455556666");
-    assert_eq!(record.time, "2026-11-22T09:30:14Z");
+    assert_eq!(record.time, "2026-11-22T09:30:14.000000Z");
     assert_eq!(
         (record.usage.input_tokens, record.usage.output_tokens),
         (231, 58)
@@ -402,6 +402,13 @@ async fn undecodable_events_are_counted_and_never_fail_the_batch() {
         .await
         .unwrap();
     assert_eq!(summary.malformed, 1);
+    // A record whose time cannot be read has no place in the tenant's time order.
+    let mut undated = fixture("converse");
+    undated["timestamp"] = json!("yesterday");
+    let summary = handle(&world.deps, &subscription_event(&[undated.to_string()]))
+        .await
+        .unwrap();
+    assert_eq!(summary.malformed, 1, "{summary:?}");
     let summary = handle(&world.deps, &event("control-message"))
         .await
         .unwrap();
