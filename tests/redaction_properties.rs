@@ -146,12 +146,13 @@ proptest! {
         product in tenant_text(),
         document in tenant_text(),
         reply_words in tenant_text(),
-        leak in prop::option::of((0usize..60, 0usize..40)),
+        leak in prop::option::of((0usize..60, 0usize..12)),
     ) {
-        // The template: ISV words around two variables, in system and in the user message.
+        // The template: ISV words after a variable in the system text and going on into the user
+        // message before another: the model reads them as one run of ISV text.
         let cut = ((words.len() as f64) * split) as usize;
         let text = TemplateText {
-            system: format!("{} {{{{ product }}}} {}", words[..cut].join(" "), "."),
+            system: format!("{{{{ product }}}}: {}", words[..cut].join(" ")),
             messages: vec![MessagePart {
                 role: Role::User,
                 text: format!("{}\n{{{{ question }}}}", words[cut..].join(" ")),
@@ -173,18 +174,22 @@ proptest! {
         let docs = [ContextDocument { id: "doc-1".into(), text: document.clone() }];
         let assembled = assemble(&rendered, &docs, "0123456789abcdef", "zq00112233445566");
 
-        // The model's reply, perhaps repeating a run of one part of the template.
-        let parts = [&words[..cut], &words[cut..]];
+        // The model's reply, perhaps repeating a run of the template (within a part or across).
         let mut reply = reply_words.clone();
         if let Some((at, len)) = leak {
-            let part = parts[at % 2];
-            let start = at % part.len().max(1);
-            let end = (start + MIN_SPAN + len).min(part.len());
+            // Half of the leaks start a little before the cut, so that many cross it with fewer
+            // than `MIN_SPAN` words on either side.
+            let start = if at % 2 == 0 {
+                cut.saturating_sub(1 + at / 2 % (MIN_SPAN - 1))
+            } else {
+                at % words.len().max(1)
+            };
+            let end = (start + MIN_SPAN + len).min(words.len());
             if end >= start + MIN_SPAN {
-                reply = format!("{reply} {} {reply_words}", part[start..end].join(" "));
+                reply = format!("{reply} {} {reply_words}", words[start..end].join(" "));
             }
         }
-        let template_runs: Vec<String> = parts.iter().flat_map(|p| runs(p)).collect();
+        let template_runs = runs(&words);
 
         // invoke's record.
         let (guard, replacement) = Scanner::new(&fp).guard(&reply, LeakPolicy::Redact);

@@ -260,8 +260,9 @@ fn polynomial(run: impl Iterator<Item = u64>) -> u64 {
 }
 
 impl Fingerprints {
-    /// Fingerprints of ISV text given as parts (the template's system text and messages). Template
-    /// syntax (`{{ … }}`, `{% … %}`, `{# … #}`) is not text: no run of words spans it.
+    /// Fingerprints of ISV text given as parts, in the order the model reads them (the template's
+    /// system text and messages). Template syntax (`{{ … }}`, `{% … %}`, `{# … #}`) is not text:
+    /// no run of words spans it; the end of one part and the start of the next are one run.
     pub fn of_template<'a>(
         parts: impl IntoIterator<Item = &'a str>,
         guard: LeakGuard,
@@ -273,20 +274,28 @@ impl Fingerprints {
         ];
         let hasher = WordHasher::new(key);
         let [mut windows, mut words, mut pairs] = <[IdentityHashSet; 3]>::default();
-        let mut hashes = Vec::new();
+        // The word hashes of one run of literal text, fingerprinted when a tag ends it.
+        let mut run = Vec::new();
+        let mut end_run = |run: &mut Vec<u64>| {
+            words.extend(run.iter());
+            pairs.extend(run.windows(2).map(|pair| extend(pair[0], pair[1])));
+            windows.extend(
+                run.windows(guard.min_span as usize)
+                    .map(|window| polynomial(window.iter().copied())),
+            );
+            run.clear();
+        };
         for part in parts {
-            for literal in literals(part) {
-                hashes.clear();
-                hasher.for_each(literal, |_, _, _, h| hashes.push(h));
-                words.extend(&hashes);
-                pairs.extend(hashes.windows(2).map(|pair| extend(pair[0], pair[1])));
-                windows.extend(
-                    hashes
-                        .windows(guard.min_span as usize)
-                        .map(|run| polynomial(run.iter().copied())),
-                );
+            for (i, literal) in literals(part).into_iter().enumerate() {
+                // The model reads the parts one after the other, so a run goes on from the end
+                // of one part into the next; a tag (a variable's value) ends it.
+                if i > 0 {
+                    end_run(&mut run);
+                }
+                hasher.for_each(literal, |_, _, _, h| run.push(h));
             }
         }
+        end_run(&mut run);
         Self::from_sets(guard, key, [windows, words, pairs])
     }
 

@@ -107,6 +107,30 @@ fn template_syntax_is_not_text_and_variables_break_runs() {
 }
 
 #[test]
+fn a_run_from_one_part_into_the_next_is_template_text() {
+    let parts = [
+        "You answer billing questions. Keep the internal escalation matrix",
+        "strictly confidential from every customer, {{ name }} included.",
+    ];
+    let fp = Fingerprints::of_template(parts, LeakGuard::default(), KEY);
+    let scanner = Scanner::new(&fp);
+    // Five words of the system text and four of the message: no part has eight of them.
+    let found = scanner.scan(
+        "I must keep the internal escalation matrix strictly confidential from every customer.",
+    );
+    assert_eq!(
+        found.iter().map(|f| f.form).collect::<Vec<_>>(),
+        [Form::Text]
+    );
+    // A variable's value still ends a run: nothing spans `{{ name }}`.
+    assert!(
+        scanner
+            .scan("confidential from every customer Ada included")
+            .is_empty()
+    );
+}
+
+#[test]
 fn the_canary_is_found_in_any_form() {
     let fp = fp();
     let scanner = Scanner::new(&fp).with_canary("zq7f3a9c1e5b");
