@@ -600,15 +600,31 @@ impl<'a> Scanner<'a> {
 
     fn words(&self, text: &str) -> Vec<Word> {
         let mut out = Vec::with_capacity(text.len() / 5);
-        self.hasher.for_each(text, |start, end, word, hash| {
+        // Short ASCII words (most) are hashed after the text is split, in a loop of their own.
+        let mut packed = Vec::with_capacity(text.len() / 5);
+        let mut buf = Vec::new();
+        for_each_word(text, |start, end, word| {
+            let hash = match word {
+                Normalised::Packed(p) => {
+                    packed.push((out.len(), p));
+                    0
+                }
+                word => self.hasher.hash(word, &mut buf),
+            };
             out.push(Word {
                 start,
                 end,
                 hash,
-                known: self.knows(hash),
+                known: false,
                 single: word.single().unwrap_or(0),
             });
         });
+        for (i, p) in packed {
+            out[i].hash = self.hasher.hash(Normalised::Packed(p), &mut buf);
+        }
+        for w in &mut out {
+            w.known = self.knows(w.hash);
+        }
         out
     }
 

@@ -143,30 +143,15 @@ fn shift_letters(bits: u64, letters: u64, base: u8) -> u64 {
 
 /// Calls `f(start, end, word)` for every word of `text`: its byte range in `text` and its
 /// normalised (not yet canonical) form.
-pub fn for_each_word(text: &str, mut f: impl FnMut(usize, usize, Normalised<'_>)) {
+pub fn for_each_word(text: &str, f: impl FnMut(usize, usize, Normalised<'_>)) {
     let bytes = text.as_bytes();
     let mut word: Vec<u8> = Vec::with_capacity(64);
     let mut start = 0;
-    let mut first_on_line = true;
-    let mut emit = |start: usize, end: usize, word: Normalised<'_>, first_on_line: &mut bool| {
-        let list_marker = *first_on_line && word.with_bytes(|w| is_list_marker(w, &bytes[end..]));
-        if !list_marker {
-            f(start, end, word);
-        }
-        *first_on_line = false;
+    let mut out = Emitter {
+        bytes,
+        f,
+        first_on_line: true,
     };
-    fn end_word(
-        word: &mut Vec<u8>,
-        start: usize,
-        end: usize,
-        first_on_line: &mut bool,
-        emit: &mut impl FnMut(usize, usize, Normalised<'_>, &mut bool),
-    ) {
-        if !word.is_empty() {
-            emit(start, end, Normalised::Bytes(word), first_on_line);
-            word.clear();
-        }
-    }
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -176,7 +161,7 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(usize, usize, Normalised<'_>)
                 && let Some(packed) = Packed::at(bytes, i)
             {
                 let end = i + packed.len;
-                emit(i, end, Normalised::Packed(packed), &mut first_on_line);
+                out.emit(i, end, Normalised::Packed(packed));
                 i = end;
                 continue;
             }
@@ -193,9 +178,9 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(usize, usize, Normalised<'_>)
             continue;
         }
         if b.is_ascii() {
-            end_word(&mut word, start, i, &mut first_on_line, &mut emit);
+            out.end_word(&mut word, start, i);
             if b == b'\n' {
-                first_on_line = true;
+                out.first_on_line = true;
             }
             i += 1;
             continue;
@@ -246,11 +231,39 @@ pub fn for_each_word(text: &str, mut f: impl FnMut(usize, usize, Normalised<'_>)
             start = i;
         }
         if separated && word.len() == before {
-            end_word(&mut word, start, i, &mut first_on_line, &mut emit);
+            out.end_word(&mut word, start, i);
         }
         i += len;
     }
-    end_word(&mut word, start, bytes.len(), &mut first_on_line, &mut emit);
+    out.end_word(&mut word, start, bytes.len());
+}
+
+/// Hands words to `f`, but not a list marker at the start of a line.
+struct Emitter<'t, F> {
+    bytes: &'t [u8],
+    f: F,
+    first_on_line: bool,
+}
+
+impl<F: FnMut(usize, usize, Normalised<'_>)> Emitter<'_, F> {
+    // Inlined, so that the word reaches `f` in registers.
+    #[inline(always)]
+    fn emit(&mut self, start: usize, end: usize, word: Normalised<'_>) {
+        let list_marker =
+            self.first_on_line && word.with_bytes(|w| is_list_marker(w, &self.bytes[end..]));
+        if !list_marker {
+            (self.f)(start, end, word);
+        }
+        self.first_on_line = false;
+    }
+
+    /// The word collected in `word` (if any) ends at `end`.
+    fn end_word(&mut self, word: &mut Vec<u8>, start: usize, end: usize) {
+        if !word.is_empty() {
+            self.emit(start, end, Normalised::Bytes(word));
+            word.clear();
+        }
+    }
 }
 
 /// `1.`, `12)`, `a.` followed by whitespace, as the first word of a line.
