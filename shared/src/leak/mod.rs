@@ -681,25 +681,13 @@ impl<'a> Scanner<'a> {
         // The word that continues a run from each word depends on that word alone, so it is
         // found once per word, and the length of the run from each word (up to n) read from the
         // end: only runs that reach n words are followed and checked.
-        let next: Vec<Option<usize>> = (0..words.len())
-            .map(|i| {
-                let from = &words[i];
-                (from.known)
-                    .then(|| {
-                        (i + 1..words.len().min(i + 2 + MAX_FILLER)).find(|&j| {
-                            words[j].known
-                                && self.fp.pairs.contains(extend(from.hash, words[j].hash))
-                        })
-                    })
-                    .flatten()
-            })
-            .collect();
+        let mut next: Vec<Option<usize>> = vec![None; words.len()];
         let mut reach = vec![0; words.len()];
-        for i in (0..words.len()).rev() {
-            reach[i] = match next[i] {
-                Some(j) => (reach[j] + 1).min(n),
-                None => usize::from(words[i].known),
-            };
+        for (i, from) in words.iter().enumerate().rev().filter(|(_, w)| w.known) {
+            next[i] = (i + 1..words.len().min(i + 2 + MAX_FILLER)).find(|&j| {
+                words[j].known && self.fp.pairs.contains(extend(from.hash, words[j].hash))
+            });
+            reach[i] = next[i].map_or(1, |j| (reach[j] + 1).min(n));
         }
         let mut chain = Vec::with_capacity(n);
         for first in (0..words.len()).filter(|&i| reach[i] == n) {
