@@ -63,6 +63,8 @@ impl Packed {
 
     /// The word that starts at `bytes[start]`, lowercased, when it is 1..=8 ASCII letters and
     /// digits followed by an ASCII byte or the end of the text (the word is complete then).
+    // Inlined: returned through memory, the word stalled its reader on store forwarding.
+    #[inline(always)]
     fn at(bytes: &[u8], start: usize) -> Option<Self> {
         let load = |at: usize| match bytes.get(at..at + Self::MAX_LEN) {
             Some(chunk) => u64::from_be_bytes(chunk.try_into().expect("8 bytes")),
