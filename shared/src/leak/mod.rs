@@ -743,30 +743,40 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The letters of a run split into as many template words as possible (fewest letters left
-    /// over; a left-over letter becomes a word that matches nothing). Returns the words and, for
-    /// each, the first and last letter (indices into the run) it spans.
+    /// The letters of a run split into template words: as few letters left over as possible (a
+    /// left-over letter becomes a word that matches nothing) and, among such splits, as many
+    /// neighbours that are neighbours in the template as possible (`with a head`, not `with
+    /// ahead`). Returns the words and, for each, the first and last letter (indices into the run)
+    /// it spans.
     fn segment(&self, letters: &[Word]) -> (Vec<Word>, Vec<(usize, usize)>) {
+        // A left-over letter weighs more than all the template pairs a run can have.
+        const LEFT_OVER: i64 = 1 << 20;
         let m = letters.len();
         let chars: Vec<u8> = letters.iter().map(|w| w.single).collect();
-        // best[j]: (letters left over to reach j, where the last word starts, its hash)
-        let mut best: Vec<(usize, usize, u64)> = vec![(usize::MAX, 0, 0); m + 1];
+        // best[j]: (score of the best split of the first j letters, where its last word starts,
+        // that word's hash when it is a template word)
+        let mut best: Vec<(i64, usize, Option<u64>)> = vec![(i64::MAX, 0, None); m + 1];
         best[0].0 = 0;
         let mut canonical = Vec::new();
         for j in 0..m {
-            let cost = best[j].0;
-            if cost == usize::MAX {
+            let (score, _, last) = best[j];
+            if score == i64::MAX {
                 continue;
             }
-            if cost + 1 < best[j + 1].0 {
-                best[j + 1] = (cost + 1, j, 0);
+            if score + LEFT_OVER < best[j + 1].0 {
+                best[j + 1] = (score + LEFT_OVER, j, None);
             }
-            for k in 2..=MAX_WORD.min(m - j) {
+            for k in 1..=MAX_WORD.min(m - j) {
                 let h = self
                     .hasher
                     .hash(Normalised::Bytes(&chars[j..j + k]), &mut canonical);
-                if self.knows(h) && cost < best[j + k].0 {
-                    best[j + k] = (cost, j, h);
+                if !self.knows(h) {
+                    continue;
+                }
+                let pair = last.is_some_and(|p| self.fp.pairs.contains(extend(p, h)));
+                let score = score - i64::from(pair);
+                if score < best[j + k].0 {
+                    best[j + k] = (score, j, Some(h));
                 }
             }
         }
@@ -774,13 +784,12 @@ impl<'a> Scanner<'a> {
         let mut spans = Vec::new();
         let mut j = m;
         while j > 0 {
-            let (_, prev, hash) = best[j];
+            let (_, prev, word) = best[j];
             out.push(Word {
                 start: letters[prev].start,
                 end: letters[j - 1].end,
-                hash,
-                // Words of two letters or more are template words; a left-over letter is not.
-                known: prev + 1 < j,
+                hash: word.unwrap_or(0),
+                known: word.is_some(),
                 single: 0,
             });
             spans.push((prev, j - 1));

@@ -131,6 +131,20 @@ fn a_run_from_one_part_into_the_next_is_template_text() {
 }
 
 #[test]
+fn letter_spaced_runs_split_into_the_template_words() {
+    let template = "Plan ahead for every visit. If the caller reports chest pain or a fall with \
+                    a head injury, stop scheduling and tell them to call emergency services.";
+    let fp = Fingerprints::of_template([template], LeakGuard::default(), KEY);
+    // `with a head` must not become `with ahead`, nor `a` a letter left over.
+    let spaced = "c.h.e.s.t p.a.i.n o.r a f.a.l.l w.i.t.h a h.e.a.d i.n.j.u.r.y s.t.o.p";
+    let found = Scanner::new(&fp).scan(&format!("Sure: {spaced}. Bye."));
+    assert_eq!(
+        found.iter().map(|f| f.form).collect::<Vec<_>>(),
+        [Form::LetterSpaced]
+    );
+}
+
+#[test]
 fn the_canary_is_found_in_any_form() {
     let fp = fp();
     let scanner = Scanner::new(&fp).with_canary("zq7f3a9c1e5b");
