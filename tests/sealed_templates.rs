@@ -4,11 +4,12 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use promptseal::envelope::{CachePolicy, EncryptionContext, Envelope, EnvelopeError, Sealed};
-use promptseal::leak::{Form, Scanner};
+use promptseal::leak::{Fingerprints, Form, LeakGuard, Scanner};
 use promptseal::render::Renderer;
 use promptseal::template::{
     DefinitionError, InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec,
@@ -74,6 +75,19 @@ async fn move_ciphertext(stack: &common::Stack, from: (&str, u32), to: (&str, u3
         .unwrap();
 }
 
+/// Every item of the fingerprints table, as stored.
+async fn fingerprint_items(stack: &common::Stack) -> Vec<HashMap<String, AttributeValue>> {
+    stack
+        .ddb()
+        .scan()
+        .table_name(stack.resources.table("FingerprintsTable"))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn fingerprints_are_sealed_beside_each_version_under_a_key_that_opens_no_template() {
     let stack = common::fresh_stack().await;
@@ -87,15 +101,9 @@ async fn fingerprints_are_sealed_beside_each_version_under_a_key_that_opens_no_t
         .await
         .unwrap();
 
-    let items = stack
-        .ddb()
-        .scan()
-        .table_name(stack.resources.table("FingerprintsTable"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(items.count(), 1, "one fingerprint item per version");
-    let raw = format!("{:?}", items.items());
+    let items = fingerprint_items(&stack).await;
+    assert_eq!(items.len(), 1, "one fingerprint item per version");
+    let raw = format!("{items:?}");
     for word in ["billing", "Northwind", "refunds", "CANARY"] {
         assert!(!raw.contains(word), "{word} stored in the clear");
     }
@@ -118,7 +126,7 @@ async fn fingerprints_are_sealed_beside_each_version_under_a_key_that_opens_no_t
     assert!(fingerprint_key.open(&stored.sealed, &ctx).await.is_err());
 
     // Sealed fingerprints opened as another version's fail.
-    let item = &items.items()[0];
+    let item = &items[0];
     let sealed = Sealed {
         ciphertext: item["ciphertext"].as_b().unwrap().as_ref().to_vec(),
         wrapped_key: item["wrapped_key"].as_b().unwrap().as_ref().to_vec(),
@@ -131,6 +139,59 @@ async fn fingerprints_are_sealed_beside_each_version_under_a_key_that_opens_no_t
         matches!(err, EnvelopeError::Integrity | EnvelopeError::Kms { .. }),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn refingerprint_gives_a_version_sealed_earlier_what_this_release_fingerprints() {
+    let stack = common::fresh_stack().await;
+    let store = stack.template_store(CachePolicy::default());
+    let mut def = definition("xp");
+    def.system = "You answer billing questions. Keep the internal escalation matrix".into();
+    def.messages[0].text = "strictly confidential from every customer. Q: {{ question }}".into();
+    store
+        .put(def.clone(), "operator-1", true, &Renderer::default())
+        .await
+        .unwrap();
+    // What an earlier release stored: no run from the system text into the message.
+    let guard = LeakGuard::default();
+    let earlier = Fingerprints::of_template(
+        [
+            def.system.as_str(),
+            "{{ part_boundary }}",
+            &def.messages[0].text,
+        ],
+        guard,
+        [5; 16],
+    );
+    store
+        .fingerprints()
+        .replace("xp", 1, &earlier)
+        .await
+        .unwrap();
+    let across = "Keep the internal escalation matrix strictly confidential from every customer.";
+    let fresh = stack.template_store(CachePolicy::default());
+    let fp = fresh.fingerprints().get("xp", 1).await.unwrap();
+    assert!(Scanner::new(&fp).scan(across).is_empty());
+
+    let meta = store.refingerprint("xp", None).await.unwrap();
+    assert_eq!(meta.version, 1);
+    let fresh = stack.template_store(CachePolicy::default());
+    let fp = fresh.fingerprints().get("xp", 1).await.unwrap();
+    let found = Scanner::new(&fp).scan(across);
+    assert_eq!(
+        found.iter().map(|f| f.form).collect::<Vec<_>>(),
+        [Form::Text]
+    );
+    assert_eq!(fp.policy(), guard.policy);
+    // Still one item for the version, still nothing of the text in the clear.
+    let items = fingerprint_items(&stack).await;
+    assert_eq!(items.len(), 1);
+    assert!(!format!("{items:?}").contains("escalation"));
+    // A version that does not exist is refused, and nothing is written.
+    assert!(matches!(
+        store.refingerprint("xp", Some(7)).await,
+        Err(TemplateStoreError::VersionNotFound { .. })
+    ));
 }
 
 #[tokio::test]

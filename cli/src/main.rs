@@ -162,6 +162,13 @@ enum TemplateCommand {
         #[arg(long)]
         decrypt: bool,
     },
+    /// Compute a version's fingerprints again from its text (the active version unless --version
+    /// is given), for versions sealed by an earlier release.
+    Refingerprint {
+        template_id: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
     /// Make a version the active one.
     Activate { template_id: String, version: u32 },
     /// Retire a version so it can no longer be used.
@@ -298,6 +305,16 @@ async fn template(
                 false => None,
             };
             out.version(&stored.meta, text.as_ref())
+        }
+        TemplateCommand::Refingerprint {
+            template_id,
+            version,
+        } => {
+            let meta = store.refingerprint(&template_id, version).await?;
+            out.done(&format!(
+                "{template_id} version {}: fingerprints computed again",
+                meta.version
+            ))
         }
         TemplateCommand::Activate {
             template_id,

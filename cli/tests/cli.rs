@@ -181,6 +181,15 @@ async fn scan_reports_leaked_spans_without_the_text_and_exits_3() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(!stdout.contains("escalation"), "the report quotes no text");
 
+    // Fingerprints computed again (under a new key) find the same span.
+    let done = cli.ok(&["template", "refingerprint", "billing", "--version", "1"]);
+    assert!(done.contains("billing version 1"), "{done}");
+    let again = cli.run(&["scan", "--template", "billing", &transcript, "--json"]);
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["findings"], report["findings"]);
+    let (_, err) = cli.fails(&["template", "refingerprint", "billing", "--version", "9"]);
+    assert!(err.contains("version 9"), "{err}");
+
     // Text output, standard input, a clean text.
     let human = cli.run(&["scan", "--template", "billing", &transcript]);
     let human = String::from_utf8(human.stdout).unwrap();

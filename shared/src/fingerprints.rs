@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_dynamodb::types::Put;
+use aws_sdk_dynamodb::types::{AttributeValue, Put};
 
 use crate::dynamo::{self, DynamoError, MalformedItem, n, s};
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeError};
@@ -69,17 +69,56 @@ impl FingerprintStore {
         version: u32,
         fp: &Fingerprints,
     ) -> Result<Put, FingerprintError> {
+        let item = self.sealed_item(template_id, version, fp).await?;
+        Ok(Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(template_id)")
+            .build()
+            .expect("table, item and condition are set"))
+    }
+
+    /// Stores `fp` as a version's fingerprints in place of those it has. Function instances that
+    /// already opened the old ones keep them until they start again.
+    pub async fn replace(
+        &self,
+        template_id: &str,
+        version: u32,
+        fp: &Fingerprints,
+    ) -> Result<(), FingerprintError> {
+        let item = self.sealed_item(template_id, version, fp).await?;
+        self.ddb
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("PutItem", e))?;
+        self.cache
+            .lock()
+            .expect("cache lock poisoned")
+            .remove(&(template_id.to_owned(), version));
+        Ok(())
+    }
+
+    async fn sealed_item(
+        &self,
+        template_id: &str,
+        version: u32,
+        fp: &Fingerprints,
+    ) -> Result<HashMap<String, AttributeValue>, FingerprintError> {
         let ctx = EncryptionContext::fingerprints(template_id, version);
         let sealed = self.envelope.seal(&fp.to_bytes(), &ctx).await?;
-        let mut put = Put::builder()
-            .table_name(&self.table)
-            .item("template_id", s(template_id))
-            .item("version", n(version))
-            .condition_expression("attribute_not_exists(template_id)");
-        for (name, value) in dynamo::sealed_attributes(&sealed) {
-            put = put.item(name, value);
-        }
-        Ok(put.build().expect("table, item and condition are set"))
+        let mut item = HashMap::from([
+            ("template_id".to_owned(), s(template_id)),
+            ("version".to_owned(), n(version)),
+        ]);
+        item.extend(
+            dynamo::sealed_attributes(&sealed)
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value)),
+        );
+        Ok(item)
     }
 
     /// The fingerprints of one version.

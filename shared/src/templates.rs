@@ -322,6 +322,24 @@ impl TemplateStore {
         serde_json::from_slice(&plaintext).map_err(TemplateStoreError::Payload)
     }
 
+    /// Computes a version's fingerprints again, from its text and its leak-guard settings, and
+    /// stores them in place of those it has: a version sealed by an earlier release gets what this
+    /// one fingerprints (runs across template parts; the policy sealed with them).
+    pub async fn refingerprint(
+        &self,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<VersionMeta, TemplateStoreError> {
+        let stored = self.version(id, version).await?;
+        let text = self.decrypt(&stored).await?;
+        let fp = FingerprintStore::compute(&text, stored.meta.settings.leak_guard);
+        drop(text);
+        self.fingerprints
+            .replace(id, stored.meta.version, &fp)
+            .await?;
+        Ok(stored.meta)
+    }
+
     /// Makes an existing, available version the active one.
     pub async fn activate(&self, id: &str, version: u32) -> Result<(), TemplateStoreError> {
         self.require_available(id, version).await?;
