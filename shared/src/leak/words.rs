@@ -66,16 +66,16 @@ impl Packed {
     // Inlined: returned through memory, the word stalled its reader on store forwarding.
     #[inline(always)]
     fn at(bytes: &[u8], start: usize) -> Option<Self> {
-        let load = |at: usize| match bytes.get(at..at + Self::MAX_LEN) {
+        // Eight bytes from `start`, zero-padded at the end of the text.
+        let bits = match bytes.get(start..start + Self::MAX_LEN) {
             Some(chunk) => u64::from_be_bytes(chunk.try_into().expect("8 bytes")),
             None => {
                 let mut chunk = [0; Self::MAX_LEN];
-                let tail = &bytes[at.min(bytes.len())..];
+                let tail = &bytes[start..];
                 chunk[..tail.len()].copy_from_slice(tail);
                 u64::from_be_bytes(chunk)
             }
         };
-        let bits = load(start);
         let others = !alphanumeric(bits) & HIGH_BITS;
         let len = others.leading_zeros() as usize / 8;
         let complete = match len {
