@@ -21,7 +21,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher13;
 
-use words::{Normalised, for_each_word};
+use words::{Normalised, Packed, for_each_word};
 
 /// Fewest consecutive template words that count as a leak, unless a template says otherwise.
 pub const DEFAULT_MIN_SPAN: u32 = 8;
@@ -437,13 +437,47 @@ fn literals(source: &str) -> Vec<&str> {
 /// Keyed hashes of canonical words.
 struct WordHasher {
     sip: SipHasher13,
+    /// SipHash's state after keying, for [`WordHasher::sip_packed`].
+    keyed: [u64; 4],
 }
 
 impl WordHasher {
     fn new(key: [u64; 2]) -> Self {
         Self {
             sip: SipHasher13::new_with_keys(key[0], key[1]),
+            keyed: [
+                key[0] ^ 0x736f_6d65_7073_6575,
+                key[1] ^ 0x646f_7261_6e64_6f6d,
+                key[0] ^ 0x6c79_6765_6e65_7261,
+                key[1] ^ 0x7465_6462_7974_6573,
+            ],
         }
+    }
+
+    /// SipHash-1-3 of a packed word's bytes: the value `SipHasher13::hash` gives, computed from
+    /// the word in a register (a message of at most 8 bytes is one block and the length block),
+    /// without the byte-slice handling. Most words are packed, so this is the scanner's hash.
+    #[inline(always)]
+    fn sip_packed(&self, word: Packed) -> u64 {
+        fn compress(v: &mut [u64; 4], block: u64) {
+            v[3] ^= block;
+            sip_round(v);
+            v[0] ^= block;
+        }
+        let (message, len) = word.to_le();
+        let mut v = self.keyed;
+        let length = (len as u64) << 56;
+        if len == Packed::MAX_LEN {
+            compress(&mut v, message);
+            compress(&mut v, length);
+        } else {
+            compress(&mut v, message | length);
+        }
+        v[2] ^= 0xff;
+        for _ in 0..3 {
+            sip_round(&mut v);
+        }
+        v[0] ^ v[1] ^ v[2] ^ v[3]
     }
 
     /// The keyed hash of a normalised word's canonical form (`buf` is scratch space for long or
@@ -451,9 +485,7 @@ impl WordHasher {
     fn hash(&self, word: Normalised<'_>, buf: &mut Vec<u8>) -> u64 {
         const SHORT: usize = 32;
         match word {
-            Normalised::Packed(packed) => {
-                Normalised::Packed(packed.canonical()).with_bytes(|c| self.sip.hash(c))
-            }
+            Normalised::Packed(packed) => self.sip_packed(packed.canonical()),
             Normalised::Bytes(word) if word.len() <= SHORT && word.is_ascii() => {
                 let mut canonical = [0; SHORT];
                 let canonical = &mut canonical[..word.len()];
@@ -474,6 +506,21 @@ impl WordHasher {
             f(start, end, word, self.hash(word, &mut buf));
         });
     }
+}
+
+/// One SipRound.
+#[inline(always)]
+fn sip_round(v: &mut [u64; 4]) {
+    v[0] = v[0].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(13) ^ v[0];
+    v[0] = v[0].rotate_left(32);
+    v[2] = v[2].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(16) ^ v[2];
+    v[0] = v[0].wrapping_add(v[3]);
+    v[3] = v[3].rotate_left(21) ^ v[0];
+    v[2] = v[2].wrapping_add(v[1]);
+    v[1] = v[1].rotate_left(17) ^ v[2];
+    v[2] = v[2].rotate_left(32);
 }
 
 /// A word of a scanned text.

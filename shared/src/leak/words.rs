@@ -117,6 +117,11 @@ impl Packed {
         }
     }
 
+    /// The word's bytes as a little-endian `u64` (first byte lowest, zero-padded), and its length.
+    pub fn to_le(self) -> (u64, usize) {
+        (self.bits.swap_bytes(), self.len)
+    }
+
     /// `bits` (a packed word of this length, or its letter mask) in reverse byte order.
     fn reversed(self, bits: u64) -> u64 {
         bits.swap_bytes() << (8 * (Self::MAX_LEN - self.len))
@@ -431,6 +436,18 @@ mod tests {
                 Normalised::Packed(packed).with_bytes(<[u8]>::to_vec),
                 canon(&word)
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// The scanner's SipHash of a packed word is SipHash-1-3 of its bytes: fingerprints
+        /// sealed with the byte-wise hash still match.
+        #[test]
+        fn a_packed_word_hashes_as_its_bytes(word in "[a-z0-9]{1,8}", key: [u64; 2]) {
+            let hasher = super::super::WordHasher::new(key);
+            let sip = siphasher::sip::SipHasher13::new_with_keys(key[0], key[1]);
+            let packed = Packed::at(word.as_bytes(), 0).unwrap();
+            proptest::prop_assert_eq!(hasher.sip_packed(packed), sip.hash(word.as_bytes()));
         }
     }
 
