@@ -59,6 +59,17 @@ fn benches(c: &mut Criterion) {
                 .sum::<usize>()
         });
     });
+    // The verbatim form alone (split, normalise, hash, look up, follow runs): the least a scan
+    // does, without the disguised forms.
+    group.bench_function("verbatim_only_1000_replies", |b| {
+        b.iter(|| {
+            corpus
+                .replies
+                .iter()
+                .filter(|r| scanner.repeats_template(r))
+                .count()
+        });
+    });
     group.bench_function("guard_1000_replies_redact", |b| {
         b.iter(|| {
             corpus
