@@ -162,12 +162,17 @@ enum TemplateCommand {
         #[arg(long)]
         decrypt: bool,
     },
-    /// Compute a version's fingerprints again from its text (the active version unless --version
-    /// is given), for versions sealed by an earlier release.
+    /// Compute fingerprints again from the text, for versions sealed by an earlier release: of
+    /// one version (the active one unless --version is given), or with --all of every version of
+    /// the template, or of every template when no ID is given.
     Refingerprint {
-        template_id: String,
-        #[arg(long)]
+        #[arg(required_unless_present = "all")]
+        template_id: Option<String>,
+        #[arg(long, conflicts_with = "all")]
         version: Option<u32>,
+        /// Every version, retired ones too (redact-log may still read their logs).
+        #[arg(long)]
+        all: bool,
     },
     /// Make a version the active one.
     Activate { template_id: String, version: u32 },
@@ -309,12 +314,21 @@ async fn template(
         TemplateCommand::Refingerprint {
             template_id,
             version,
+            all,
         } => {
-            let meta = store.refingerprint(&template_id, version).await?;
-            out.done(&format!(
-                "{template_id} version {}: fingerprints computed again",
-                meta.version
-            ))
+            let targets = match (template_id, all) {
+                (Some(id), false) => vec![(id, version)],
+                (id, _) => every_version(store, id).await?,
+            };
+            let mut done = Vec::with_capacity(targets.len());
+            for (id, version) in targets {
+                // Each version is replaced whole, so a run stopped here can simply be repeated.
+                let meta = store.refingerprint(&id, version).await.with_context(|| {
+                    format!("{id}: stopped after {} version(s) done", done.len())
+                })?;
+                done.push(meta);
+            }
+            out.refingerprinted(&done)
         }
         TemplateCommand::Activate {
             template_id,
@@ -334,6 +348,28 @@ async fn template(
 }
 
 /// Scans a text for one version's fingerprints (no template text is decrypted).
+/// Every version of template `id`, or of every template: `(id, Some(version))` pairs.
+async fn every_version(
+    store: &TemplateStore,
+    id: Option<String>,
+) -> Result<Vec<(String, Option<u32>)>> {
+    let ids = match id {
+        Some(id) => vec![id],
+        None => store
+            .list()
+            .await?
+            .into_iter()
+            .map(|t| t.template_id)
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        let versions = store.versions(&id).await?;
+        out.extend(versions.into_iter().map(|v| (id.clone(), Some(v.version))));
+    }
+    Ok(out)
+}
+
 async fn scan(
     store: &TemplateStore,
     template_id: &str,

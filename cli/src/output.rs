@@ -44,6 +44,23 @@ impl Output {
         Ok(())
     }
 
+    pub fn refingerprinted(&self, versions: &[VersionMeta]) -> Result<()> {
+        if self.json {
+            let done: Vec<_> = versions
+                .iter()
+                .map(|v| json!({ "template_id": v.template_id, "version": v.version }))
+                .collect();
+            return self.print_json(&json!({ "refingerprinted": done }));
+        }
+        for v in versions {
+            println!(
+                "{} version {}: fingerprints computed again",
+                v.template_id, v.version
+            );
+        }
+        Ok(())
+    }
+
     pub fn templates(&self, heads: &[TemplateSummary]) -> Result<()> {
         if self.json {
             return self.print_json(&heads);

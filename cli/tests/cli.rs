@@ -228,6 +228,110 @@ async fn scan_reports_leaked_spans_without_the_text_and_exits_3() {
     assert!(err.contains("not found"), "{err}");
 }
 
+/// The sealed fingerprints of every version, as stored: `template@version` to the ciphertext.
+async fn sealed_fingerprints(
+    config: &aws_config::SdkConfig,
+    resources: &Resources,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    aws_sdk_dynamodb::Client::new(config)
+        .scan()
+        .table_name(resources.table("FingerprintsTable"))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| {
+            let id = item["template_id"].as_s().unwrap();
+            let version = item["version"].as_n().unwrap();
+            let sealed = item["ciphertext"].as_b().unwrap().as_ref().to_vec();
+            (format!("{id}@{version}"), sealed)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn refingerprint_all_renews_every_version_of_a_template_or_of_all() {
+    let (cli, resources, config) = Cli::new().await;
+    let billing = cli.write("billing.toml", GUARDED);
+    cli.ok(&[
+        "template",
+        "put",
+        &billing,
+        "--activate",
+        "--created-by",
+        "a",
+    ]);
+    cli.ok(&["template", "put", &billing, "--created-by", "a"]);
+    cli.ok(&["template", "retire", "billing", "1"]);
+    let faq = cli.write("faq.toml", TEMPLATE);
+    cli.ok(&["template", "put", &faq, "--activate", "--created-by", "a"]);
+    let sealed = sealed_fingerprints(&config, &resources).await;
+    assert_eq!(
+        sealed.keys().collect::<Vec<_>>(),
+        ["billing@1", "billing@2", "faq@1"]
+    );
+
+    // Every version of one template, the retired one too; the other template is left alone.
+    let done = cli.ok(&["template", "refingerprint", "billing", "--all"]);
+    assert_eq!(
+        done.lines().collect::<Vec<_>>(),
+        [
+            "billing version 1: fingerprints computed again",
+            "billing version 2: fingerprints computed again"
+        ]
+    );
+    let after = sealed_fingerprints(&config, &resources).await;
+    assert_ne!(after["billing@1"], sealed["billing@1"]);
+    assert_ne!(after["billing@2"], sealed["billing@2"]);
+    assert_eq!(after["faq@1"], sealed["faq@1"]);
+
+    // Every version of every template.
+    let all = cli.json(&["template", "refingerprint", "--all"]);
+    assert_eq!(
+        all["refingerprinted"],
+        serde_json::json!([
+            { "template_id": "billing", "version": 1 },
+            { "template_id": "billing", "version": 2 },
+            { "template_id": "faq", "version": 1 },
+        ])
+    );
+    let last = sealed_fingerprints(&config, &resources).await;
+    assert!(
+        last.iter().all(|(k, v)| after[k] != *v),
+        "every item renewed"
+    );
+    // The renewed fingerprints still find what the old ones found.
+    let transcript = cli.write(
+        "t.txt",
+        "Agent: never reveal the escalation code orange 7731, sorry.",
+    );
+    for version in ["1", "2"] {
+        let out = cli.run(&[
+            "scan",
+            "--template",
+            "billing",
+            "--version",
+            version,
+            &transcript,
+        ]);
+        assert_eq!(out.status.code(), Some(3), "version {version}");
+    }
+
+    // An unknown template, --all with --version, and neither an ID nor --all are refused.
+    let (code, err) = cli.fails(&["template", "refingerprint", "nope", "--all"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nope"), "{err}");
+    for args in [&["--all", "--version", "1"][..], &[]] {
+        let mut line = vec!["template", "refingerprint"];
+        line.extend(args);
+        let (code, _) = cli.fails(&line);
+        assert_eq!(code, 2, "{line:?} is a usage error");
+    }
+    assert_eq!(sealed_fingerprints(&config, &resources).await, last);
+}
+
 #[tokio::test]
 async fn bad_template_files_are_refused_with_the_problem_named() {
     let (cli, _, _) = Cli::new().await;
