@@ -347,7 +347,6 @@ async fn template(
     }
 }
 
-/// Scans a text for one version's fingerprints (no template text is decrypted).
 /// Every version of template `id`, or of every template: `(id, Some(version))` pairs.
 async fn every_version(
     store: &TemplateStore,
@@ -370,6 +369,7 @@ async fn every_version(
     Ok(out)
 }
 
+/// Scans a text for one version's fingerprints (no template text is decrypted).
 async fn scan(
     store: &TemplateStore,
     template_id: &str,
