@@ -135,65 +135,111 @@ fn tenant_parts(record: &PayloadRecord, kind: PartKind) -> Vec<String> {
         .collect()
 }
 
+/// One generated request: its template's fingerprints and runs, the assembled prompt, the
+/// model's reply (perhaps repeating template text) and the tenant's texts.
+#[derive(Debug)]
+struct Case {
+    fp: Fingerprints,
+    template_runs: Vec<String>,
+    assembled: Assembled,
+    reply: String,
+    product: String,
+    question: String,
+    document: String,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        template_words(),
+        0.0f64..1.0,
+        (tenant_text(), tenant_text(), tenant_text(), tenant_text()),
+        prop::option::of((0usize..60, 0usize..12)),
+    )
+        .prop_map(
+            |(words, split, (question, product, document, reply_words), leak)| {
+                // The template: ISV words after a variable in the system text and going on into the
+                // user message before another: the model reads them as one run of ISV text.
+                let cut = ((words.len() as f64) * split) as usize;
+                let text = TemplateText {
+                    system: format!("{{{{ product }}}}: {}", words[..cut].join(" ")),
+                    messages: vec![MessagePart {
+                        role: Role::User,
+                        text: format!("{}\n{{{{ question }}}}", words[cut..].join(" ")),
+                    }],
+                };
+                let fp = Fingerprints::of_template(
+                    text.parts().map(|(_, p)| p),
+                    LeakGuard {
+                        policy: LeakPolicy::Redact,
+                        min_span: DEFAULT_MIN_SPAN,
+                    },
+                    [7; 16],
+                );
+                let vars = BTreeMap::from([
+                    ("product".to_owned(), product.clone()),
+                    ("question".to_owned(), question.clone()),
+                ]);
+                let rendered = Renderer::default().render(&text, &vars).unwrap();
+                let docs = [ContextDocument {
+                    id: "doc-1".into(),
+                    text: document.clone(),
+                }];
+                let assembled = assemble(&rendered, &docs, "0123456789abcdef", "zq00112233445566");
+
+                // The model's reply, perhaps repeating a run of the template (within a part or
+                // across).
+                let mut reply = reply_words.clone();
+                if let Some((at, len)) = leak {
+                    // Half of the leaks start a little before the cut, so that many cross it with
+                    // fewer than `MIN_SPAN` words on either side.
+                    let start = if at % 2 == 0 {
+                        cut.saturating_sub(1 + at / 2 % (MIN_SPAN - 1))
+                    } else {
+                        at % words.len().max(1)
+                    };
+                    let end = (start + MIN_SPAN + len).min(words.len());
+                    if end >= start + MIN_SPAN {
+                        reply = format!("{reply} {} {reply_words}", words[start..end].join(" "));
+                    }
+                }
+                Case {
+                    fp,
+                    template_runs: runs(&words),
+                    assembled,
+                    reply,
+                    product,
+                    question,
+                    document,
+                }
+            },
+        )
+}
+
+/// What redact-log makes of one invocation-log message: the record, or why there is none.
+fn redact_log_record(
+    message: &str,
+    fp: &Fingerprints,
+) -> Result<PayloadRecord, invocation_log::Skip> {
+    let log = InvocationLog::parse(message)?;
+    let who = invocation_log::attribute(&log)?;
+    let (invocation_log::BodyRef::Inline(input), invocation_log::BodyRef::Inline(output)) =
+        (log.input_body()?, log.output_body()?)
+    else {
+        return Err(invocation_log::Skip::Malformed("body"));
+    };
+    let prompt = invocation_log::prompt(&log.operation, input.as_bytes())?;
+    let reply = invocation_log::reply(&log.operation, output.as_bytes())?;
+    invocation_log::redact(&log, who, prompt, reply, fp)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn no_template_run_survives_in_records_or_exports_and_tenant_text_is_kept(
-        words in template_words(),
-        split in 0.0f64..1.0,
-        question in tenant_text(),
-        product in tenant_text(),
-        document in tenant_text(),
-        reply_words in tenant_text(),
-        leak in prop::option::of((0usize..60, 0usize..12)),
-    ) {
-        // The template: ISV words after a variable in the system text and going on into the user
-        // message before another: the model reads them as one run of ISV text.
-        let cut = ((words.len() as f64) * split) as usize;
-        let text = TemplateText {
-            system: format!("{{{{ product }}}}: {}", words[..cut].join(" ")),
-            messages: vec![MessagePart {
-                role: Role::User,
-                text: format!("{}\n{{{{ question }}}}", words[cut..].join(" ")),
-            }],
-        };
-        let fp = Fingerprints::of_template(
-            text.parts().map(|(_, p)| p),
-            LeakGuard {
-                policy: LeakPolicy::Redact,
-                min_span: DEFAULT_MIN_SPAN,
-            },
-            [7; 16],
-        );
-        let vars = BTreeMap::from([
-            ("product".to_owned(), product.clone()),
-            ("question".to_owned(), question.clone()),
-        ]);
-        let rendered = Renderer::default().render(&text, &vars).unwrap();
-        let docs = [ContextDocument { id: "doc-1".into(), text: document.clone() }];
-        let assembled = assemble(&rendered, &docs, "0123456789abcdef", "zq00112233445566");
-
-        // The model's reply, perhaps repeating a run of the template (within a part or across).
-        let mut reply = reply_words.clone();
-        if let Some((at, len)) = leak {
-            // Half of the leaks start a little before the cut, so that many cross it with fewer
-            // than `MIN_SPAN` words on either side.
-            let start = if at % 2 == 0 {
-                cut.saturating_sub(1 + at / 2 % (MIN_SPAN - 1))
-            } else {
-                at % words.len().max(1)
-            };
-            let end = (start + MIN_SPAN + len).min(words.len());
-            if end >= start + MIN_SPAN {
-                reply = format!("{reply} {} {reply_words}", words[start..end].join(" "));
-            }
-        }
-        let template_runs = runs(&words);
-
+    fn no_template_run_survives_in_records_or_exports_and_tenant_text_is_kept(c in case()) {
         // invoke's record.
-        let (guard, replacement) = Scanner::new(&fp).guard(&reply, LeakPolicy::Redact);
-        let prompt = RecordPrompt::of(&assembled, "generated", 1);
+        let (guard, replacement) = Scanner::new(&c.fp).guard(&c.reply, LeakPolicy::Redact);
+        let prompt = RecordPrompt::of(&c.assembled, "generated", 1);
         let from_invoke = PayloadRecord {
             schema_version: SCHEMA_VERSION,
             tenant_id: "acme".into(),
@@ -207,36 +253,68 @@ proptest! {
             model_id: "anthropic.claude".into(),
             system: prompt.system,
             messages: prompt.messages,
-            output: replacement.unwrap_or_else(|| reply.clone()),
+            output: replacement.unwrap_or_else(|| c.reply.clone()),
             stop_reason: Some("end_turn".into()),
             guard,
             usage: TokenUsage::default(),
         };
 
         // redact-log's record, from the invocation log of the same request.
-        let message = invocation_log(&assembled, &reply);
-        let log = InvocationLog::parse(&message).unwrap();
-        let who = invocation_log::attribute(&log).unwrap();
-        let input = log.input.as_ref().unwrap().input_body_json.unwrap().get();
-        let output = log.output.as_ref().unwrap().output_body_json.unwrap().get();
-        let from_log = invocation_log::redact(
-            &log,
-            who,
-            invocation_log::prompt("Converse", input.as_bytes()).unwrap(),
-            invocation_log::reply("Converse", output.as_bytes()).unwrap(),
-            &fp,
-        )
-        .unwrap();
+        let from_log = redact_log_record(&invocation_log(&c.assembled, &c.reply), &c.fp).unwrap();
 
         for record in [&from_invoke, &from_log] {
-            assert_no_run(&serde_json::to_string(record).unwrap(), &template_runs)?;
-            assert_no_run(&exported(record), &template_runs)?;
-            prop_assert_eq!(tenant_parts(record, PartKind::UserInput), [product.clone(), question.clone()]);
-            prop_assert_eq!(tenant_parts(record, PartKind::TenantContext), [document.clone()]);
+            assert_no_run(&serde_json::to_string(record).unwrap(), &c.template_runs)?;
+            assert_no_run(&exported(record), &c.template_runs)?;
+            prop_assert_eq!(tenant_parts(record, PartKind::UserInput), [c.product.clone(), c.question.clone()]);
+            prop_assert_eq!(tenant_parts(record, PartKind::TenantContext), [c.document.clone()]);
         }
         // Both writers make the same record of the same request.
         prop_assert_eq!(&from_invoke.system, &from_log.system);
         prop_assert_eq!(&from_invoke.messages, &from_log.messages);
         prop_assert_eq!(&from_invoke.output, &from_log.output);
+    }
+
+    /// The log record is data redact-log does not control: whatever its block map calls each
+    /// block, and wherever its text is cut or changed, redact-log makes a record without a run
+    /// of template words, or none.
+    #[test]
+    fn a_tampered_log_record_yields_no_template_run(
+        c in case(),
+        relabel in any::<u64>(),
+        damage in prop::option::of((any::<prop::sample::Index>(), any::<char>(), any::<bool>())),
+    ) {
+        let mut log: Value = serde_json::from_str(&invocation_log(&c.assembled, &c.reply)).unwrap();
+        // Each ISV block may be called the user's or the tenant's context.
+        let mut bits = relabel;
+        for (_, value) in log["requestMetadata"].as_object_mut().unwrap().iter_mut()
+            .filter(|(k, _)| k.starts_with("block_map"))
+        {
+            let relabelled: String = value.as_str().unwrap().chars().map(|ch| {
+                let flip = bits & 3;
+                bits = bits.rotate_right(2);
+                match (ch, flip) {
+                    ('I', 1) => 'U',
+                    ('I', 2) => 'C',
+                    (ch, _) => ch,
+                }
+            }).collect();
+            *value = json!(relabelled);
+        }
+        let mut message = log.to_string();
+        // A character replaced, or the text cut there.
+        if let Some((at, replacement, cut)) = damage {
+            let boundaries: Vec<usize> = message.char_indices().map(|(i, _)| i).collect();
+            let i = boundaries[at.index(boundaries.len())];
+            if cut {
+                message.truncate(i);
+            } else {
+                let len = message[i..].chars().next().unwrap().len_utf8();
+                message.replace_range(i..i + len, replacement.encode_utf8(&mut [0; 4]));
+            }
+        }
+        if let Ok(record) = redact_log_record(&message, &c.fp) {
+            assert_no_run(&serde_json::to_string(&record).unwrap(), &c.template_runs)?;
+            assert_no_run(&exported(&record), &c.template_runs)?;
+        }
     }
 }
