@@ -273,6 +273,11 @@ proptest! {
         prop_assert_eq!(&from_invoke.messages, &from_log.messages);
         prop_assert_eq!(&from_invoke.output, &from_log.output);
     }
+}
+
+proptest! {
+    // Cheap cases, and many ways to tamper: more of them.
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     /// The log record is data redact-log does not control: whatever its block map calls each
     /// block, and wherever its text is cut or changed, redact-log makes a record without a run
