@@ -195,6 +195,32 @@ async fn refingerprint_gives_a_version_sealed_earlier_what_this_release_fingerpr
 }
 
 #[tokio::test]
+async fn running_functions_take_up_replaced_fingerprints_within_their_cache_max_age() {
+    let stack = common::fresh_stack().await;
+    let store = stack.template_store(CachePolicy::default());
+    store
+        .put(definition("rf"), "operator-1", true, &Renderer::default())
+        .await
+        .unwrap();
+    // Two running functions: one that reads fingerprints again at once, one with the default
+    // five minutes. Both open version 1's fingerprints.
+    let expiring = stack.fingerprint_store().with_cache_max_age(Duration::ZERO);
+    let keeping = stack.fingerprint_store();
+    let before = expiring.get("rf", 1).await.unwrap();
+    assert_eq!(keeping.get("rf", 1).await.unwrap(), before);
+
+    // The operator computes them again (under a new key, so they differ).
+    store.refingerprint("rf", Some(1)).await.unwrap();
+    let after = stack.fingerprint_store().get("rf", 1).await.unwrap();
+    assert_ne!(after, before);
+
+    // The function whose copy has expired reads the new ones; the other goes on with its copy,
+    // without a read per request, until its five minutes are over.
+    assert_eq!(expiring.get("rf", 1).await.unwrap(), after);
+    assert_eq!(keeping.get("rf", 1).await.unwrap(), before);
+}
+
+#[tokio::test]
 async fn sealed_template_round_trips_and_is_never_stored_in_the_clear() {
     let stack = common::fresh_stack().await;
     let store = stack.template_store(CachePolicy::default());

@@ -2,10 +2,13 @@
 //! sealed under a KMS key of their own with the encryption context `purpose = fingerprints`. invoke
 //! and redact-log may open them; neither this table nor this key gives a way to a template's text.
 //!
-//! Versions never change, so opened fingerprints are kept in memory (they hold no plaintext).
+//! Opened fingerprints are kept in memory (they hold no plaintext) for a few minutes: versions
+//! never change, but `template refingerprint` may replace their fingerprints, and running
+//! functions then take the new ones up within that time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put};
 
@@ -16,6 +19,9 @@ use crate::template::TemplateText;
 
 /// Opened fingerprints kept in memory; the cache is emptied when it reaches this size.
 const CACHE_ENTRIES: usize = 256;
+/// How long opened fingerprints are used before they are read again, unless the store is told
+/// otherwise: the most a running function goes on with fingerprints that were replaced.
+pub const CACHE_MAX_AGE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FingerprintError {
@@ -35,7 +41,13 @@ pub struct FingerprintStore {
     ddb: aws_sdk_dynamodb::Client,
     table: String,
     envelope: Envelope,
-    cache: Mutex<HashMap<(String, u32), Arc<Fingerprints>>>,
+    cache: Mutex<HashMap<(String, u32), Opened>>,
+    max_age: Duration,
+}
+
+struct Opened {
+    fp: Arc<Fingerprints>,
+    at: Instant,
 }
 
 impl FingerprintStore {
@@ -49,7 +61,14 @@ impl FingerprintStore {
             table: table.into(),
             envelope,
             cache: Mutex::new(HashMap::new()),
+            max_age: CACHE_MAX_AGE,
         }
+    }
+
+    /// Reads fingerprints again once they have been kept for `max_age`.
+    pub fn with_cache_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
     }
 
     /// Fingerprints of a template's text under a fresh random key.
@@ -79,7 +98,7 @@ impl FingerprintStore {
     }
 
     /// Stores `fp` as a version's fingerprints in place of those it has. Function instances that
-    /// already opened the old ones keep them until they start again.
+    /// already opened the old ones go on with them for at most their cache's max age.
     pub async fn replace(
         &self,
         template_id: &str,
@@ -128,8 +147,10 @@ impl FingerprintStore {
         version: u32,
     ) -> Result<Arc<Fingerprints>, FingerprintError> {
         let key = (template_id.to_owned(), version);
-        if let Some(fp) = self.cache.lock().expect("cache lock poisoned").get(&key) {
-            return Ok(Arc::clone(fp));
+        if let Some(opened) = self.cache.lock().expect("cache lock poisoned").get(&key)
+            && opened.at.elapsed() < self.max_age
+        {
+            return Ok(Arc::clone(&opened.fp));
         }
         let item = self
             .ddb
@@ -154,7 +175,13 @@ impl FingerprintStore {
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert(key, Arc::clone(&fp));
+        cache.insert(
+            key,
+            Opened {
+                fp: Arc::clone(&fp),
+                at: Instant::now(),
+            },
+        );
         Ok(fp)
     }
 }
