@@ -437,9 +437,7 @@ mod tests {
                 canon(&word)
             );
         }
-    }
 
-    proptest::proptest! {
         /// The scanner's SipHash of a packed word is SipHash-1-3 of its bytes: fingerprints
         /// sealed with the byte-wise hash still match.
         #[test]
