@@ -373,6 +373,10 @@ async fn versions_are_numbered_activated_and_retired() {
     ));
 
     store.retire("t", 3).await.unwrap();
+    store
+        .put(definition("t"), "op", false, &renderer)
+        .await
+        .unwrap();
     assert!(matches!(
         store.version("t", None).await,
         Err(TemplateStoreError::NoActiveVersion(_))
@@ -389,7 +393,8 @@ async fn versions_are_numbered_activated_and_retired() {
         [
             (1, VersionStatus::Available),
             (2, VersionStatus::Retired),
-            (3, VersionStatus::Retired)
+            (3, VersionStatus::Retired),
+            (4, VersionStatus::Draft)
         ]
     );
     assert!(matches!(

@@ -19,6 +19,7 @@ fn spec(id: &str) -> TenantSpec {
             daily_requests: None,
         },
         export: None,
+        preview: false,
     }
 }
 

@@ -210,6 +210,9 @@ enum TenantCommand {
         /// IAM role in the tenant's account that export-logs assumes to write there.
         #[arg(long, requires = "export_bucket")]
         export_role: Option<String>,
+        /// Let the tenant call draft versions (never activated) by number, to try them first.
+        #[arg(long)]
+        preview: bool,
     },
     /// Show one tenant.
     Get { tenant_id: String },
@@ -417,6 +420,7 @@ async fn tenant(cmd: TenantCommand, registry: &TenantRegistry, out: &Output) -> 
             export_prefix,
             export_kms_key,
             export_role,
+            preview,
         } => {
             let spec = TenantSpec {
                 tenant_id,
@@ -435,6 +439,7 @@ async fn tenant(cmd: TenantCommand, registry: &TenantRegistry, out: &Output) -> 
                     kms_key_id: export_kms_key,
                     role_arn: export_role,
                 }),
+                preview,
             };
             out.tenant(&registry.put(&spec).await?)
         }

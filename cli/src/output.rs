@@ -157,6 +157,14 @@ impl Output {
         println!("daily tokens     {}", limit(s.quotas.daily_tokens));
         println!("daily requests   {}", limit(s.quotas.daily_requests));
         println!("export           {}", export(s.export.as_ref()));
+        println!(
+            "drafts           {}",
+            if s.preview {
+                "may call (previews)"
+            } else {
+                "-"
+            }
+        );
         println!("created          {}", t.created_at);
         println!("updated          {}", t.updated_at);
         Ok(())

@@ -228,6 +228,58 @@ async fn scan_reports_leaked_spans_without_the_text_and_exits_3() {
     assert!(err.contains("not found"), "{err}");
 }
 
+/// ISV sentences written inside template tags, one per construct (TOML literal strings).
+const TAGGED: [(&str, &str); 5] = [
+    (
+        "expression",
+        "Secret rule: always upsell the platinum warranty plan before any refund",
+    ),
+    (
+        "set",
+        "Internal note: the loyalty discount code is GOLDEN-HARBOR until the end of March",
+    ),
+    (
+        "macro",
+        "Escalate every chargeback above nine hundred euros to the risk desk at once",
+    ),
+    (
+        "filter",
+        "Never mention that the legacy ledger module will be retired next quarter",
+    ),
+    (
+        "loop",
+        "Quietly route customers from the northern region to the premium support queue",
+    ),
+];
+
+#[tokio::test]
+async fn scan_finds_isv_text_written_inside_template_tags() {
+    let (cli, _, _) = Cli::new().await;
+    let [expression, set, macro_body, filter, looped] = TAGGED.map(|(_, s)| s);
+    let system = format!(
+        "Hello. {{{{ \"{expression}\" }}}}\n\
+         {{% set note = \"{set}\" %}}{{{{ note | upper }}}}\n\
+         {{% macro rules() %}}{macro_body}{{% endmacro %}}{{{{ rules() }}}}\n\
+         {{{{ tone | default(\"{filter}\") }}}}\n\
+         {{% for line in [\"Be kind.\", \"{looped}\"] %}}{{{{ line }}}} {{% endfor %}}"
+    );
+    let file = cli.write(
+        "tagged.toml",
+        &format!(
+            "id = \"tagged\"\nmodel_id = \"amazon.nova-micro-v1:0\"\nsystem = \"\"\"{system}\"\"\"\n\
+             [inference]\nmax_tokens = 100\ntemperature_default = 0.2\n\
+             [[variables]]\nname = \"tone\"\nrequired = false\nmax_chars = 20\n\
+             [[messages]]\nrole = \"user\"\ntext = \"Help.\"\n"
+        ),
+    );
+    cli.ok(&["template", "put", &file, "--activate", "--created-by", "a"]);
+    for (construct, sentence) in TAGGED {
+        let transcript = cli.write("reply.txt", &format!("Sure. {sentence}. Bye."));
+        let out = cli.run(&["scan", "--template", "tagged", &transcript, "--json"]);
+        assert_eq!(out.status.code(), Some(3), "{construct} not found");
+    }
+}
+
 /// The sealed fingerprints of every version, as stored: `template@version` to the ciphertext.
 async fn sealed_fingerprints(
     config: &aws_config::SdkConfig,

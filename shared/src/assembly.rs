@@ -100,6 +100,15 @@ pub fn assemble(
 }
 
 impl Assembled {
+    /// The ISV blocks' text in the order the model reads it (system, then each message), `None`
+    /// for every other block: what `Fingerprints::of_sent` takes.
+    pub fn isv_pieces(&self) -> impl Iterator<Item = Option<&str>> {
+        self.system
+            .iter()
+            .chain(self.messages.iter().flat_map(|m| &m.blocks))
+            .map(|block| (block.kind == BlockKind::Isv).then_some(block.text.as_str()))
+    }
+
     /// Which block is whose, compactly: `s:IUI,m0:C2IU` = system blocks ISV, user, ISV; message 0
     /// two tenant-context blocks, then ISV, then user. Only `[A-Za-z0-9:,]`, as `requestMetadata`
     /// values allow.

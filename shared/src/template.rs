@@ -147,17 +147,22 @@ pub struct TemplateSettings {
     pub leak_guard: LeakGuard,
 }
 
-/// Whether a version may still be used.
+/// Whether a version may be used, and by whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VersionStatus {
+    /// Never activated: only tenants flagged for previews may call it, by number.
+    Draft,
+    /// Activated at least once: any entitled tenant may call it.
     Available,
+    /// Never used again.
     Retired,
 }
 
 impl VersionStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Draft => "draft",
             Self::Available => "available",
             Self::Retired => "retired",
         }

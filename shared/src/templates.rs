@@ -3,7 +3,7 @@
 //! Every write is one conditional transaction, so no partial or duplicate version is left behind.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -115,7 +115,11 @@ impl TemplateStore {
             let meta = VersionMeta {
                 template_id: id.clone(),
                 version: latest + 1,
-                status: VersionStatus::Available,
+                status: if activate {
+                    VersionStatus::Available
+                } else {
+                    VersionStatus::Draft
+                },
                 settings: settings.clone(),
                 created_by: created_by.to_owned(),
                 created_at: dynamo::now_rfc3339(),
@@ -293,6 +297,8 @@ impl TemplateStore {
             .table_name(&self.table)
             .key("template_id", s(id))
             .key("sk", s(version_key(version)))
+            // A version retired a moment ago is refused from then on.
+            .consistent_read(true)
             .send()
             .await
             .map_err(|e| DynamoError::new("GetItem", e))?
@@ -340,18 +346,21 @@ impl TemplateStore {
         Ok(stored.meta)
     }
 
-    /// Makes an existing, available version the active one.
+    /// Makes an existing version that is not retired the active one; a draft becomes available
+    /// to every entitled tenant from then on.
     pub async fn activate(&self, id: &str, version: u32) -> Result<(), TemplateStoreError> {
-        self.require_available(id, version).await?;
-        let check = ConditionCheck::builder()
+        self.require_not_retired(id, version).await?;
+        let release = Update::builder()
             .table_name(&self.table)
             .key("template_id", s(id))
             .key("sk", s(version_key(version)))
-            .condition_expression("#status = :available")
+            .update_expression("SET #status = :available")
+            .condition_expression("#status IN (:draft, :available)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":available", s(VersionStatus::Available.as_str()))
+            .expression_attribute_values(":draft", s(VersionStatus::Draft.as_str()))
             .build()
-            .expect("table, key and condition are set");
+            .expect("table, key and expression are set");
         let head = Update::builder()
             .table_name(&self.table)
             .key("template_id", s(id))
@@ -365,7 +374,7 @@ impl TemplateStore {
         self.transact(
             id,
             vec![
-                TransactWriteItem::builder().condition_check(check).build(),
+                TransactWriteItem::builder().update(release).build(),
                 TransactWriteItem::builder().update(head).build(),
             ],
         )
@@ -375,7 +384,7 @@ impl TemplateStore {
     /// Retires a version so that it can no longer be used or activated. Retiring the active
     /// version leaves the template with none until another is activated.
     pub async fn retire(&self, id: &str, version: u32) -> Result<(), TemplateStoreError> {
-        self.require_available(id, version).await?;
+        self.require_not_retired(id, version).await?;
         let head = self
             .head(id)
             .await?
@@ -386,10 +395,9 @@ impl TemplateStore {
             .key("template_id", s(id))
             .key("sk", s(version_key(version)))
             .update_expression("SET #status = :retired")
-            .condition_expression("#status = :available")
+            .condition_expression("#status <> :retired")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":retired", s(VersionStatus::Retired.as_str()))
-            .expression_attribute_values(":available", s(VersionStatus::Available.as_str()))
             .build()
             .expect("table, key and expression are set");
         let was_active = head.active_version == Some(version);
@@ -421,10 +429,10 @@ impl TemplateStore {
         .await
     }
 
-    async fn require_available(&self, id: &str, version: u32) -> Result<(), TemplateStoreError> {
+    async fn require_not_retired(&self, id: &str, version: u32) -> Result<(), TemplateStoreError> {
         let stored = self.version(id, Some(version)).await?;
         match stored.meta.status {
-            VersionStatus::Available => Ok(()),
+            VersionStatus::Draft | VersionStatus::Available => Ok(()),
             VersionStatus::Retired => Err(TemplateStoreError::Retired {
                 id: id.to_owned(),
                 version,
@@ -446,6 +454,7 @@ fn version_meta(item: &Item) -> Result<VersionMeta, MalformedItem> {
     let settings: TemplateSettings = serde_json::from_str(&dynamo::string(item, "settings")?)
         .map_err(|_| MalformedItem("settings"))?;
     let status = match dynamo::string(item, "status")?.as_str() {
+        "draft" => VersionStatus::Draft,
         "available" => VersionStatus::Available,
         "retired" => VersionStatus::Retired,
         _ => return Err(MalformedItem("status")),

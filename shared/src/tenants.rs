@@ -66,6 +66,9 @@ pub struct TenantSpec {
     pub quotas: Quotas,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<ExportDestination>,
+    /// May call draft versions (never activated) by number, to try them before they go live.
+    #[serde(default)]
+    pub preview: bool,
 }
 
 /// A registered tenant.
@@ -174,6 +177,7 @@ impl TenantRegistry {
             "payload_logging = :logging",
             "retention_days = :days",
             "templates = :templates",
+            "preview = :preview",
         ]
         .map(String::from)
         .into();
@@ -191,6 +195,7 @@ impl TenantRegistry {
                 AttributeValue::Bool(spec.payload_logging.enabled),
             )
             .expression_attribute_values(":days", n(spec.payload_logging.retention_days))
+            .expression_attribute_values(":preview", AttributeValue::Bool(spec.preview))
             .expression_attribute_values(
                 ":templates",
                 AttributeValue::L(spec.templates.iter().map(s).collect()),
@@ -311,6 +316,8 @@ fn tenant(item: &Item) -> Result<Tenant, MalformedItem> {
                 daily_tokens: dynamo::opt_number(item, "daily_token_quota")?,
                 daily_requests: dynamo::opt_number(item, "daily_request_quota")?,
             },
+            // Tenants registered before previews existed have no attribute: no previews.
+            preview: item.get("preview").and_then(|v| v.as_bool().ok()) == Some(&true),
             export: dynamo::opt_string(item, "export_bucket").map(|bucket| ExportDestination {
                 bucket,
                 prefix: dynamo::opt_string(item, "export_prefix").unwrap_or_default(),
@@ -338,6 +345,7 @@ mod tests {
             },
             quotas: Quotas::default(),
             export: None,
+            preview: false,
         }
     }
 

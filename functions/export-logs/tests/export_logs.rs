@@ -93,6 +93,7 @@ impl World {
                 },
                 quotas: Quotas::default(),
                 export,
+                preview: false,
             })
             .await
             .unwrap();

@@ -24,9 +24,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use invoke::api::{self, InvokeRequest};
 use invoke::config::Config;
 use invoke::converse::{self, ModelCall};
-use invoke::handler::{self, Deps};
+use invoke::handler::{self, CallLimits, Deps};
 use invoke::identity::{self, Caller};
-use invoke::logging_guard::LoggingGuard;
+use invoke::logging_guard::{CheckReuse, LoggingGuard};
 use lambda_http::RequestExt;
 use lambda_http::http::{Response, StatusCode};
 use promptseal::assembly::assemble;
@@ -286,7 +286,10 @@ async fn warm(inputs: Inputs) -> Warm {
         guard: LoggingGuard::new(
             aws_sdk_bedrock::Client::new(&sdk),
             Vec::new(),
-            config.logging_check_ttl,
+            CheckReuse {
+                ttl: config.logging_check_ttl,
+                max_stale: config.logging_check_max_stale,
+            },
         ),
         bedrock: aws_sdk_bedrockruntime::Client::new(&sdk),
         renderer,
@@ -320,7 +323,12 @@ async fn one_invoke(warm: &Warm) -> String {
         &warm.stored,
         &req,
         REQUEST_ID,
-        settings,
+        CallLimits {
+            max_tokens: settings.0,
+            temperature: settings.1,
+            timeout: warm.deps.config.model_timeout,
+            deadline: None,
+        },
         false,
     )
     .await
@@ -378,7 +386,12 @@ fn stages(
         &warm.stored,
         &req,
         REQUEST_ID,
-        (1024, 0.2),
+        CallLimits {
+            max_tokens: 1024,
+            temperature: 0.2,
+            timeout: deps.config.model_timeout,
+            deadline: None,
+        },
         false,
     ));
     let answer = reply.unwrap();

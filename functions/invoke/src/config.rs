@@ -26,11 +26,34 @@ pub struct Config {
     pub log_destination_allow_list: Vec<String>,
     /// Claim (JWT) or context key (Lambda authorizer) that names the tenant.
     pub tenant_claim: String,
+    /// How long a completed logging check is reused.
     pub logging_check_ttl: Duration,
+    /// How old an "ok" check may be and still stand in for a check that failed (throttled,
+    /// unreachable); never longer.
+    pub logging_check_max_stale: Duration,
     pub max_body_bytes: usize,
     pub model_timeout: Duration,
     pub key_cache_max_age: Duration,
     pub key_cache_max_uses: u32,
+}
+
+/// The oldest a logging check may ever be when a request relies on it: the hard limit of both
+/// the reuse window and the fallback after a failed check.
+pub const MAX_LOGGING_CHECK_AGE_SECONDS: u64 = 30;
+
+/// The model call's time limit unless configured: below the 30 s after which API Gateway answers
+/// the client itself, with room for the work before and after the call (template.yaml's
+/// timeouts are kept in this order by a test).
+pub const DEFAULT_MODEL_TIMEOUT_MS: u64 = 25_000;
+
+fn at_most(name: &'static str, value: u64, limit: u64) -> Result<u64, ConfigError> {
+    if value > limit {
+        return Err(ConfigError::Invalid {
+            name,
+            problem: format!("at most {limit}"),
+        });
+    }
+    Ok(value)
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -104,9 +127,21 @@ impl Config {
             deployment_mode,
             log_destination_allow_list: allow,
             tenant_claim: get("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".into()),
-            logging_check_ttl: Duration::from_secs(number("LOGGING_CHECK_TTL_SECONDS", 60)?),
+            logging_check_ttl: Duration::from_secs(at_most(
+                "LOGGING_CHECK_TTL_SECONDS",
+                number("LOGGING_CHECK_TTL_SECONDS", 5)?,
+                MAX_LOGGING_CHECK_AGE_SECONDS,
+            )?),
+            logging_check_max_stale: Duration::from_secs(at_most(
+                "LOGGING_CHECK_MAX_STALE_SECONDS",
+                number("LOGGING_CHECK_MAX_STALE_SECONDS", 30)?,
+                MAX_LOGGING_CHECK_AGE_SECONDS,
+            )?),
             max_body_bytes: number("MAX_BODY_BYTES", 256 * 1024)? as usize,
-            model_timeout: Duration::from_millis(number("MODEL_TIMEOUT_MS", 60_000)?),
+            model_timeout: Duration::from_millis(number(
+                "MODEL_TIMEOUT_MS",
+                DEFAULT_MODEL_TIMEOUT_MS,
+            )?),
             key_cache_max_age: Duration::from_secs(number("KEY_CACHE_MAX_AGE_SECONDS", 300)?),
             key_cache_max_uses: number("KEY_CACHE_MAX_USES", 1_000)? as u32,
         })
@@ -140,12 +175,36 @@ mod tests {
     fn defaults_apply_and_required_variables_are_enforced() {
         let c = Config::from_lookup(lookup(&[])).unwrap();
         assert_eq!(c.tenant_claim, "tenant_id");
-        assert_eq!(c.logging_check_ttl, Duration::from_secs(60));
+        assert_eq!(c.logging_check_ttl, Duration::from_secs(5));
+        assert_eq!(c.logging_check_max_stale, Duration::from_secs(30));
+        assert_eq!(c.model_timeout, Duration::from_secs(25));
         assert!(c.log_destination_allow_list.is_empty());
         assert_eq!(
             Config::from_lookup(lookup(&[("USAGE_TABLE", " ")])).unwrap_err(),
             ConfigError::Missing("USAGE_TABLE")
         );
+    }
+
+    #[test]
+    fn a_logging_check_is_never_relied_on_beyond_the_hard_maximum() {
+        let c = Config::from_lookup(lookup(&[
+            ("LOGGING_CHECK_TTL_SECONDS", "0"),
+            ("LOGGING_CHECK_MAX_STALE_SECONDS", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(c.logging_check_max_stale, Duration::ZERO);
+        for name in [
+            "LOGGING_CHECK_TTL_SECONDS",
+            "LOGGING_CHECK_MAX_STALE_SECONDS",
+        ] {
+            assert_eq!(
+                Config::from_lookup(lookup(&[(name, "31")])).unwrap_err(),
+                ConfigError::Invalid {
+                    name,
+                    problem: "at most 30".into()
+                }
+            );
+        }
     }
 
     #[test]
@@ -169,5 +228,64 @@ mod tests {
         assert!(Config::from_lookup(lookup(&[("LOG_DESTINATION_ALLOW_LIST", "ftp:x")])).is_err());
         assert!(Config::from_lookup(lookup(&[("DEPLOYMENT_MODE", "both")])).is_err());
         assert!(Config::from_lookup(lookup(&[("MAX_BODY_BYTES", "lots")])).is_err());
+    }
+
+    /// template.yaml keeps invoke's timeouts in order: the model call ends (with the reserve for
+    /// the work after it) before the function's deadline, which comes before API Gateway gives
+    /// up on the integration and answers the client itself.
+    #[test]
+    fn deployed_timeouts_are_in_order() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
+        let template: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let function = &template["Resources"]["InvokeFunction"]["Properties"];
+        let function_ms = function["Timeout"].as_u64().expect("a function timeout") * 1000;
+        let model_ms = function["Environment"]["Variables"]["MODEL_TIMEOUT_MS"]
+            .as_str()
+            .map_or(DEFAULT_MODEL_TIMEOUT_MS, |v| v.parse().unwrap());
+        let reserve_ms = crate::handler::DEADLINE_RESERVE.as_millis() as u64;
+        for model_ms in [model_ms, DEFAULT_MODEL_TIMEOUT_MS] {
+            assert!(
+                model_ms + reserve_ms <= function_ms,
+                "model timeout {model_ms} ms + reserve {reserve_ms} ms > function timeout {function_ms} ms"
+            );
+        }
+        let events = function["Events"].as_mapping().unwrap();
+        assert!(!events.is_empty());
+        for (name, event) in events {
+            // HTTP APIs allow at most 30 s and default to it; REST APIs default to 29 s.
+            let (default, max) = match event["Type"].as_str() {
+                Some("HttpApi") => (30_000, 30_000),
+                Some("Api") => (29_000, 29_000),
+                other => panic!("{name:?}: unexpected event type {other:?}"),
+            };
+            let api_ms = event["Properties"]["TimeoutInMillis"]
+                .as_u64()
+                .unwrap_or(default);
+            assert!(
+                api_ms <= max,
+                "{name:?}: {api_ms} ms is above the API's maximum"
+            );
+            assert!(
+                function_ms < api_ms,
+                "{name:?}: function timeout {function_ms} ms >= API timeout {api_ms} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn the_model_call_ends_before_the_functions_deadline() {
+        use crate::handler::{DEADLINE_RESERVE, model_timeout};
+        use std::time::SystemTime;
+        let configured = Duration::from_secs(25);
+        assert_eq!(model_timeout(configured, None), configured);
+        let far = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(model_timeout(configured, Some(far)), configured);
+        let near = SystemTime::now() + Duration::from_secs(10);
+        let cut = model_timeout(configured, Some(near));
+        assert!(cut <= Duration::from_secs(10) - DEADLINE_RESERVE, "{cut:?}");
+        assert!(cut > Duration::from_secs(7), "{cut:?}");
+        let soon = SystemTime::now() + Duration::from_secs(1);
+        assert_eq!(model_timeout(configured, Some(soon)), Duration::ZERO);
     }
 }

@@ -53,6 +53,8 @@ pub enum InvokeError {
     NoActiveVersion,
     #[error("the template version is retired")]
     VersionRetired,
+    #[error("the template version is a draft that has not been released")]
+    VersionDraft,
     #[error("the tenant's daily quota is used up")]
     QuotaExceeded { retry_after_secs: u64 },
     #[error("the model is throttling requests")]
@@ -88,9 +90,8 @@ impl InvokeError {
             MalformedJson | InvalidRequest(_) | TenantInBody | Variable(_)
             | InvalidInference(_) | VariableNeeded => StatusCode::BAD_REQUEST,
             UnknownTenant | TenantSuspended | TemplateNotAllowed => StatusCode::FORBIDDEN,
-            TemplateNotFound | VersionNotFound | NoActiveVersion | VersionRetired => {
-                StatusCode::NOT_FOUND
-            }
+            TemplateNotFound | VersionNotFound | NoActiveVersion | VersionRetired
+            | VersionDraft => StatusCode::NOT_FOUND,
             QuotaExceeded { .. } | ModelThrottled => StatusCode::TOO_MANY_REQUESTS,
             LoggingGuard(_) | Kms(_) | Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             TemplateIntegrity(_) | Render(_) | FingerprintsMissing | FingerprintsUnreadable(_) => {
@@ -123,6 +124,7 @@ impl InvokeError {
             VersionNotFound => "version_not_found",
             NoActiveVersion => "no_active_version",
             VersionRetired => "version_retired",
+            VersionDraft => "version_draft",
             QuotaExceeded { .. } => "quota_exceeded",
             ModelThrottled => "model_throttled",
             LoggingGuard(GuardError::TextLoggingEnabled { .. }) => "invocation_logging_enabled",
@@ -293,6 +295,7 @@ mod tests {
             ),
             (InvokeError::TemplateNotAllowed, 403, "template_not_allowed"),
             (InvokeError::VersionRetired, 404, "version_retired"),
+            (InvokeError::VersionDraft, 404, "version_draft"),
             (
                 InvokeError::QuotaExceeded {
                     retry_after_secs: 30,

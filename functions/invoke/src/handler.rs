@@ -8,15 +8,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
 use promptseal::assembly::assemble;
-use promptseal::leak::{GuardAction, GuardReport, Scanner};
+use promptseal::leak::{Fingerprints, GuardAction, GuardReport, Scanner};
 use promptseal::records::{
     PayloadRecord, PayloadStore, RecordPrompt, SCHEMA_VERSION, Source, TokenUsage, Written,
     timestamp_micros,
 };
 use promptseal::render::Renderer;
 use promptseal::telemetry::{MetricRecord, Unit};
-use promptseal::template::VersionMeta;
-use promptseal::template::check_variables;
+use promptseal::template::{VersionMeta, VersionStatus, check_variables};
 use promptseal::templates::{StoredVersion, TemplateStore};
 use promptseal::tenants::{Tenant, TenantRegistry, TenantStatus};
 use promptseal::usage::{UsageLedger, today};
@@ -51,6 +50,34 @@ struct Outcome {
     input_tokens: u64,
     output_tokens: u64,
     guard: Option<GuardReport>,
+    /// Age of the logging check the request relied on.
+    logging_check_age: Option<Duration>,
+}
+
+/// What one model call may use: the checked inference settings and the time it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    pub max_tokens: u32,
+    pub temperature: f32,
+    /// The configured model timeout.
+    pub timeout: Duration,
+    /// The function's deadline, which the model call must end well before.
+    pub deadline: Option<SystemTime>,
+}
+
+/// Time kept after the model call for the guard, the ledger and the payload record.
+pub const DEADLINE_RESERVE: Duration = Duration::from_secs(2);
+
+/// The configured model timeout, cut so that the call ends `DEADLINE_RESERVE` before the
+/// function's deadline, so the function never runs out of time with the model's answer (already
+/// paid for) unmetered, and answers `model_timeout` before API Gateway gives up on it.
+pub fn model_timeout(configured: Duration, deadline: Option<SystemTime>) -> Duration {
+    // A deadline already past while the function runs is no real one (Lambda sends epoch
+    // milliseconds; cargo-lambda's emulator does not): the configured timeout applies.
+    match deadline.and_then(|d| d.duration_since(SystemTime::now()).ok()) {
+        None => configured,
+        Some(left) => configured.min(left.saturating_sub(DEADLINE_RESERVE)),
+    }
 }
 
 /// The model's reply after the output leak guard.
@@ -129,29 +156,32 @@ async fn invoke(
         .await?;
     let meta = &stored.meta;
     outcome.template = Some((meta.template_id.clone(), meta.version));
+    match meta.status {
+        VersionStatus::Available => {}
+        VersionStatus::Retired => return Err(InvokeError::VersionRetired),
+        VersionStatus::Draft if tenant.spec.preview => {}
+        VersionStatus::Draft => return Err(InvokeError::VersionDraft),
+    }
     outcome.model_id = Some(meta.settings.model_id.clone());
     check_variables(&meta.settings.variables, &req.variables)?;
     let (max_tokens, temperature) =
         api::inference_settings(&req.inference, &meta.settings.inference)?;
+    let limits = CallLimits {
+        max_tokens,
+        temperature,
+        timeout: config.model_timeout,
+        deadline: request.lambda_context_ref().map(|c| c.deadline()),
+    };
 
     // Fail closed: nothing is decrypted unless no text log could capture the prompt.
-    deps.guard.check().await?;
+    outcome.logging_check_age = Some(deps.guard.check().await?);
 
     let record = tenant.spec.payload_logging.enabled;
     let Answer {
         reply,
         guard,
         prompt,
-    } = ask_model(
-        deps,
-        &who,
-        &stored,
-        &req,
-        request_id,
-        (max_tokens, temperature),
-        record,
-    )
-    .await?;
+    } = ask_model(deps, &who, &stored, &req, request_id, limits, record).await?;
     outcome.input_tokens = reply.input_tokens;
     outcome.output_tokens = reply.output_tokens;
     outcome.guard = Some(guard.clone());
@@ -246,7 +276,7 @@ pub async fn ask_model(
     stored: &StoredVersion,
     req: &InvokeRequest,
     request_id: &str,
-    (max_tokens, temperature): (u32, f32),
+    limits: CallLimits,
     record: bool,
 ) -> Result<Answer, InvokeError> {
     let meta = &stored.meta;
@@ -267,6 +297,9 @@ pub async fn ask_model(
         &canary,
     );
     drop(rendered);
+    // What the template computed at render time is ISV text too: the reply is also checked
+    // against the ISV blocks as sent.
+    let sent = Fingerprints::of_sent(assembled.isv_pieces(), fingerprints.guard());
     let version = meta.version.to_string();
     let metadata = converse::request_metadata(
         &[
@@ -283,20 +316,28 @@ pub async fn ask_model(
         ModelCall {
             model_id: &meta.settings.model_id,
             assembled: &assembled,
-            max_tokens,
-            temperature,
+            max_tokens: limits.max_tokens,
+            temperature: limits.temperature,
             guardrail: meta.settings.guardrail.as_ref(),
             metadata,
         },
-        deps.config.model_timeout,
+        model_timeout(limits.timeout, limits.deadline),
     )
     .await?;
     let prompt = record.then(|| RecordPrompt::of(&assembled, &meta.template_id, meta.version));
     drop(assembled);
     // The policy sealed with the fingerprints, not the version item's settings (stored in the
     // clear): changing the guard takes the fingerprint key, as changing the template takes its.
+    // The caller's own input and documents coming back are not a leak.
+    let known = req
+        .variables
+        .values()
+        .map(String::as_str)
+        .chain(req.context.iter().map(|d| d.text.as_str()));
     let (guard, replacement) = Scanner::new(&fingerprints)
         .with_canary(&canary)
+        .with_sent(&sent)
+        .with_known(known)
         .guard(&reply.text, fingerprints.policy());
     if let Some(text) = replacement {
         reply.text = Zeroizing::new(text);
@@ -388,21 +429,26 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             "invoke completed"
         ),
     }
+    let mut metrics = vec![
+        ("Requests", 1.0, Unit::Count),
+        (
+            "Errors",
+            if error.is_some() { 1.0 } else { 0.0 },
+            Unit::Count,
+        ),
+        ("InputTokens", outcome.input_tokens as f64, Unit::Count),
+        ("OutputTokens", outcome.output_tokens as f64, Unit::Count),
+        ("LeakFindings", leak_findings as f64, Unit::Count),
+        ("Latency", latency_ms, Unit::Milliseconds),
+    ];
+    if let Some(age) = outcome.logging_check_age {
+        let age_ms = age.as_secs_f64() * 1000.0;
+        metrics.push(("LoggingCheckAge", age_ms, Unit::Milliseconds));
+    }
     MetricRecord {
         namespace: "promptseal",
         dimensions: &[("Function", "invoke"), ("Outcome", code)],
-        metrics: &[
-            ("Requests", 1.0, Unit::Count),
-            (
-                "Errors",
-                if error.is_some() { 1.0 } else { 0.0 },
-                Unit::Count,
-            ),
-            ("InputTokens", outcome.input_tokens as f64, Unit::Count),
-            ("OutputTokens", outcome.output_tokens as f64, Unit::Count),
-            ("LeakFindings", leak_findings as f64, Unit::Count),
-            ("Latency", latency_ms, Unit::Milliseconds),
-        ],
+        metrics: &metrics,
         properties: &[
             ("request_id", json!(request_id)),
             ("tenant_id", json!(tenant_id)),

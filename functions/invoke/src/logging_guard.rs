@@ -5,6 +5,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use aws_sdk_bedrock::error::ProvideErrorMetadata;
+use aws_sdk_bedrock::operation::get_model_invocation_logging_configuration::GetModelInvocationLoggingConfigurationError;
 use aws_sdk_bedrock::types::LoggingConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,44 +42,81 @@ pub fn disallowed_destinations(config: Option<&LoggingConfig>, allow: &[String])
     destinations
 }
 
+/// How long the guard relies on a completed check.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckReuse {
+    /// A completed check is reused this long without asking again.
+    pub ttl: Duration,
+    /// When asking again fails, an "ok" at most this old still stands; an older one, or a check
+    /// that found text logging, never does.
+    pub max_stale: Duration,
+}
+
 pub struct LoggingGuard {
     bedrock: aws_sdk_bedrock::Client,
     allow: Vec<String>,
-    ttl: Duration,
+    reuse: CheckReuse,
     /// When the last completed check ran, and how many disallowed destinations it found.
     last: Mutex<Option<(Instant, usize)>>,
 }
 
 impl LoggingGuard {
-    pub fn new(bedrock: aws_sdk_bedrock::Client, allow: Vec<String>, ttl: Duration) -> Self {
+    pub fn new(bedrock: aws_sdk_bedrock::Client, allow: Vec<String>, reuse: CheckReuse) -> Self {
         Self {
             bedrock,
             allow,
-            ttl,
+            reuse,
             last: Mutex::new(None),
         }
     }
 
-    /// Ok only if no text log can capture the prompt. A completed check is reused for the TTL; a
-    /// failed check is never cached.
-    pub async fn check(&self) -> Result<(), GuardError> {
-        let cached = *self.last.lock().expect("guard lock poisoned");
-        let count = match cached {
-            Some((at, count)) if at.elapsed() < self.ttl => count,
-            _ => {
-                let out = self
-                    .bedrock
-                    .get_model_invocation_logging_configuration()
-                    .send()
-                    .await
-                    .map_err(|e| GuardError::CheckFailed(Box::new(e.into())))?;
-                let count = disallowed_destinations(out.logging_config(), &self.allow).len();
-                *self.last.lock().expect("guard lock poisoned") = Some((Instant::now(), count));
-                count
-            }
+    /// Ok only if no text log can capture the prompt, with the age of the check that says so. A
+    /// completed check is reused for the TTL. A failed check is never cached: it fails the
+    /// request unless the last check found nothing and is younger than the hard maximum.
+    pub async fn check(&self) -> Result<Duration, GuardError> {
+        let last = *self.last.lock().expect("guard lock poisoned");
+        let (age, count) = match last {
+            Some((at, count)) if at.elapsed() < self.reuse.ttl => (at.elapsed(), count),
+            _ => match self
+                .bedrock
+                .get_model_invocation_logging_configuration()
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    let count = disallowed_destinations(out.logging_config(), &self.allow).len();
+                    *self.last.lock().expect("guard lock poisoned") = Some((Instant::now(), count));
+                    (Duration::ZERO, count)
+                }
+                Err(e) => {
+                    // Only a check that could not be answered (throttled, timed out, the
+                    // service or the network failing) may fall back; a refusal (access denied)
+                    // says the check is being prevented and fails the request at once.
+                    let transient = e.as_service_error().is_none_or(|e| {
+                        matches!(
+                            e,
+                            GetModelInvocationLoggingConfigurationError::ThrottlingException(_)
+                                | GetModelInvocationLoggingConfigurationError::InternalServerException(_)
+                        )
+                    });
+                    let e = aws_sdk_bedrock::Error::from(e);
+                    match last {
+                        Some((at, 0)) if transient && at.elapsed() < self.reuse.max_stale => {
+                            tracing::warn!(
+                                error_code = "logging_check_fallback",
+                                aws_error_code = e.code(),
+                                check_age_ms = at.elapsed().as_millis() as u64,
+                                "logging check failed; relying on the last check, still fresh"
+                            );
+                            (at.elapsed(), 0)
+                        }
+                        _ => return Err(GuardError::CheckFailed(Box::new(e))),
+                    }
+                }
+            },
         };
         match count {
-            0 => Ok(()),
+            0 => Ok(age),
             count => Err(GuardError::TextLoggingEnabled { count }),
         }
     }

@@ -12,7 +12,7 @@ use promptseal::usage::UsageLedger;
 
 use invoke::config::Config;
 use invoke::handler::{self, Deps};
-use invoke::logging_guard::LoggingGuard;
+use invoke::logging_guard::{CheckReuse, LoggingGuard};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -49,7 +49,10 @@ async fn main() -> Result<(), Error> {
         guard: LoggingGuard::new(
             aws_sdk_bedrock::Client::new(&sdk),
             config.log_destination_allow_list.clone(),
-            config.logging_check_ttl,
+            CheckReuse {
+                ttl: config.logging_check_ttl,
+                max_stale: config.logging_check_max_stale,
+            },
         ),
         bedrock: aws_sdk_bedrockruntime::Client::new(&sdk),
         renderer: Renderer::default(),

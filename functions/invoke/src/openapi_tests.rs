@@ -52,6 +52,7 @@ fn every_error() -> Vec<InvokeError> {
         VersionNotFound,
         NoActiveVersion,
         VersionRetired,
+        VersionDraft,
         QuotaExceeded {
             retry_after_secs: 1,
         },
@@ -90,6 +91,7 @@ fn every_error() -> Vec<InvokeError> {
             | VersionNotFound
             | NoActiveVersion
             | VersionRetired
+            | VersionDraft
             | QuotaExceeded { .. }
             | ModelThrottled
             | LoggingGuard(_)

@@ -258,6 +258,58 @@ async fn a_template_missing_from_the_store_is_404_for_an_entitled_tenant() {
     assert_eq!((reply.status, reply.code()), (404, "template_not_found"));
 }
 
+/// A tenant cannot reach a version the ISV has not released, or has withdrawn, by naming it:
+/// retired versions are refused for everyone, drafts for every tenant not flagged for previews.
+#[tokio::test]
+async fn retired_and_draft_versions_are_refused_unless_the_tenant_previews_drafts() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    let store = world.templates();
+    let draft = harness::template("support-reply", &world.model_id, "Draft instructions.");
+    store
+        .put(
+            draft,
+            "e2e",
+            false,
+            &promptseal::render::Renderer::default(),
+        )
+        .await
+        .unwrap();
+    let mut previewer = harness::tenant("globex", &["support-reply"], Quotas::default());
+    previewer.preview = true;
+    world.tenants().put(&previewer).await.unwrap();
+    let function = world.function(&[]);
+    let call = |tenant: &str, version: Option<u32>| {
+        let mut body = ask("Hello?");
+        if let Some(v) = version {
+            body["version"] = json!(v);
+        }
+        let reply = function.invoke(&as_tenant(with_body(event("http-api-jwt"), &body), tenant));
+        let version = reply.body["template_version"].as_u64();
+        (reply.status, reply.code().to_owned(), version)
+    };
+    let answered = |version: u64| (200, String::new(), Some(version));
+    let refused = |code: &str| (404, code.to_owned(), None);
+
+    assert_eq!(call("acme", Some(2)), refused("version_draft"));
+    assert_eq!(call("globex", Some(2)), answered(2));
+    // Without a version, even a previewing tenant gets the active one.
+    assert_eq!(call("globex", None), answered(1));
+
+    store.retire("support-reply", 1).await.unwrap();
+    for tenant in ["acme", "globex"] {
+        assert_eq!(call(tenant, Some(1)), refused("version_retired"));
+        assert_eq!(call(tenant, None), refused("no_active_version"));
+    }
+
+    store.activate("support-reply", 2).await.unwrap();
+    assert_eq!(call("acme", Some(2)), answered(2));
+    assert_eq!(call("acme", None), answered(2));
+    assert_eq!(call("acme", Some(1)), refused("version_retired"));
+    // Only the answered calls reached the model.
+    assert_eq!(world.model_requests().len(), 4);
+}
+
 #[tokio::test]
 async fn a_used_up_quota_is_429_with_retry_after() {
     let world = World::new().await;

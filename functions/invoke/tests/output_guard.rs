@@ -123,7 +123,8 @@ async fn the_per_request_canary_catches_instructions_too_short_to_fingerprint() 
     let reply = function.invoke(&ask(EXTRACTION));
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["guard"]["action"], "redacted");
-    assert_eq!(reply.body["guard"]["forms"], json!(["canary"]));
+    // The canary is found with promptseal's own framing text around it (an ISV block as sent,
+    // so the span is reported in the `text` form).
     // The canary the model was given is not in what the caller got.
     let sent = world.model_requests();
     let system = sent[0]["system"].to_string();
@@ -138,6 +139,82 @@ async fn the_per_request_canary_catches_instructions_too_short_to_fingerprint() 
     function.invoke(&ask(EXTRACTION));
     let again = world.model_requests()[1]["system"].to_string();
     assert!(!again.contains(canary));
+}
+
+const SECRET: &str =
+    "Secret rule: always upsell the platinum warranty plan before answering any refund question";
+
+/// ISV text written inside template tags, one construct each: the system text, and what a model
+/// that repeats it says. The last one is text the template computes from literals too short to
+/// fingerprint on their own, which only the rendered prompt shows.
+fn tagged_cases() -> Vec<(&'static str, String, String)> {
+    let said = SECRET.to_owned();
+    vec![
+        ("expression", format!("Be brief. {{{{ \"{SECRET}\" }}}}"), said.clone()),
+        ("set", format!("{{% set rule = \"{SECRET}\" %}}Be brief. {{{{ rule }}}}"), said.clone()),
+        (
+            "macro",
+            format!("{{% macro rules() %}}{SECRET}{{% endmacro %}}Be brief. {{{{ rules() }}}}"),
+            said.clone(),
+        ),
+        ("filter", format!("Be brief. {{{{ \"{SECRET}\" | title }}}}"), said.to_uppercase()),
+        (
+            "filter argument",
+            format!("Be brief. {{{{ tone | default(\"{SECRET}\") }}}}"),
+            said.clone(),
+        ),
+        (
+            "loop",
+            format!("{{% for line in [\"Be brief.\", \"{SECRET}\"] %}}{{{{ line }}}} {{% endfor %}}"),
+            said,
+        ),
+        (
+            "computed",
+            "{% set a = 'Secret rule: always upsell platinum' %}{% set b = 'warranty plans before any refund' %}\
+             Be brief. {{ a ~ ' ' ~ b }}"
+                .to_owned(),
+            "Secret rule: always upsell platinum warranty plans before any refund".to_owned(),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn isv_text_inside_template_tags_is_caught_when_the_model_repeats_it() {
+    let world = World::new().await;
+    seed(&world, "Be brief.", LeakPolicy::Block).await;
+    let function = world.function(&[]);
+    for (construct, system, repeated) in tagged_cases() {
+        // A model that repeats the sentence: withheld.
+        world.seal_with_policy(&system, LeakPolicy::Block).await;
+        world.set_model(Behaviour {
+            reply: Some(format!("Sure. {repeated}. Anything else?")),
+            ..Behaviour::default()
+        });
+        let reply = function.invoke(&ask("How do I export?"));
+        assert_eq!(
+            (reply.status, reply.code()),
+            (422, "output_withheld"),
+            "{construct}: {}",
+            reply.body
+        );
+
+        // An obedient model that repeats its whole system prompt, under the redact policy: the
+        // sentence is found as template text (not only the canary) and never reaches the caller.
+        world.seal_with_policy(&system, LeakPolicy::Redact).await;
+        world.set_model(Behaviour {
+            obedient: true,
+            ..Behaviour::default()
+        });
+        let reply = function.invoke(&ask(EXTRACTION));
+        assert_eq!(reply.status, 200, "{construct}: {}", reply.body);
+        let forms = &reply.body["guard"]["forms"];
+        assert!(
+            forms.as_array().unwrap().contains(&json!("text")),
+            "{construct}: {forms}"
+        );
+        let output = reply.body["output"].as_str().unwrap().to_lowercase();
+        assert!(!output.contains("platinum"), "{construct}: {output}");
+    }
 }
 
 #[tokio::test]

@@ -420,27 +420,33 @@ pub fn redact(
     }
     // In the form invoke writes, so a tenant's records sort and read alike whoever wrote them.
     let time = reformat_timestamp(&log.timestamp).ok_or(Skip::Malformed("timestamp"))?;
-    // The map is data from the log: a block it calls the tenant's must not hold template text.
-    let scanner = Scanner::new(fingerprints);
-    let tenant_texts = who
-        .map
-        .system
-        .iter()
-        .zip(&prompt.system)
-        .chain(
+    // Every block with its kind, in the order the model read them.
+    let blocks = || {
+        who.map.system.iter().zip(&prompt.system).chain(
             who.map
                 .messages
                 .iter()
                 .zip(&prompt.messages)
                 .flat_map(|(kinds, (_, blocks))| kinds.iter().zip(blocks)),
         )
-        .filter(|(kind, _)| **kind != BlockKind::Isv)
-        .filter_map(|(_, text)| text.as_deref());
-    for text in tenant_texts {
-        if scanner.repeats_template(text) {
-            return Err(Skip::Unattributed("template text in a tenant block"));
-        }
+    };
+    let tenant_texts = || {
+        blocks()
+            .filter(|(kind, _)| **kind != BlockKind::Isv)
+            .filter_map(|(_, text)| text.as_deref())
+    };
+    // The map is data from the log: a block it calls the tenant's must not hold template text.
+    let sealed = Scanner::new(fingerprints);
+    if tenant_texts().any(|text| sealed.repeats_template(text)) {
+        return Err(Skip::Unattributed("template text in a tenant block"));
     }
+    // The reply is guarded as invoke guards it: against the sealed fingerprints and the ISV
+    // blocks as sent, the tenant's own text coming back not counted.
+    let sent = Fingerprints::of_sent(
+        blocks().map(|(kind, text)| text.as_deref().filter(|_| *kind == BlockKind::Isv)),
+        fingerprints.guard(),
+    );
+    let scanner = sealed.with_sent(&sent).with_known(tenant_texts());
     let (id, version) = (who.template_id.as_str(), who.version);
     let part = |kind: BlockKind, place, text: Option<String>| match (kind, text) {
         (BlockKind::Isv, _) => prompt_part(kind, place, "", id, version),

@@ -131,6 +131,7 @@ impl World {
                     },
                     quotas: Quotas::default(),
                     export: None,
+                    preview: false,
                 })
                 .await
                 .unwrap();

@@ -15,6 +15,7 @@
 mod decode;
 mod words;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -261,8 +262,9 @@ fn polynomial(run: impl Iterator<Item = u64>) -> u64 {
 
 impl Fingerprints {
     /// Fingerprints of ISV text given as parts, in the order the model reads them (the template's
-    /// system text and messages). Template syntax (`{{ … }}`, `{% … %}`, `{# … #}`) is not text:
-    /// no run of words spans it; the end of one part and the start of the next are one run.
+    /// system text and messages). A template's text is its literal text between tags and the
+    /// string literals inside tags (see [`pieces`]); the end of one part and the start of the
+    /// next are one run, and a tag (a value computed at render time) ends a run.
     pub fn of_template<'a>(
         parts: impl IntoIterator<Item = &'a str>,
         guard: LeakGuard,
@@ -272,31 +274,41 @@ impl Fingerprints {
             u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
             u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
         ];
-        let hasher = WordHasher::new(key);
-        let [mut windows, mut words, mut pairs] = <[IdentityHashSet; 3]>::default();
-        // The word hashes of one run of literal text, fingerprinted when a tag ends it.
-        let mut run = Vec::new();
-        let mut end_run = |run: &mut Vec<u64>| {
-            words.extend(run.iter());
-            pairs.extend(run.windows(2).map(|pair| extend(pair[0], pair[1])));
-            windows.extend(
-                run.windows(guard.min_span as usize)
-                    .map(|window| polynomial(window.iter().copied())),
-            );
-            run.clear();
-        };
+        let mut runs = Runs::new(key, guard.min_span);
         for part in parts {
-            for (i, literal) in literals(part).into_iter().enumerate() {
-                // The model reads the parts one after the other, so a run goes on from the end
-                // of one part into the next; a tag (a variable's value) ends it.
-                if i > 0 {
-                    end_run(&mut run);
+            for piece in pieces(part) {
+                match piece {
+                    Piece::Text(text) => runs.text(&text),
+                    Piece::Tag => runs.end(),
                 }
-                hasher.for_each(literal, |_, _, _, h| run.push(h));
             }
         }
-        end_run(&mut run);
-        Self::from_sets(guard, key, [windows, words, pairs])
+        Self::from_sets(guard, key, runs.finish())
+    }
+
+    /// Fingerprints of ISV text as one request sent it to the model (its ISV blocks in order,
+    /// `None` where a block that is not the ISV's ends a run), under a fresh key: what the
+    /// template computed at render time (filters, concatenation, loops), which no fingerprint
+    /// sealed from the template's source can foresee. Scanned beside the sealed fingerprints
+    /// ([`Scanner::with_sent`]), never merged into them, so request data cannot change how the
+    /// sealed ones match.
+    pub fn of_sent<'t>(
+        pieces: impl IntoIterator<Item = Option<&'t str>>,
+        guard: LeakGuard,
+    ) -> Self {
+        let key: [u8; 16] = crate::random_bytes();
+        let key = [
+            u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
+            u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
+        ];
+        let mut runs = Runs::new(key, guard.min_span);
+        for piece in pieces {
+            match piece {
+                Some(text) => runs.text(text),
+                None => runs.end(),
+            }
+        }
+        Self::from_sets(guard, key, runs.finish())
     }
 
     fn from_sets(guard: LeakGuard, key: [u64; 2], sets: [IdentityHashSet; 3]) -> Self {
@@ -312,6 +324,11 @@ impl Fingerprints {
 
     pub fn min_span(&self) -> u32 {
         self.guard.min_span
+    }
+
+    /// The leak-guard settings sealed with these fingerprints.
+    pub fn guard(&self) -> LeakGuard {
+        self.guard
     }
 
     /// What the version's guard does with a reply that repeats it.
@@ -408,8 +425,19 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The literal text between template tags.
-fn literals(source: &str) -> Vec<&str> {
+/// A piece of a template part as the model reads it: literal text, or the place of a tag (a
+/// value computed at render time, which ends a run).
+enum Piece<'a> {
+    Text(Cow<'a, str>),
+    Tag,
+}
+
+/// A template part's ISV text in order: the literal text between tags, and the string literals
+/// inside tags (`{{ "…" }}`, `{% set x = "…" %}`, filter arguments, list items), which reach the
+/// model when rendered as much as text outside tags does. A tag's string literals are one run of
+/// their own (`"a " ~ "b"` renders as one); comments never reach the model and are skipped;
+/// `{% raw %}` blocks are text.
+fn pieces(source: &str) -> Vec<Piece<'_>> {
     let mut out = Vec::new();
     let mut rest = source;
     loop {
@@ -418,19 +446,144 @@ fn literals(source: &str) -> Vec<&str> {
             .filter_map(|open| rest.find(open).map(|at| (at, *open)))
             .min();
         let Some((at, open)) = next_tag else {
-            out.push(rest);
+            out.push(Piece::Text(rest.into()));
             return out;
         };
-        out.push(&rest[..at]);
+        out.push(Piece::Text(rest[..at].into()));
+        out.push(Piece::Tag);
         let close = match open {
             "{{" => "}}",
             "{%" => "%}",
             _ => "#}",
         };
-        match rest[at + 2..].find(close) {
-            Some(end) => rest = &rest[at + 2 + end + 2..],
-            None => return out,
+        let body = &rest[at + 2..];
+        let Some((strings, end)) = tag_strings(body, close, open == "{#") else {
+            return out;
+        };
+        let after = &body[end..];
+        if open == "{%" && body[..end - 2].trim_matches(['-', '+', ' ', '\t', '\n', '\r']) == "raw"
+        {
+            let (raw, tail) = end_raw(after);
+            out.push(Piece::Text(raw.into()));
+            out.push(Piece::Tag);
+            rest = tail;
+            continue;
         }
+        if !strings.is_empty() {
+            out.extend(strings.into_iter().map(Piece::Text));
+            out.push(Piece::Tag);
+        }
+        rest = after;
+    }
+}
+
+/// Splits the text after `{% raw %}` at its `{% endraw %}` (with optional whitespace control):
+/// the raw text, and what follows the end tag. Unclosed, all of it is raw text.
+fn end_raw(after: &str) -> (&str, &str) {
+    let mut from = 0;
+    while let Some(at) = after[from..].find("{%").map(|i| from + i) {
+        let tag = after[at + 2..].trim_start_matches(['-', '+']).trim_start();
+        if let Some(rest) = tag.strip_prefix("endraw") {
+            let rest = rest.trim_start().trim_start_matches(['-', '+']);
+            if let Some(tail) = rest.strip_prefix("%}") {
+                return (&after[..at], tail);
+            }
+        }
+        from = at + 2;
+    }
+    (after, "")
+}
+
+/// The string literals of a tag whose text starts `body`, and the byte offset just past its
+/// closing delimiter; `None` when the tag is never closed. Quotes inside strings do not end the
+/// tag, and escapes are decoded as MiniJinja decodes them.
+fn tag_strings<'a>(
+    body: &'a str,
+    close: &str,
+    comment: bool,
+) -> Option<(Vec<Cow<'a, str>>, usize)> {
+    if comment {
+        return body.find(close).map(|end| (Vec::new(), end + close.len()));
+    }
+    let mut strings = Vec::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if body[i..].starts_with(close) {
+            return Some((strings, i + close.len()));
+        }
+        if c != '"' && c != '\'' {
+            continue;
+        }
+        let start = i + 1;
+        let mut decoded: Option<String> = None;
+        loop {
+            let (j, d) = chars.next()?;
+            if d == c {
+                strings.push(decoded.map_or(Cow::Borrowed(&body[start..j]), Cow::Owned));
+                break;
+            }
+            if d == '\\' {
+                let text = decoded.get_or_insert_with(|| body[start..j].to_owned());
+                let (_, escaped) = chars.next()?;
+                match escaped {
+                    'n' | 'r' | 't' | 'b' | 'f' => text.push(' '),
+                    'u' => {
+                        let hex: String = chars.by_ref().take(4).map(|(_, h)| h).collect();
+                        let unit = u32::from_str_radix(&hex, 16).ok();
+                        text.extend(unit.and_then(char::from_u32));
+                    }
+                    other => text.push(other),
+                }
+            } else if let Some(text) = &mut decoded {
+                text.push(d);
+            }
+        }
+    }
+    None
+}
+
+/// Runs of ISV words being fingerprinted: every word, every pair of neighbours and every window
+/// of `min_span` words of each run.
+struct Runs {
+    hasher: WordHasher,
+    min_span: usize,
+    run: Vec<u64>,
+    sets: [IdentityHashSet; 3],
+}
+
+impl Runs {
+    fn new(key: [u64; 2], min_span: u32) -> Self {
+        Self {
+            hasher: WordHasher::new(key),
+            min_span: min_span as usize,
+            run: Vec::new(),
+            sets: Default::default(),
+        }
+    }
+
+    /// Continues the current run with the words of `text`.
+    fn text(&mut self, text: &str) {
+        let run = &mut self.run;
+        self.hasher.for_each(text, |_, _, _, h| run.push(h));
+    }
+
+    /// Ends the current run: its words, pairs and windows are fingerprinted.
+    fn end(&mut self) {
+        let [windows, words, pairs] = &mut self.sets;
+        words.extend(self.run.iter());
+        pairs.extend(self.run.windows(2).map(|pair| extend(pair[0], pair[1])));
+        windows.extend(
+            self.run
+                .windows(self.min_span)
+                .map(|window| polynomial(window.iter().copied())),
+        );
+        self.run.clear();
+    }
+
+    /// The window, word and pair sets.
+    fn finish(mut self) -> [IdentityHashSet; 3] {
+        self.end();
+        self.sets
     }
 }
 
@@ -544,11 +697,16 @@ struct Hit {
     form: Form,
 }
 
-/// Scans texts against one version's fingerprints and, optionally, a per-request canary.
+/// Scans texts against one version's fingerprints and, optionally, a per-request canary, the
+/// ISV text of the request as sent, and the caller's own text.
 pub struct Scanner<'a> {
     fp: &'a Fingerprints,
     hasher: WordHasher,
     canary: Option<u64>,
+    /// The request's ISV text as sent, scanned as a second set of fingerprints.
+    sent: Option<Box<Scanner<'a>>>,
+    /// The caller's own texts as word hashes: a leak of these is no leak.
+    known: Vec<Vec<u64>>,
 }
 
 impl<'a> Scanner<'a> {
@@ -557,7 +715,32 @@ impl<'a> Scanner<'a> {
             fp,
             hasher: fp.hasher(),
             canary: None,
+            sent: None,
+            known: Vec::new(),
         }
+    }
+
+    /// Also finds the ISV text of the request as sent ([`Fingerprints::of_sent`]).
+    pub fn with_sent(mut self, sent: &'a Fingerprints) -> Self {
+        self.sent = Some(Box::new(Scanner::new(sent)));
+        self
+    }
+
+    /// Texts the caller sent (input values, context documents): a finding whose words, read as
+    /// plain text, are a run of one of these is the caller's own text coming back and does not
+    /// count, so a reply echoing a guessed sentence is answered whether or not the guess is
+    /// template text. Only exact runs count (no disguise, no filler): a guess that differs from
+    /// the template in any word does not cover the words it got wrong.
+    pub fn with_known<'t>(mut self, known: impl IntoIterator<Item = &'t str>) -> Self {
+        let mut buf = Vec::new();
+        for text in known {
+            let mut hashes = Vec::new();
+            for_each_word(text, |_, _, word| {
+                hashes.push(self.hasher.hash(word, &mut buf))
+            });
+            self.known.push(hashes);
+        }
+        self
     }
 
     /// Also reports every occurrence of `canary` (a single word, such as a random token).
@@ -580,7 +763,33 @@ impl<'a> Scanner<'a> {
 
     /// Every leaked span of `text`, in order.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
-        self.scan_at(text, 0)
+        let mut findings = self.scan_at(text, 0);
+        if let Some(sent) = &self.sent {
+            findings.extend(sent.scan_at(text, 0));
+            findings = merge(findings);
+        }
+        findings.retain(|f| !self.is_known(text, f));
+        findings
+    }
+
+    /// Whether a finding is plain text whose words are a run of one of the caller's texts.
+    fn is_known(&self, text: &str, finding: &Finding) -> bool {
+        if finding.form != Form::Text || self.known.is_empty() {
+            return false;
+        }
+        let mut buf = Vec::new();
+        let mut words = Vec::new();
+        for_each_word(
+            &text[finding.start..finding.start + finding.len],
+            |_, _, word| {
+                words.push(self.hasher.hash(word, &mut buf));
+            },
+        );
+        !words.is_empty()
+            && self
+                .known
+                .iter()
+                .any(|known| known.windows(words.len()).any(|run| run == words))
     }
 
     /// Scans `text` and applies `policy`: what was done, and the text to use instead of `text`
@@ -806,10 +1015,14 @@ impl<'a> Scanner<'a> {
         best[0].0 = 0;
         let mut canonical = Vec::new();
         for j in 0..m {
-            let (score, _, last) = best[j];
+            let (score, start, last) = best[j];
             if score == i64::MAX {
                 continue;
             }
+            // Every one-letter word has the same canonical form, so two single letters in a row
+            // earn no pair credit: such a pair in the fingerprints (`e.g.`, `n/a`) would
+            // otherwise make every split into single letters the best one.
+            let last_single = j - start == 1;
             if score + LEFT_OVER < best[j + 1].0 {
                 best[j + 1] = (score + LEFT_OVER, j, None);
             }
@@ -820,7 +1033,8 @@ impl<'a> Scanner<'a> {
                 if !self.knows(h) {
                     continue;
                 }
-                let pair = last.is_some_and(|p| self.fp.pairs.contains(extend(p, h)));
+                let pair = !(last_single && k == 1)
+                    && last.is_some_and(|p| self.fp.pairs.contains(extend(p, h)));
                 let score = score - i64::from(pair);
                 if score < best[j + k].0 {
                     best[j + k] = (score, j, Some(h));

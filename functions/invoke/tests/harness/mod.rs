@@ -107,6 +107,7 @@ pub fn tenant(id: &str, templates: &[&str], quotas: Quotas) -> TenantSpec {
         },
         quotas,
         export: None,
+        preview: false,
     }
 }
 
@@ -220,18 +221,30 @@ impl World {
         self.standin().received(&self.model_id).unwrap()
     }
 
-    /// Starts the function against this world, with extra environment variables.
+    /// Starts the function against this world, with extra environment variables and the
+    /// logging check uncached.
     pub fn function(&self, extra_env: &[(&str, &str)]) -> Function {
-        Function::start(&self.resources, extra_env)
+        Function::start(
+            &self.resources,
+            [("LOGGING_CHECK_TTL_SECONDS", "0")].iter().chain(extra_env),
+        )
+    }
+
+    /// Starts the function as deployed: only the variables template.yaml sets, and `extra_env`.
+    pub fn function_at_defaults(&self, extra_env: &[(&str, &str)]) -> Function {
+        Function::start(&self.resources, extra_env.iter())
     }
 }
 
-/// The invoke binary running behind cargo-lambda's runtime emulator, in tenant-hosted mode with
-/// the logging check uncached. Dropping it stops both.
+/// The invoke binary running behind cargo-lambda's runtime emulator, in tenant-hosted mode unless
+/// told otherwise. Dropping it stops both.
 pub struct Function(EmulatedFunction);
 
 impl Function {
-    fn start(resources: &Resources, extra_env: &[(&str, &str)]) -> Self {
+    fn start<'a>(
+        resources: &Resources,
+        extra_env: impl Iterator<Item = &'a (&'a str, &'a str)>,
+    ) -> Self {
         let log_dir = std::env::temp_dir().join(promptseal_devstack::unique_name("invoke-e2e"));
         let spec = FunctionSpec {
             venv: &root().join(".venv"),
@@ -239,11 +252,7 @@ impl Function {
             binary: Path::new(env!("CARGO_BIN_EXE_invoke")),
             log_dir: &log_dir,
         };
-        let base = [
-            ("DEPLOYMENT_MODE", "tenant-hosted"),
-            ("LOGGING_CHECK_TTL_SECONDS", "0"),
-        ];
-        let env = base
+        let env = [("DEPLOYMENT_MODE", "tenant-hosted")]
             .iter()
             .chain(extra_env)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
