@@ -445,6 +445,17 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
         let age_ms = age.as_secs_f64() * 1000.0;
         metrics.push(("LoggingCheckAge", age_ms, Unit::Milliseconds));
     }
+    // Withheld replies per tenant: a tenant that keeps making the model repeat the template is
+    // probing for it, and template.yaml's alarm watches this.
+    if let (Some(InvokeError::OutputWithheld), Some(tenant_id)) = (error, tenant_id) {
+        MetricRecord {
+            namespace: "promptseal",
+            dimensions: &[("Function", "invoke"), ("TenantId", tenant_id)],
+            metrics: &[("OutputWithheld", 1.0, Unit::Count)],
+            properties: &[("request_id", json!(request_id))],
+        }
+        .emit();
+    }
     MetricRecord {
         namespace: "promptseal",
         dimensions: &[("Function", "invoke"), ("Outcome", code)],
