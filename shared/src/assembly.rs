@@ -100,6 +100,15 @@ pub fn assemble(
 }
 
 impl Assembled {
+    /// The text of every block that is not the ISV's (user input, tenant context), as sent.
+    pub fn tenant_texts(&self) -> impl Iterator<Item = &str> {
+        self.system
+            .iter()
+            .chain(self.messages.iter().flat_map(|m| &m.blocks))
+            .filter(|block| block.kind != BlockKind::Isv)
+            .map(|block| block.text.as_str())
+    }
+
     /// The ISV blocks' text in the order the model reads it (system, then each message), `None`
     /// for every other block: what `Fingerprints::of_sent` takes.
     pub fn isv_pieces(&self) -> impl Iterator<Item = Option<&str>> {

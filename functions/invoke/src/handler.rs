@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
 use promptseal::assembly::assemble;
-use promptseal::leak::{Fingerprints, GuardAction, GuardReport, Scanner};
+use promptseal::leak::{Fingerprints, GuardAction, GuardReport, KnownText, Scanner};
 use promptseal::records::{
     PayloadRecord, PayloadStore, RecordPrompt, SCHEMA_VERSION, Source, TokenUsage, Written,
     timestamp_micros,
@@ -300,6 +300,9 @@ pub async fn ask_model(
     // What the template computed at render time is ISV text too: the reply is also checked
     // against the ISV blocks as sent.
     let sent = Fingerprints::of_sent(assembled.isv_pieces(), fingerprints.guard());
+    // The caller's own input and documents coming back are not a leak (as redact-log reads
+    // them from the invocation log: the blocks as sent).
+    let known = KnownText::of(assembled.tenant_texts(), fingerprints.min_span());
     let version = meta.version.to_string();
     let metadata = converse::request_metadata(
         &[
@@ -328,16 +331,10 @@ pub async fn ask_model(
     drop(assembled);
     // The policy sealed with the fingerprints, not the version item's settings (stored in the
     // clear): changing the guard takes the fingerprint key, as changing the template takes its.
-    // The caller's own input and documents coming back are not a leak.
-    let known = req
-        .variables
-        .values()
-        .map(String::as_str)
-        .chain(req.context.iter().map(|d| d.text.as_str()));
     let (guard, replacement) = Scanner::new(&fingerprints)
         .with_canary(&canary)
         .with_sent(&sent)
-        .with_known(known)
+        .with_known(&known)
         .guard(&reply.text, fingerprints.policy());
     if let Some(text) = replacement {
         reply.text = Zeroizing::new(text);

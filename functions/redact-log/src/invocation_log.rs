@@ -14,7 +14,7 @@ use std::io::Read;
 use base64::Engine;
 use flate2::read::GzDecoder;
 use promptseal::assembly::{BlockKind, BlockMap, block_map_from_metadata};
-use promptseal::leak::{Fingerprints, Scanner};
+use promptseal::leak::{Fingerprints, KnownText, Scanner};
 use promptseal::records::{
     Part, PartKind, PayloadRecord, Place, RecordMessage, SCHEMA_VERSION, Source, TokenUsage,
     prompt_part, reformat_timestamp,
@@ -446,7 +446,8 @@ pub fn redact(
         blocks().map(|(kind, text)| text.as_deref().filter(|_| *kind == BlockKind::Isv)),
         fingerprints.guard(),
     );
-    let scanner = sealed.with_sent(&sent).with_known(tenant_texts());
+    let known = KnownText::of(tenant_texts(), fingerprints.min_span());
+    let scanner = sealed.with_sent(&sent).with_known(&known);
     let (id, version) = (who.template_id.as_str(), who.version);
     let part = |kind: BlockKind, place, text: Option<String>| match (kind, text) {
         (BlockKind::Isv, _) => prompt_part(kind, place, "", id, version),

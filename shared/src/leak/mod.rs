@@ -17,7 +17,7 @@ mod words;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher13;
@@ -477,6 +477,50 @@ fn pieces(source: &str) -> Vec<Piece<'_>> {
     }
 }
 
+/// What the caller sent (its input and documents, as sent to the model), as the windows of
+/// `min_span` exact words it holds. Words are compared as written (letters and digits,
+/// lowercased), never in the scanner's canonical forms: no look-alike, shift or reversal of the
+/// caller's text, no other single letter, counts as the caller's.
+pub struct KnownText {
+    min_span: usize,
+    windows: HashSet<u64>,
+    state: std::hash::RandomState,
+}
+
+impl KnownText {
+    pub fn of<'t>(texts: impl IntoIterator<Item = &'t str>, min_span: u32) -> Self {
+        let state = std::hash::RandomState::new();
+        let min_span = min_span as usize;
+        let mut windows = HashSet::new();
+        for text in texts {
+            let words = exact_words(text);
+            windows.extend(words.windows(min_span).map(|w| state.hash_one(w)));
+        }
+        Self {
+            min_span,
+            windows,
+            state,
+        }
+    }
+
+    /// Whether every run of `min_span` words of `span` is a run of the caller's text: then no
+    /// run of it is one the caller did not send.
+    fn covers(&self, span: &str) -> bool {
+        let words = exact_words(span);
+        words.len() >= self.min_span
+            && words
+                .windows(self.min_span)
+                .all(|w| self.windows.contains(&self.state.hash_one(w)))
+    }
+}
+
+fn exact_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
 /// Splits the text after `{% raw %}` at its `{% endraw %}` (with optional whitespace control):
 /// the raw text, and what follows the end tag. Unclosed, all of it is raw text.
 fn end_raw(after: &str) -> (&str, &str) {
@@ -705,8 +749,8 @@ pub struct Scanner<'a> {
     canary: Option<u64>,
     /// The request's ISV text as sent, scanned as a second set of fingerprints.
     sent: Option<Box<Scanner<'a>>>,
-    /// The caller's own texts as word hashes: a leak of these is no leak.
-    known: Vec<Vec<u64>>,
+    /// The caller's own text: a leak of it is no leak.
+    known: Option<&'a KnownText>,
 }
 
 impl<'a> Scanner<'a> {
@@ -716,7 +760,7 @@ impl<'a> Scanner<'a> {
             hasher: fp.hasher(),
             canary: None,
             sent: None,
-            known: Vec::new(),
+            known: None,
         }
     }
 
@@ -726,20 +770,11 @@ impl<'a> Scanner<'a> {
         self
     }
 
-    /// Texts the caller sent (input values, context documents): a finding whose words, read as
-    /// plain text, are a run of one of these is the caller's own text coming back and does not
-    /// count, so a reply echoing a guessed sentence is answered whether or not the guess is
-    /// template text. Only exact runs count (no disguise, no filler): a guess that differs from
-    /// the template in any word does not cover the words it got wrong.
-    pub fn with_known<'t>(mut self, known: impl IntoIterator<Item = &'t str>) -> Self {
-        let mut buf = Vec::new();
-        for text in known {
-            let mut hashes = Vec::new();
-            for_each_word(text, |_, _, word| {
-                hashes.push(self.hasher.hash(word, &mut buf))
-            });
-            self.known.push(hashes);
-        }
+    /// The caller's own text ([`KnownText`]): a finding that is all the caller's own text
+    /// coming back does not count, so a reply echoing a guessed sentence is answered whether or
+    /// not the guess is template text.
+    pub fn with_known(mut self, known: &'a KnownText) -> Self {
+        self.known = Some(known);
         self
     }
 
@@ -772,24 +807,10 @@ impl<'a> Scanner<'a> {
         findings
     }
 
-    /// Whether a finding is plain text whose words are a run of one of the caller's texts.
+    /// Whether a finding is, word for word as written, the caller's own text.
     fn is_known(&self, text: &str, finding: &Finding) -> bool {
-        if finding.form != Form::Text || self.known.is_empty() {
-            return false;
-        }
-        let mut buf = Vec::new();
-        let mut words = Vec::new();
-        for_each_word(
-            &text[finding.start..finding.start + finding.len],
-            |_, _, word| {
-                words.push(self.hasher.hash(word, &mut buf));
-            },
-        );
-        !words.is_empty()
-            && self
-                .known
-                .iter()
-                .any(|known| known.windows(words.len()).any(|run| run == words))
+        self.known
+            .is_some_and(|known| known.covers(&text[finding.start..finding.start + finding.len]))
     }
 
     /// Scans `text` and applies `policy`: what was done, and the text to use instead of `text`
