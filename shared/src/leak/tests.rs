@@ -442,38 +442,31 @@ fn the_callers_own_text_coming_back_is_not_a_leak() {
     }
     // Letters the caller sent (`x x x …`) do not cover the template spelt out letter by letter,
     // even right after a sentence the caller did send.
-    let spaced: String = guess
-        .chars()
-        .filter(|c| c.is_alphanumeric() || *c == ' ')
-        .map(|c| {
-            if c == ' ' {
-                "  ".to_owned()
-            } else {
-                format!("{c} ")
-            }
-        })
-        .collect();
+    let spaced = letter_spaced(guess);
     let letters = format!("{guess} {}", "x ".repeat(500));
     let known = KnownText::of([letters.as_str()], fp.min_span());
     let scanner = Scanner::new(&fp).with_known(&known);
     assert!(!scanner.scan(&format!("{guess} {spaced}")).is_empty());
 }
 
+/// `text`'s letters and digits one at a time, words two spaces apart.
+fn letter_spaced(text: &str) -> String {
+    text.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .map(|c| format!("{c} "))
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[test]
 fn single_letters_in_the_template_do_not_hide_letter_spaced_leaks() {
     let template = format!("{TEMPLATE} Use the forms, e.g. the refund form, or write n/a.");
     let fp = Fingerprints::of_template([template.as_str()], LeakGuard::default(), KEY);
-    let spaced: String = LEAK
-        .chars()
-        .filter(|c| c.is_alphanumeric() || *c == ' ')
-        .map(|c| {
-            if c == ' ' {
-                "  ".to_owned()
-            } else {
-                format!("{c} ")
-            }
-        })
-        .collect();
+    let spaced = letter_spaced(LEAK);
     let found = Scanner::new(&fp).scan(&format!("Sure: {spaced}"));
     assert_eq!(
         found.iter().map(|f| f.form).collect::<Vec<_>>(),
