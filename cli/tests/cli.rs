@@ -408,6 +408,21 @@ async fn bad_template_files_are_refused_with_the_problem_named() {
             TEMPLATE.replace("id = \"faq\"", "id = \"f a q\""),
             "\"f a q\"",
         ),
+        // More blocks than a request's metadata can describe, or a loop of unknown rounds.
+        (
+            TEMPLATE.replace(
+                "{{ question }}",
+                "{% for i in range(3000) %}{{ question }} {% endfor %}",
+            ),
+            "more blocks than Bedrock's request metadata",
+        ),
+        (
+            TEMPLATE.replace(
+                "{{ question }}",
+                "{% for w in question | replace(' ', '  ') %}{{ w }}{% endfor %}",
+            ),
+            "cannot be bounded",
+        ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
         let file = cli.write(&format!("bad{i}.toml"), text);

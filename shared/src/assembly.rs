@@ -135,6 +135,28 @@ impl Assembled {
 /// The longest `requestMetadata` value Bedrock accepts: a longer block map is split over
 /// several keys.
 pub const METADATA_MAX_VALUE: usize = 256;
+/// The most `requestMetadata` keys Bedrock accepts.
+pub const METADATA_MAX_KEYS: usize = 16;
+/// The keys that carry ids: tenant, principal, template id, template version, request id.
+pub const METADATA_ID_KEYS: usize = 5;
+/// The longest block map a request can carry beside its ids.
+pub const MAX_BLOCK_MAP_LEN: usize = (METADATA_MAX_KEYS - METADATA_ID_KEYS) * METADATA_MAX_VALUE;
+
+/// The longest block map of a prompt whose system part outputs at most `system` values and
+/// whose messages at most `messages[i]` each: every output can start a user block and the ISV
+/// block after it, promptseal's framing block adds a count, and the context documents a run.
+pub fn block_map_bound(system: usize, messages: &[usize]) -> usize {
+    let kinds = |outputs: usize| outputs.saturating_mul(2).saturating_add(3);
+    let context = 1 + MAX_CONTEXT_RUN_DIGITS;
+    let mut len = "s:".len() + kinds(system) + context;
+    for (i, outputs) in messages.iter().enumerate() {
+        len = len.saturating_add(format!(",m{i}:").len() + kinds(*outputs));
+    }
+    len
+}
+
+/// Digits of the largest count of context documents a request may bring.
+const MAX_CONTEXT_RUN_DIGITS: usize = 4;
 
 /// The `requestMetadata` entries that carry `map`: `block_map`, then `block_map_2`, ... .
 pub fn block_map_entries(map: &str) -> Vec<(String, String)> {

@@ -9,6 +9,7 @@ pub mod fingerprints;
 pub mod leak;
 pub mod records;
 pub mod render;
+pub mod syntax;
 pub mod telemetry;
 pub mod template;
 pub mod templates;

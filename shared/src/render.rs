@@ -12,6 +12,8 @@ use minijinja::value::{DynObject, Object, Value};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use zeroize::Zeroizing;
 
+use crate::assembly::{MAX_BLOCK_MAP_LEN, block_map_bound};
+use crate::syntax::max_outputs;
 use crate::template::{DefinitionError, MAX_TEMPLATE_BYTES, Role, TemplateText, VariableSpec};
 
 /// The context key under which a render's private scope travels to the formatter. Templates cannot
@@ -175,10 +177,10 @@ impl Renderer {
                 used.insert(name);
             }
         }
-        match schema.iter().find(|v| !used.contains(&v.name)) {
-            Some(unused) => Err(DefinitionError::UnusedVariable(unused.name.clone())),
-            None => Ok(()),
+        if let Some(unused) = schema.iter().find(|v| !used.contains(&v.name)) {
+            return Err(DefinitionError::UnusedVariable(unused.name.clone()));
         }
+        check_block_bound(text, schema)
     }
 
     /// Renders every part. `vars` must already have passed `template::check_variables`.
@@ -237,6 +239,31 @@ impl Default for Renderer {
     fn default() -> Self {
         Self::new(RenderLimits::default())
     }
+}
+
+/// Refuses a template whose prompt could need a longer block map than a request can carry: each
+/// value output can start a user block, so the parts' bounded outputs bound the map.
+fn check_block_bound(text: &TemplateText, schema: &[VariableSpec]) -> Result<(), DefinitionError> {
+    let var_bound = |name: &str| {
+        schema
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.max_chars as usize)
+    };
+    let mut outputs = Vec::new();
+    for (part, source) in text.parts() {
+        outputs.push(
+            max_outputs(source, var_bound).ok_or(DefinitionError::UnboundedOutputs { part })?,
+        );
+    }
+    let bound = block_map_bound(outputs[0], &outputs[1..]);
+    if bound > MAX_BLOCK_MAP_LEN {
+        return Err(DefinitionError::TooManyBlocks {
+            bound,
+            limit: MAX_BLOCK_MAP_LEN,
+        });
+    }
+    Ok(())
 }
 
 /// Writes `{{ … }}` output. A string equal to a value the user sent becomes a marker that `split`
@@ -561,6 +588,37 @@ mod tests {
             r.check(&huge, &[]),
             Err(DefinitionError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn check_refuses_templates_whose_block_map_can_outgrow_the_request_metadata() {
+        let r = Renderer::default();
+        let schema = [spec("q")];
+        // Bounded: a literal loop, a loop over the variable's characters.
+        let bounded = text(
+            "{% for i in range(100) %}{{ q }} {% endfor %}",
+            "{% for c in q %}{{ c }}{% endfor %}",
+        );
+        assert_eq!(r.check(&bounded, &schema), Ok(()));
+        // Over the limit: each output can start a user block and the ISV block after it.
+        let many = text("{% for i in range(2000) %}{{ q }} {% endfor %}", "x");
+        assert!(matches!(
+            r.check(&many, &schema),
+            Err(DefinitionError::TooManyBlocks { limit: 2816, .. })
+        ));
+        // Rounds the source does not state.
+        let unknown = text(
+            "{{ q }}",
+            "{% for c in q | replace('', 'ab') %}{{ c }}{% endfor %}",
+        );
+        let err = r.check(&unknown, &schema).unwrap_err();
+        assert_eq!(
+            err,
+            DefinitionError::UnboundedOutputs {
+                part: "messages[0]".into()
+            }
+        );
+        assert!(err.to_string().contains("cannot be bounded"), "{err}");
     }
 
     proptest! {

@@ -214,6 +214,17 @@ pub enum DefinitionError {
     MinSpan,
     #[error("template text is {0} bytes, over the limit of {MAX_TEMPLATE_BYTES}")]
     TooLarge(usize),
+    #[error(
+        "{part}: a loop runs a number of rounds the template does not state (a list literal, \
+         range() of numbers or a declared variable), or uses call/include/import, so the \
+         prompt's blocks cannot be bounded"
+    )]
+    UnboundedOutputs { part: String },
+    #[error(
+        "the template can split a prompt into more blocks than Bedrock's request metadata can \
+         describe (block map up to {bound} characters, limit {limit}); output fewer values"
+    )]
+    TooManyBlocks { bound: usize, limit: usize },
     #[error("{part}: {problem}")]
     Text { part: String, problem: String },
     #[error("{part} uses variable {name:?}, which the schema does not declare")]

@@ -435,7 +435,8 @@ fn stages(
             let metadata = converse::request_metadata(
                 &[("tenant_id", &who.tenant_id), ("request_id", REQUEST_ID)],
                 &block_map,
-            );
+            )
+            .unwrap();
             converse::call(
                 &deps.bedrock,
                 ModelCall {

@@ -12,14 +12,13 @@ use aws_sdk_bedrockruntime::types::{
     GuardrailConverseContentBlock, GuardrailConverseTextBlock, InferenceConfiguration, Message,
     SystemContentBlock,
 };
-use promptseal::assembly::{Assembled, Block, BlockKind, METADATA_MAX_VALUE, block_map_entries};
+use promptseal::assembly::{
+    Assembled, Block, BlockKind, METADATA_MAX_KEYS, METADATA_MAX_VALUE, block_map_entries,
+};
 use promptseal::template::{Guardrail, Role};
 use zeroize::Zeroizing;
 
 use crate::error::InvokeError;
-
-/// Bedrock's limits on `requestMetadata`.
-const METADATA_MAX_KEYS: usize = 16;
 
 pub struct ModelCall<'a> {
     pub model_id: &'a str,
@@ -47,16 +46,23 @@ fn metadata_safe(s: &str) -> bool {
 }
 
 /// The request metadata: ids and the block map (split over several keys when long). Values that
-/// Bedrock would refuse are left out rather than altered.
-pub fn request_metadata(ids: &[(&str, &str)], block_map: &str) -> HashMap<String, String> {
+/// Bedrock would refuse are left out rather than altered; a block map too long for the keys
+/// left is refused (`template put` refuses templates that can produce one, but values captured
+/// and repeated at render time can still split a prompt further).
+pub fn request_metadata(
+    ids: &[(&str, &str)],
+    block_map: &str,
+) -> Result<HashMap<String, String>, InvokeError> {
     let mut metadata: HashMap<String, String> = ids
         .iter()
         .filter(|(_, v)| metadata_safe(v))
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
     metadata.extend(block_map_entries(block_map));
-    debug_assert!(metadata.len() <= METADATA_MAX_KEYS);
-    metadata
+    if metadata.len() > METADATA_MAX_KEYS {
+        return Err(InvokeError::TooManyBlocks);
+    }
+    Ok(metadata)
 }
 
 fn system_block(block: &Block) -> SystemContentBlock {
@@ -178,7 +184,8 @@ mod tests {
                 ("request_id", "abc-123"),
             ],
             &long_map,
-        );
+        )
+        .unwrap();
         assert_eq!(m["tenant_id"], "acme");
         assert!(!m.contains_key("principal"), "unsafe values are left out");
         let rebuilt =
@@ -186,5 +193,13 @@ mod tests {
         assert_eq!(rebuilt.as_deref(), Some(long_map.as_str()));
         assert!(m.len() <= METADATA_MAX_KEYS);
         assert!(m.iter().all(|(k, v)| metadata_safe(k) && metadata_safe(v)));
+
+        // One key more than Bedrock accepts is refused, not sent (and no assert fires).
+        let too_long = "s:".to_owned() + &"IU".repeat(8 * METADATA_MAX_VALUE);
+        let ids = [("tenant_id", "acme"), ("request_id", "abc-123")];
+        assert!(matches!(
+            request_metadata(&ids, &too_long),
+            Err(InvokeError::TooManyBlocks)
+        ));
     }
 }

@@ -69,6 +69,8 @@ pub enum InvokeError {
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the template failed to render")]
     Render(#[source] RenderError),
+    #[error("the prompt has more blocks than Bedrock's request metadata can describe")]
+    TooManyBlocks,
     #[error("the model call failed")]
     Model(#[source] Box<aws_sdk_bedrockruntime::Error>),
     #[error("the model did not answer in time")]
@@ -94,9 +96,11 @@ impl InvokeError {
             | VersionDraft => StatusCode::NOT_FOUND,
             QuotaExceeded { .. } | ModelThrottled => StatusCode::TOO_MANY_REQUESTS,
             LoggingGuard(_) | Kms(_) | Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            TemplateIntegrity(_) | Render(_) | FingerprintsMissing | FingerprintsUnreadable(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            TemplateIntegrity(_)
+            | Render(_)
+            | TooManyBlocks
+            | FingerprintsMissing
+            | FingerprintsUnreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             OutputWithheld => StatusCode::UNPROCESSABLE_ENTITY,
             Model(_) => StatusCode::BAD_GATEWAY,
             ModelTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -133,6 +137,7 @@ impl InvokeError {
             TemplateIntegrity(_) => "template_integrity",
             Store(_) => "store_unavailable",
             Render(_) => "template_render_failed",
+            TooManyBlocks => "too_many_blocks",
             Model(_) => "model_error",
             ModelTimeout => "model_timeout",
             OutputWithheld => "output_withheld",

@@ -313,7 +313,7 @@ pub async fn ask_model(
             ("request_id", request_id),
         ],
         &assembled.block_map(),
-    );
+    )?;
     let mut reply = converse::call(
         &deps.bedrock,
         ModelCall {

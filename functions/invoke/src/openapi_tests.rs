@@ -65,6 +65,7 @@ fn every_error() -> Vec<InvokeError> {
         Render(RenderError::OutOfFuel {
             part: "system".into(),
         }),
+        TooManyBlocks,
         Model(Box::new(bedrock_runtime)),
         ModelTimeout,
         OutputWithheld,
@@ -99,6 +100,7 @@ fn every_error() -> Vec<InvokeError> {
             | TemplateIntegrity(_)
             | Store(_)
             | Render(_)
+            | TooManyBlocks
             | Model(_)
             | ModelTimeout
             | OutputWithheld

@@ -22,6 +22,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 use siphasher::sip::SipHasher13;
 
+use crate::syntax::{Token, tokens};
 use words::{Normalised, Packed, for_each_word};
 
 /// Fewest consecutive template words that count as a leak, unless a template says otherwise.
@@ -435,46 +436,22 @@ enum Piece<'a> {
 /// A template part's ISV text in order: the literal text between tags, and the string literals
 /// inside tags (`{{ "…" }}`, `{% set x = "…" %}`, filter arguments, list items), which reach the
 /// model when rendered as much as text outside tags does. A tag's string literals are one run of
-/// their own (`"a " ~ "b"` renders as one); comments never reach the model and are skipped;
-/// `{% raw %}` blocks are text.
+/// their own (`"a " ~ "b"` renders as one).
 fn pieces(source: &str) -> Vec<Piece<'_>> {
     let mut out = Vec::new();
-    let mut rest = source;
-    loop {
-        let next_tag = ["{{", "{%", "{#"]
-            .iter()
-            .filter_map(|open| rest.find(open).map(|at| (at, *open)))
-            .min();
-        let Some((at, open)) = next_tag else {
-            out.push(Piece::Text(rest.into()));
-            return out;
-        };
-        out.push(Piece::Text(rest[..at].into()));
-        out.push(Piece::Tag);
-        let close = match open {
-            "{{" => "}}",
-            "{%" => "%}",
-            _ => "#}",
-        };
-        let body = &rest[at + 2..];
-        let Some((strings, end)) = tag_strings(body, close, open == "{#") else {
-            return out;
-        };
-        let after = &body[end..];
-        if open == "{%" && body[..end - 2].trim_matches(['-', '+', ' ', '\t', '\n', '\r']) == "raw"
-        {
-            let (raw, tail) = end_raw(after);
-            out.push(Piece::Text(raw.into()));
-            out.push(Piece::Tag);
-            rest = tail;
-            continue;
+    for token in tokens(source) {
+        match token {
+            Token::Text(text) => out.push(Piece::Text(text.into())),
+            Token::Expression(tag) | Token::Statement(tag) => {
+                out.push(Piece::Tag);
+                if !tag.strings.is_empty() {
+                    out.extend(tag.strings.into_iter().map(Piece::Text));
+                    out.push(Piece::Tag);
+                }
+            }
         }
-        if !strings.is_empty() {
-            out.extend(strings.into_iter().map(Piece::Text));
-            out.push(Piece::Tag);
-        }
-        rest = after;
     }
+    out
 }
 
 /// What the caller sent (its input and documents, as sent to the model), as the windows of
@@ -519,71 +496,6 @@ fn exact_words(text: &str) -> Vec<String> {
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect()
-}
-
-/// Splits the text after `{% raw %}` at its `{% endraw %}` (with optional whitespace control):
-/// the raw text, and what follows the end tag. Unclosed, all of it is raw text.
-fn end_raw(after: &str) -> (&str, &str) {
-    let mut from = 0;
-    while let Some(at) = after[from..].find("{%").map(|i| from + i) {
-        let tag = after[at + 2..].trim_start_matches(['-', '+']).trim_start();
-        if let Some(rest) = tag.strip_prefix("endraw") {
-            let rest = rest.trim_start().trim_start_matches(['-', '+']);
-            if let Some(tail) = rest.strip_prefix("%}") {
-                return (&after[..at], tail);
-            }
-        }
-        from = at + 2;
-    }
-    (after, "")
-}
-
-/// The string literals of a tag whose text starts `body`, and the byte offset just past its
-/// closing delimiter; `None` when the tag is never closed. Quotes inside strings do not end the
-/// tag, and escapes are decoded as MiniJinja decodes them.
-fn tag_strings<'a>(
-    body: &'a str,
-    close: &str,
-    comment: bool,
-) -> Option<(Vec<Cow<'a, str>>, usize)> {
-    if comment {
-        return body.find(close).map(|end| (Vec::new(), end + close.len()));
-    }
-    let mut strings = Vec::new();
-    let mut chars = body.char_indices();
-    while let Some((i, c)) = chars.next() {
-        if body[i..].starts_with(close) {
-            return Some((strings, i + close.len()));
-        }
-        if c != '"' && c != '\'' {
-            continue;
-        }
-        let start = i + 1;
-        let mut decoded: Option<String> = None;
-        loop {
-            let (j, d) = chars.next()?;
-            if d == c {
-                strings.push(decoded.map_or(Cow::Borrowed(&body[start..j]), Cow::Owned));
-                break;
-            }
-            if d == '\\' {
-                let text = decoded.get_or_insert_with(|| body[start..j].to_owned());
-                let (_, escaped) = chars.next()?;
-                match escaped {
-                    'n' | 'r' | 't' | 'b' | 'f' => text.push(' '),
-                    'u' => {
-                        let hex: String = chars.by_ref().take(4).map(|(_, h)| h).collect();
-                        let unit = u32::from_str_radix(&hex, 16).ok();
-                        text.extend(unit.and_then(char::from_u32));
-                    }
-                    other => text.push(other),
-                }
-            } else if let Some(text) = &mut decoded {
-                text.push(d);
-            }
-        }
-    }
-    None
 }
 
 /// Runs of ISV words being fingerprinted: every word, every pair of neighbours and every window

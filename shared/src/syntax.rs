@@ -1,0 +1,349 @@
+//! A template's source read as MiniJinja reads it, far enough for what promptseal needs to know
+//! without rendering: literal text, and the tags with their string literals. The leak guard
+//! fingerprints the text and literals; the template check bounds how many blocks a render can
+//! produce.
+
+use std::borrow::Cow;
+
+/// One piece of a template's source, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Token<'a> {
+    /// Text rendered as written: between tags, or inside `{% raw %}`.
+    Text(&'a str),
+    /// `{{ … }}`: an expression whose value is output.
+    Expression(Tag<'a>),
+    /// `{% … %}`: a statement.
+    Statement(Tag<'a>),
+}
+
+/// A tag's code and the string literals in it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Tag<'a> {
+    /// The code between the delimiters, without whitespace control (`-`, `+`), trimmed.
+    pub code: &'a str,
+    /// Its string literals, escapes decoded as MiniJinja decodes them.
+    pub strings: Vec<Cow<'a, str>>,
+}
+
+/// The tokens of `source`. Comments are left out (they render as nothing); an unclosed tag ends
+/// the source (MiniJinja refuses it).
+pub fn tokens(source: &str) -> Vec<Token<'_>> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    loop {
+        let next_tag = ["{{", "{%", "{#"]
+            .iter()
+            .filter_map(|open| rest.find(open).map(|at| (at, *open)))
+            .min();
+        let Some((at, open)) = next_tag else {
+            push_text(&mut out, rest);
+            return out;
+        };
+        push_text(&mut out, &rest[..at]);
+        let body = &rest[at + 2..];
+        let (close, comment) = match open {
+            "{{" => ("}}", false),
+            "{%" => ("%}", false),
+            _ => ("#}", true),
+        };
+        let Some((strings, end)) = tag_strings(body, close, comment) else {
+            return out;
+        };
+        let code = body[..end - close.len()]
+            .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        let after = &body[end..];
+        rest = after;
+        match open {
+            "{{" => out.push(Token::Expression(Tag { code, strings })),
+            "{%" if code == "raw" => {
+                let (raw, tail) = end_raw(after);
+                push_text(&mut out, raw);
+                rest = tail;
+            }
+            "{%" => out.push(Token::Statement(Tag { code, strings })),
+            _ => {}
+        }
+    }
+}
+
+/// The most values a template part can output (`{{ … }}` evaluations and macro calls), or
+/// `None` when that cannot be known from the source. A loop runs as many rounds as its list
+/// literal has items or its `range(…)` of literals gives; over a declared variable (a string), at
+/// most the variable's length (`var_bound`); any other loop is unknown. A macro body counts once
+/// per call, both branches of a condition count, and `call`, `include` and `import` are unknown.
+pub fn max_outputs(source: &str, var_bound: impl Fn(&str) -> Option<usize>) -> Option<usize> {
+    struct Frame<'a> {
+        rounds: usize,
+        macro_name: Option<&'a str>,
+        count: usize,
+    }
+    let mut frames = vec![Frame {
+        rounds: 1,
+        macro_name: None,
+        count: 0,
+    }];
+    let mut macros: Vec<(&str, usize)> = Vec::new();
+    for token in tokens(source) {
+        let (tag, output) = match &token {
+            Token::Text(_) => continue,
+            Token::Expression(tag) => (tag, 1),
+            Token::Statement(tag) => (tag, 0),
+        };
+        let calls = macros.iter().try_fold(0usize, |sum, (name, cost)| {
+            sum.checked_add(cost.checked_mul(calls_of(tag.code, name))?)
+        })?;
+        let top = frames.last_mut()?;
+        top.count = top.count.checked_add(output + calls)?;
+        let mut words = tag.code.split_whitespace();
+        match words.next().unwrap_or("") {
+            "for" => frames.push(Frame {
+                rounds: rounds(tag.code, &var_bound)?,
+                macro_name: None,
+                count: 0,
+            }),
+            "macro" => frames.push(Frame {
+                rounds: 1,
+                macro_name: Some(words.next()?.split('(').next()?),
+                count: 0,
+            }),
+            "endfor" | "endmacro" => {
+                let done = frames.pop()?;
+                match done.macro_name {
+                    Some(name) => macros.push((name, done.count)),
+                    None => {
+                        let top = frames.last_mut()?;
+                        top.count = top
+                            .count
+                            .checked_add(done.count.checked_mul(done.rounds)?)?;
+                    }
+                }
+            }
+            "call" | "include" | "import" | "from" | "extends" => return None,
+            _ => {}
+        }
+    }
+    match frames.as_slice() {
+        [root] => Some(root.count),
+        _ => None,
+    }
+}
+
+/// How often `code` calls the macro `name`.
+fn calls_of(code: &str, name: &str) -> usize {
+    code.match_indices(name)
+        .filter(|(at, _)| {
+            let before = code[..*at].chars().next_back();
+            let after = code[at + name.len()..].trim_start();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                && after.starts_with('(')
+        })
+        .count()
+}
+
+/// The rounds of a `for` loop, when the source tells them.
+fn rounds(code: &str, var_bound: &impl Fn(&str) -> Option<usize>) -> Option<usize> {
+    let (_, iterable) = code.split_once(" in ")?;
+    if iterable.split_whitespace().any(|w| w == "recursive") {
+        return None;
+    }
+    let iterable = iterable.split(" if ").next()?.trim();
+    if let Some(items) = iterable.strip_prefix('[').and_then(|i| i.strip_suffix(']')) {
+        return Some(top_level_items(items));
+    }
+    if let Some(args) = iterable
+        .strip_prefix("range(")
+        .and_then(|a| a.strip_suffix(')'))
+    {
+        let args: Vec<i64> = args
+            .split(',')
+            .map(|a| a.trim().parse().ok())
+            .collect::<Option<_>>()?;
+        let (start, end, step) = match args[..] {
+            [end] => (0, end, 1),
+            [start, end] => (start, end, 1),
+            [start, end, step] if step > 0 => (start, end, step),
+            _ => return None,
+        };
+        return usize::try_from((end - start + step - 1).max(0) / step).ok();
+    }
+    // A string variable, or its letters or parts: at most one round per character.
+    let (name, filter) = match iterable.split_once('|') {
+        Some((name, filter)) => (name.trim(), Some(filter.trim())),
+        None => (iterable, None),
+    };
+    match filter {
+        None | Some("list" | "split") => var_bound(name),
+        Some(f) if f.starts_with("split(") && !f.contains('|') => var_bound(name),
+        Some(_) => None,
+    }
+}
+
+/// The items of a list literal's inside: top-level commas, outside strings and brackets.
+fn top_level_items(items: &str) -> usize {
+    if items.trim().is_empty() {
+        return 0;
+    }
+    let (mut depth, mut quote, mut escaped, mut commas) = (0i32, None, false, 0);
+    for c in items.chars() {
+        match (quote, c) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some(_), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '(' | '{') => depth += 1,
+            (None, ']' | ')' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => commas += 1,
+            _ => {}
+        }
+    }
+    // A trailing comma ends the last item; it does not start one.
+    commas + usize::from(!items.trim_end().ends_with(','))
+}
+
+fn push_text<'a>(out: &mut Vec<Token<'a>>, text: &'a str) {
+    if !text.is_empty() {
+        out.push(Token::Text(text));
+    }
+}
+
+/// Splits the text after `{% raw %}` at its `{% endraw %}` (with optional whitespace control):
+/// the raw text, and what follows the end tag. Unclosed, all of it is raw text.
+fn end_raw(after: &str) -> (&str, &str) {
+    let mut from = 0;
+    while let Some(at) = after[from..].find("{%").map(|i| from + i) {
+        let tag = after[at + 2..].trim_start_matches(['-', '+']).trim_start();
+        if let Some(rest) = tag.strip_prefix("endraw") {
+            let rest = rest.trim_start().trim_start_matches(['-', '+']);
+            if let Some(tail) = rest.strip_prefix("%}") {
+                return (&after[..at], tail);
+            }
+        }
+        from = at + 2;
+    }
+    (after, "")
+}
+
+/// The string literals of a tag whose text starts `body`, and the byte offset just past its
+/// closing delimiter; `None` when the tag is never closed. Quotes inside strings do not end the
+/// tag.
+fn tag_strings<'a>(
+    body: &'a str,
+    close: &str,
+    comment: bool,
+) -> Option<(Vec<Cow<'a, str>>, usize)> {
+    if comment {
+        return body.find(close).map(|end| (Vec::new(), end + close.len()));
+    }
+    let mut strings = Vec::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if body[i..].starts_with(close) {
+            return Some((strings, i + close.len()));
+        }
+        if c != '"' && c != '\'' {
+            continue;
+        }
+        let start = i + 1;
+        let mut decoded: Option<String> = None;
+        loop {
+            let (j, d) = chars.next()?;
+            if d == c {
+                strings.push(decoded.map_or(Cow::Borrowed(&body[start..j]), Cow::Owned));
+                break;
+            }
+            if d == '\\' {
+                let text = decoded.get_or_insert_with(|| body[start..j].to_owned());
+                let (_, escaped) = chars.next()?;
+                match escaped {
+                    'n' | 'r' | 't' | 'b' | 'f' => text.push(' '),
+                    'u' => {
+                        let hex: String = chars.by_ref().take(4).map(|(_, h)| h).collect();
+                        let unit = u32::from_str_radix(&hex, 16).ok();
+                        text.extend(unit.and_then(char::from_u32));
+                    }
+                    other => text.push(other),
+                }
+            } else if let Some(text) = &mut decoded {
+                text.push(d);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag<'a>(code: &'a str, strings: &[&'a str]) -> Tag<'a> {
+        Tag {
+            code,
+            strings: strings.iter().map(|s| Cow::Borrowed(*s)).collect(),
+        }
+    }
+
+    #[test]
+    fn text_tags_strings_comments_and_raw_blocks() {
+        let source = "Hi {{- \"a }} b\" | upper -}}{# note #} there{% if x == 'y' %}!{% endif %}\
+                      {%- raw +%}{{ kept }}{% endraw -%} end";
+        assert_eq!(
+            tokens(source),
+            [
+                Token::Text("Hi "),
+                Token::Expression(tag("\"a }} b\" | upper", &["a }} b"])),
+                Token::Text(" there"),
+                Token::Statement(tag("if x == 'y'", &["y"])),
+                Token::Text("!"),
+                Token::Statement(tag("endif", &[])),
+                Token::Text("{{ kept }}"),
+                Token::Text(" end"),
+            ]
+        );
+    }
+
+    #[test]
+    fn outputs_are_bounded_through_loops_and_macros_or_not_at_all() {
+        let bound = |name: &str| (name == "q").then_some(40);
+        let cases: [(&str, Option<usize>); 10] = [
+            ("plain text", Some(0)),
+            (
+                "{{ a }} and {{ b | upper }}{% if c %}{{ c }}{% else %}x{% endif %}",
+                Some(3),
+            ),
+            (
+                "{% for x in ['a, b', \"c\", [1, 2]] %}{{ x }}{{ y }}{% endfor %}",
+                Some(6),
+            ),
+            (
+                "{% for i in range(2, 12) %}{% for j in range(3) %}{{ i }}{% endfor %}{% endfor %}",
+                Some(30),
+            ),
+            ("{% for c in q %}{{ c }}{% endfor %}", Some(40)),
+            ("{% for w in q | split(' ') %}{{ w }}{% endfor %}", Some(40)),
+            (
+                "{% macro m(a) %}{{ a }}{{ a }}{% endmacro %}{{ m(1) }}{% for i in [1,2] %}{{ m(i) }}{% endfor %}",
+                Some(9),
+            ),
+            ("{% for x in items %}{{ x }}{% endfor %}", None),
+            (
+                "{% for x in q | replace('', 'yy') %}{{ x }}{% endfor %}",
+                None,
+            ),
+            ("{% call m() %}x{% endcall %}", None),
+        ];
+        for (source, expected) in cases {
+            assert_eq!(max_outputs(source, bound), expected, "{source}");
+        }
+    }
+
+    #[test]
+    fn escapes_are_decoded_and_unclosed_tags_end_the_source() {
+        let tokens = tokens(r#"{{ "say \"hi\"\nnow \u00e9" }}after {{ "open"#);
+        let Token::Expression(t) = &tokens[0] else {
+            panic!("{tokens:?}");
+        };
+        assert_eq!(t.strings, ["say \"hi\" now é"]);
+        assert_eq!(tokens[1..], [Token::Text("after ")]);
+    }
+}
