@@ -151,3 +151,37 @@ fn payload_records_are_encrypted_with_their_own_key_and_expire() {
         }
     }
 }
+
+#[test]
+fn invoke_may_apply_only_the_guardrails_the_deployment_names() {
+    let t = template();
+    let role = &resources(&t)["InvokeRole"];
+    let apply: Vec<Value> = role_statements(role)
+        .into_iter()
+        .filter(|s| actions(s).iter().any(|a| a == "bedrock:ApplyGuardrail"))
+        .collect();
+    assert_eq!(
+        apply.len(),
+        1,
+        "Converse with a guardrail needs ApplyGuardrail"
+    );
+    assert_eq!(
+        text(&apply[0]["Resource"]),
+        text(&Value::Tagged(Box::new(
+            serde_yaml_ng::value::TaggedValue {
+                tag: serde_yaml_ng::value::Tag::new("Ref"),
+                value: Value::String("GuardrailArns".into()),
+            }
+        )))
+    );
+    // Granted only when the deployment names guardrails.
+    let policies = text(&role["Properties"]["Policies"]);
+    assert!(policies.contains("HasGuardrails"), "{policies}");
+    // No role may apply any guardrail at all.
+    for (id, role) in roles(&t) {
+        for s in role_statements(role) {
+            let bedrock_wildcard = actions(&s).iter().any(|a| a == "bedrock:*" || a == "*");
+            assert!(!bedrock_wildcard, "{id}: {s:?}");
+        }
+    }
+}

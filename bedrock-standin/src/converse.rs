@@ -19,7 +19,24 @@ pub struct Behaviour {
     pub delay_ms: u64,
     /// Answers every call with this text (still cut at maxTokens).
     pub reply: Option<String>,
+    /// The guardrail a request names (`guardrailConfig`) intervenes, on the input or on the
+    /// output; a request without a guardrail is answered as usual.
+    pub guardrail: Option<Intervention>,
 }
+
+/// Where a guardrail intervenes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Intervention {
+    /// The user's input is blocked: the model is not called.
+    Input,
+    /// The model's answer is blocked.
+    Output,
+}
+
+/// What a guardrail answers instead, as configured on a real guardrail (blocked messaging).
+pub const BLOCKED_INPUT: &str = "Sorry, this request cannot be answered.";
+pub const BLOCKED_OUTPUT: &str = "Sorry, the answer to this request was blocked.";
 
 /// A Converse request the stand-in refuses, as Bedrock would (HTTP 400 ValidationException).
 #[derive(Debug, PartialEq, Eq)]
@@ -32,11 +49,13 @@ pub struct Reply {
     pub stop_reason: &'static str,
     pub input_tokens: usize,
     pub output_tokens: usize,
+    /// The guardrail trace, when the request asked for it and a guardrail intervened.
+    pub trace: Option<Value>,
 }
 
 impl Reply {
     pub fn to_json(&self, latency_ms: u64) -> Value {
-        json!({
+        let mut body = json!({
             "output": { "message": { "role": "assistant", "content": [{ "text": self.text }] } },
             "stopReason": self.stop_reason,
             "usage": {
@@ -45,7 +64,11 @@ impl Reply {
                 "totalTokens": self.input_tokens + self.output_tokens,
             },
             "metrics": { "latencyMs": latency_ms },
-        })
+        });
+        if let Some(trace) = &self.trace {
+            body["trace"] = trace.clone();
+        }
+        body
     }
 }
 
@@ -209,6 +232,17 @@ pub fn reply(body: &Value, behaviour: &Behaviour) -> Result<Reply, Invalid> {
         })
         .unwrap_or_default();
 
+    let guardrail = guardrail_config(body)?;
+    let intervention = guardrail.as_ref().and(behaviour.guardrail);
+    if intervention == Some(Intervention::Input) {
+        return Ok(Reply {
+            text: BLOCKED_INPUT.to_owned(),
+            stop_reason: "guardrail_intervened",
+            input_tokens,
+            output_tokens: 0,
+            trace: guardrail.and_then(|g| g.trace(Intervention::Input)),
+        });
+    }
     let full = if behaviour.obedient && asks_for_instructions(&last_user) && !system.is_empty() {
         system.join("\n")
     } else if let Some(fixed) = &behaviour.reply {
@@ -217,12 +251,79 @@ pub fn reply(body: &Value, behaviour: &Behaviour) -> Result<Reply, Invalid> {
         canned_answer(&last_user)
     };
     let (text, stop_reason) = truncate_to_tokens(&full, max_tokens);
+    let output_tokens = count_tokens(&text);
+    if intervention == Some(Intervention::Output) {
+        return Ok(Reply {
+            text: BLOCKED_OUTPUT.to_owned(),
+            stop_reason: "guardrail_intervened",
+            input_tokens,
+            output_tokens,
+            trace: guardrail.and_then(|g| g.trace(Intervention::Output)),
+        });
+    }
     Ok(Reply {
-        output_tokens: count_tokens(&text),
+        output_tokens,
         text,
         stop_reason,
         input_tokens,
+        trace: None,
     })
+}
+
+/// A request's `guardrailConfig`, checked as Bedrock checks it.
+struct GuardrailConfig {
+    id: String,
+    trace: bool,
+}
+
+impl GuardrailConfig {
+    /// The trace Bedrock returns for an intervention, when asked for one: which assessment
+    /// blocked, under the guardrail's id (the assessed text itself is not repeated here).
+    fn trace(&self, at: Intervention) -> Option<Value> {
+        if !self.trace {
+            return None;
+        }
+        let assessment = json!({
+            "contentPolicy": { "filters": [{
+                "type": "PROMPT_ATTACK", "confidence": "HIGH",
+                "filterStrength": "HIGH", "action": "BLOCKED", "detected": true
+            }]},
+            "invocationMetrics": { "guardrailProcessingLatency": 12 }
+        });
+        let guardrail = match at {
+            Intervention::Input => json!({ "inputAssessment": { &self.id: assessment } }),
+            Intervention::Output => json!({ "outputAssessments": { &self.id: [assessment] } }),
+        };
+        Some(json!({ "guardrail": guardrail }))
+    }
+}
+
+fn guardrail_config(body: &Value) -> Result<Option<GuardrailConfig>, Invalid> {
+    let Some(config) = body.get("guardrailConfig") else {
+        return Ok(None);
+    };
+    let field = |name: &str| {
+        config
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| Invalid(format!("guardrailConfig.{name} is required")))
+    };
+    let trace = match config.get("trace").and_then(Value::as_str) {
+        None | Some("disabled") => false,
+        Some("enabled" | "enabled_full") => true,
+        Some(other) => {
+            return Err(Invalid(format!(
+                "guardrailConfig.trace must be enabled, enabled_full or disabled, not {other:?}"
+            )));
+        }
+    };
+    field("guardrailVersion")?;
+    Ok(Some(GuardrailConfig {
+        id: field("guardrailIdentifier")?,
+        trace,
+    }))
 }
 
 fn asks_for_instructions(user_text: &str) -> bool {
@@ -279,6 +380,49 @@ mod tests {
             obedient: true,
             ..Behaviour::default()
         }
+    }
+
+    #[test]
+    fn a_guardrail_named_by_the_request_intervenes_on_input_or_output() {
+        let mut body = request("sys", "How do I export?");
+        let answered = reply(&body, &Behaviour::default()).unwrap();
+        for at in [Intervention::Input, Intervention::Output] {
+            let behaviour = Behaviour {
+                guardrail: Some(at),
+                ..Behaviour::default()
+            };
+            // No guardrailConfig: no guardrail applies.
+            assert_eq!(reply(&body, &behaviour).unwrap(), answered);
+            body["guardrailConfig"] =
+                json!({"guardrailIdentifier": "gr-1", "guardrailVersion": "3"});
+            let blocked = reply(&body, &behaviour).unwrap();
+            assert_eq!(blocked.stop_reason, "guardrail_intervened");
+            assert_eq!(blocked.trace, None, "a trace only when asked for");
+            body["guardrailConfig"]["trace"] = json!("enabled");
+            let traced = reply(&body, &behaviour).unwrap().to_json(1);
+            let guardrail = &traced["trace"]["guardrail"];
+            match at {
+                Intervention::Input => {
+                    assert_eq!(blocked.text, BLOCKED_INPUT);
+                    assert_eq!(blocked.output_tokens, 0, "the model never ran");
+                    assert!(guardrail["inputAssessment"]["gr-1"].is_object(), "{traced}");
+                }
+                Intervention::Output => {
+                    assert_eq!(blocked.text, BLOCKED_OUTPUT);
+                    assert_eq!(blocked.output_tokens, answered.output_tokens);
+                    assert!(
+                        guardrail["outputAssessments"]["gr-1"].is_array(),
+                        "{traced}"
+                    );
+                }
+            }
+            body.as_object_mut().unwrap().remove("guardrailConfig");
+        }
+        body["guardrailConfig"] = json!({"guardrailIdentifier": "gr-1"});
+        assert!(reply(&body, &Behaviour::default()).is_err());
+        body["guardrailConfig"] =
+            json!({"guardrailIdentifier": "gr-1", "guardrailVersion": "1", "trace": "on"});
+        assert!(reply(&body, &Behaviour::default()).is_err());
     }
 
     #[test]

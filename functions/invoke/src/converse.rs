@@ -9,8 +9,8 @@ use aws_sdk_bedrockruntime::operation::RequestId;
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ConversationRole, ConverseOutput as Output, GuardrailConfiguration,
-    GuardrailConverseContentBlock, GuardrailConverseTextBlock, InferenceConfiguration, Message,
-    SystemContentBlock,
+    GuardrailConverseContentBlock, GuardrailConverseTextBlock, GuardrailTrace,
+    InferenceConfiguration, Message, StopReason, SystemContentBlock,
 };
 use promptseal::assembly::{
     Assembled, Block, BlockKind, METADATA_MAX_KEYS, METADATA_MAX_VALUE, block_map_entries,
@@ -29,9 +29,29 @@ pub struct ModelCall<'a> {
     pub metadata: HashMap<String, String>,
 }
 
+/// Where the template's guardrail stopped a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intervened {
+    /// The user's input was blocked; the model did not answer.
+    Input,
+    /// The model's answer was blocked.
+    Output,
+}
+
+impl Intervened {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Input => "input",
+            Self::Output => "output",
+        }
+    }
+}
+
 pub struct ModelReply {
     /// Bedrock's id for the call (the `requestId` of its invocation log).
     pub model_request_id: Option<String>,
+    /// Set when the template's guardrail intervened (`stopReason: guardrail_intervened`).
+    pub guardrail: Option<Intervened>,
     pub text: Zeroizing<String>,
     pub stop_reason: String,
     pub input_tokens: u64,
@@ -127,9 +147,11 @@ pub async fn call(
                 .build(),
         )
         .set_guardrail_config(call.guardrail.map(|g| {
+            // The trace says whether the input or the answer was blocked; it stays in memory.
             GuardrailConfiguration::builder()
                 .guardrail_identifier(&g.id)
                 .guardrail_version(&g.version)
+                .trace(GuardrailTrace::Enabled)
                 .build()
         }))
         .set_request_metadata(Some(call.metadata));
@@ -155,8 +177,21 @@ pub async fn call(
         _ => String::new(),
     };
     let usage = out.usage();
+    let guardrail = (out.stop_reason() == &StopReason::GuardrailIntervened).then(|| {
+        let assessed_input = out
+            .trace()
+            .and_then(|t| t.guardrail())
+            .and_then(|g| g.input_assessment())
+            .is_some_and(|a| !a.is_empty());
+        if assessed_input {
+            Intervened::Input
+        } else {
+            Intervened::Output
+        }
+    });
     Ok(ModelReply {
         model_request_id: out.request_id().map(str::to_owned),
+        guardrail,
         text: Zeroizing::new(text),
         stop_reason: out.stop_reason().as_str().to_owned(),
         input_tokens: usage.map_or(0, |u| u.input_tokens().max(0) as u64),

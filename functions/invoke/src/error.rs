@@ -18,6 +18,7 @@ use promptseal::tenants::TenantError;
 use promptseal::usage::UsageError;
 use serde_json::json;
 
+use crate::converse::Intervened;
 use crate::logging_guard::GuardError;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,8 @@ pub enum InvokeError {
     ModelTimeout,
     #[error("the model's reply repeated confidential instructions and was withheld")]
     OutputWithheld,
+    #[error("the template's guardrail blocked the {}", match .0 { Intervened::Input => "request's input", Intervened::Output => "model's answer" })]
+    GuardrailIntervened(Intervened),
     #[error("the template version has no fingerprints")]
     FingerprintsMissing,
     #[error("the template version's fingerprints could not be opened")]
@@ -101,7 +104,7 @@ impl InvokeError {
             | TooManyBlocks
             | FingerprintsMissing
             | FingerprintsUnreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            OutputWithheld => StatusCode::UNPROCESSABLE_ENTITY,
+            OutputWithheld | GuardrailIntervened(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Model(_) => StatusCode::BAD_GATEWAY,
             ModelTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -141,6 +144,7 @@ impl InvokeError {
             Model(_) => "model_error",
             ModelTimeout => "model_timeout",
             OutputWithheld => "output_withheld",
+            GuardrailIntervened(_) => "guardrail_intervened",
             FingerprintsMissing => "fingerprints_missing",
             FingerprintsUnreadable(_) => "fingerprints_unreadable",
         }

@@ -236,6 +236,9 @@ async fn invoke(
         write_record(deps, &tenant, &record).await;
     }
 
+    if let Some(at) = reply.guardrail {
+        return Err(InvokeError::GuardrailIntervened(at));
+    }
     if guard.action == GuardAction::Withheld {
         return Err(InvokeError::OutputWithheld);
     }

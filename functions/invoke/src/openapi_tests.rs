@@ -69,6 +69,7 @@ fn every_error() -> Vec<InvokeError> {
         Model(Box::new(bedrock_runtime)),
         ModelTimeout,
         OutputWithheld,
+        GuardrailIntervened(crate::converse::Intervened::Input),
         FingerprintsMissing,
         FingerprintsUnreadable(promptseal::fingerprints::FingerprintError::Payload(
             promptseal::leak::MalformedFingerprints,
@@ -104,6 +105,7 @@ fn every_error() -> Vec<InvokeError> {
             | Model(_)
             | ModelTimeout
             | OutputWithheld
+            | GuardrailIntervened(_)
             | FingerprintsMissing
             | FingerprintsUnreadable(_) => {}
         }

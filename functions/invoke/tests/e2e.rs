@@ -3,7 +3,7 @@
 
 mod harness;
 
-use bedrock_standin::converse::Behaviour;
+use bedrock_standin::converse::{Behaviour, Intervention};
 use harness::{World, as_tenant, event, with_body};
 use promptseal::tenants::{Quotas, TenantStatus};
 use serde_json::{Value, json};
@@ -256,6 +256,75 @@ async fn a_template_missing_from_the_store_is_404_for_an_entitled_tenant() {
         &json!({ "template_id": "ghost", "variables": {} }),
     ));
     assert_eq!((reply.status, reply.code()), (404, "template_not_found"));
+}
+
+/// A template's Bedrock guardrail is sent with every call, and an intervention (on the input or
+/// on the answer) reaches the client as 422 `guardrail_intervened`, metered like any answer.
+#[tokio::test]
+async fn guardrail_interventions_are_refused_with_their_stage_and_metered() {
+    let world = World::new().await;
+    let mut template = harness::template("support-reply", &world.model_id, SYSTEM);
+    template.guardrail = Some(promptseal::template::Guardrail {
+        id: "gr-support".into(),
+        version: "2".into(),
+    });
+    world
+        .templates()
+        .put(
+            template,
+            "e2e",
+            true,
+            &promptseal::render::Renderer::default(),
+        )
+        .await
+        .unwrap();
+    world
+        .tenants()
+        .put(&harness::tenant(
+            "acme",
+            &["support-reply"],
+            Quotas::default(),
+        ))
+        .await
+        .unwrap();
+    let function = world.function(&[]);
+    let request = with_body(event("http-api-jwt"), &ask("How do I export my invoices?"));
+    for (at, said) in [
+        (Intervention::Input, "blocked the request's input"),
+        (Intervention::Output, "blocked the model's answer"),
+    ] {
+        world.set_model(Behaviour {
+            guardrail: Some(at),
+            ..Behaviour::default()
+        });
+        let reply = function.invoke(&request);
+        assert_eq!(
+            (reply.status, reply.code()),
+            (422, "guardrail_intervened"),
+            "{}",
+            reply.body
+        );
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(said), "{message}");
+    }
+    world.set_model(Behaviour::default());
+    assert_eq!(function.invoke(&request).status, 200);
+
+    let sent = world.model_requests();
+    assert_eq!(
+        sent[0]["guardrailConfig"],
+        json!({"guardrailIdentifier": "gr-support", "guardrailVersion": "2", "trace": "enabled"})
+    );
+    let ledger = world.usage().query("acme", None).await.unwrap();
+    assert_eq!(ledger[0].requests, 3, "interventions are metered");
+    let logs = function.logs();
+    let audited = logs
+        .lines()
+        .filter(|l| {
+            l.contains("invoke refused") && l.contains("error_code=\"guardrail_intervened\"")
+        })
+        .count();
+    assert_eq!(audited, 2, "{logs}");
 }
 
 /// A tenant cannot reach a version the ISV has not released, or has withdrawn, by naming it:
