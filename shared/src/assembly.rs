@@ -148,9 +148,11 @@ pub const MAX_BLOCK_MAP_LEN: usize = (METADATA_MAX_KEYS - METADATA_ID_KEYS) * ME
 pub fn block_map_bound(system: usize, messages: &[usize]) -> usize {
     let kinds = |outputs: usize| outputs.saturating_mul(2).saturating_add(3);
     let context = 1 + MAX_CONTEXT_RUN_DIGITS;
-    let mut len = "s:".len() + kinds(system) + context;
+    let mut len = kinds(system).saturating_add("s:".len() + context);
     for (i, outputs) in messages.iter().enumerate() {
-        len = len.saturating_add(format!(",m{i}:").len() + kinds(*outputs));
+        len = len
+            .saturating_add(format!(",m{i}:").len())
+            .saturating_add(kinds(*outputs));
     }
     len
 }

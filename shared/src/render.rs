@@ -29,6 +29,10 @@ pub struct RenderLimits {
     pub fuel: u64,
     /// Largest rendered text of one render, in bytes.
     pub max_output_bytes: usize,
+    /// Most user segments (each a block of its own) one render may produce: a value captured
+    /// and written again (`{% set x %}{{ q }}{% endset %}{{ x * 100 }}`) splits a prompt more
+    /// than its source shows.
+    pub max_user_segments: usize,
 }
 
 impl Default for RenderLimits {
@@ -36,6 +40,7 @@ impl Default for RenderLimits {
         Self {
             fuel: 50_000,
             max_output_bytes: 1024 * 1024,
+            max_user_segments: MAX_BLOCK_MAP_LEN / 2,
         }
     }
 }
@@ -77,6 +82,8 @@ pub enum RenderError {
     OutOfFuel { part: String },
     #[error("rendered prompt is larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the rendered prompt has more than {limit} user segments")]
+    TooManySegments { limit: usize },
     #[error("{part}: rendering failed ({kind}, line {line})")]
     Failed {
         part: String,
@@ -207,6 +214,7 @@ impl Renderer {
         );
 
         let mut total = 0;
+        let mut segments_left = self.limits.max_user_segments;
         let mut render_part = |part: &str, source: &str| -> Result<Vec<Segment>, RenderError> {
             let rendered = self
                 .env
@@ -220,7 +228,9 @@ impl Renderer {
                     limit: self.limits.max_output_bytes,
                 });
             }
-            Ok(split(&rendered, &scope))
+            split(&rendered, &scope, &mut segments_left).ok_or(RenderError::TooManySegments {
+                limit: self.limits.max_user_segments,
+            })
         };
 
         let system = render_part("system", &text.system)?;
@@ -299,8 +309,9 @@ fn format_value(
         .map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "write failed"))
 }
 
-/// Splits rendered text at the scope's markers into provenance-tagged segments.
-fn split(rendered: &str, scope: &Scope) -> Vec<Segment> {
+/// Splits rendered text at the scope's markers into provenance-tagged segments; `None` when that
+/// would take more user segments than `left`.
+fn split(rendered: &str, scope: &Scope, left: &mut usize) -> Option<Vec<Segment>> {
     let prefix = format!("{MARK_OPEN}{}", scope.nonce);
     let mut segments = Vec::new();
     let mut isv = String::new();
@@ -320,6 +331,7 @@ fn split(rendered: &str, scope: &Scope) -> Vec<Segment> {
         push_isv(&mut segments, &mut isv);
         let (name, value) = &scope.values[index];
         if !value.is_empty() {
+            *left = left.checked_sub(1)?;
             segments.push(Segment {
                 provenance: Provenance::User,
                 variable: Some(name.clone()),
@@ -330,7 +342,7 @@ fn split(rendered: &str, scope: &Scope) -> Vec<Segment> {
     }
     isv.push_str(rest);
     push_isv(&mut segments, &mut isv);
-    segments
+    Some(segments)
 }
 
 fn push_isv(segments: &mut Vec<Segment>, isv: &mut String) {
@@ -514,6 +526,7 @@ mod tests {
         let r = Renderer::new(RenderLimits {
             fuel: 10_000,
             max_output_bytes: 64 * 1024,
+            ..RenderLimits::default()
         });
         let loops = text(
             "{% for i in range(100000) %}{% for j in range(100000) %}.{% endfor %}{% endfor %}",
@@ -588,6 +601,18 @@ mod tests {
             r.check(&huge, &[]),
             Err(DefinitionError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn a_value_captured_and_written_again_cannot_split_the_prompt_without_bound() {
+        let r = Renderer::default();
+        let t = text("{% set x %}{{ q }}{% endset %}{{ x * 5000 }}", "x");
+        assert_eq!(
+            r.render(&t, &vars(&[("q", "hi")])).unwrap_err(),
+            RenderError::TooManySegments { limit: 1408 }
+        );
+        let t = text("{% set x %}{{ q }}{% endset %}{{ x * 3 }}", "x");
+        assert_eq!(r.render(&t, &vars(&[("q", "hi")])).unwrap().system.len(), 3);
     }
 
     #[test]

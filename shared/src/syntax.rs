@@ -66,11 +66,14 @@ pub fn tokens(source: &str) -> Vec<Token<'_>> {
     }
 }
 
-/// The most values a template part can output (`{{ … }}` evaluations and macro calls), or
-/// `None` when that cannot be known from the source. A loop runs as many rounds as its list
-/// literal has items or its `range(…)` of literals gives; over a declared variable (a string), at
-/// most the variable's length (`var_bound`); any other loop is unknown. A macro body counts once
-/// per call, both branches of a condition count, and `call`, `include` and `import` are unknown.
+/// The most values a template part can output (`{{ … }}` evaluations, macro calls, filter
+/// blocks), or `None` when that cannot be known from the source. A loop runs as many rounds as
+/// its list literal has items (written in the loop or `set` to a name before), or its
+/// `range(…)` of literals gives (at most MiniJinja's 100,000); over a declared variable (a
+/// string), at most the variable's length and one (`var_bound`); any other loop is unknown. A
+/// macro body counts once per call; a macro used otherwise than called by name (recursion, an
+/// alias, `self.`, `caller()`), a declared variable assigned anew, and `call`, `include` or
+/// `import` are unknown. Both branches of a condition count.
 pub fn max_outputs(source: &str, var_bound: impl Fn(&str) -> Option<usize>) -> Option<usize> {
     struct Frame<'a> {
         rounds: usize,
@@ -83,24 +86,55 @@ pub fn max_outputs(source: &str, var_bound: impl Fn(&str) -> Option<usize>) -> O
         count: 0,
     }];
     let mut macros: Vec<(&str, usize)> = Vec::new();
+    let mut lists: Vec<(&str, usize)> = Vec::new();
     for token in tokens(source) {
         let (tag, output) = match &token {
             Token::Text(_) => continue,
             Token::Expression(tag) => (tag, 1),
             Token::Statement(tag) => (tag, 0),
         };
-        let calls = macros.iter().try_fold(0usize, |sum, (name, cost)| {
-            sum.checked_add(cost.checked_mul(calls_of(tag.code, name))?)
-        })?;
+        let code = tag.code;
+        let open_macro = frames.iter().filter_map(|f| f.macro_name);
+        let mentioned = |name: &str| mentions(code, name) > 0;
+        if code.contains("self.") || code.contains("caller(") || open_macro.clone().any(mentioned) {
+            return None;
+        }
+        let mut calls = 0usize;
+        for (name, cost) in &macros {
+            let called = calls_of(code, name);
+            if called != mentions(code, name) {
+                return None;
+            }
+            calls = calls.saturating_add(cost.saturating_mul(called));
+        }
+        let mut words = code.split_whitespace();
+        let keyword = words.next().unwrap_or("");
+        let filter_block = usize::from(keyword == "filter");
         let top = frames.last_mut()?;
-        top.count = top.count.checked_add(output + calls)?;
-        let mut words = tag.code.split_whitespace();
-        match words.next().unwrap_or("") {
-            "for" => frames.push(Frame {
-                rounds: rounds(tag.code, &var_bound)?,
-                macro_name: None,
-                count: 0,
-            }),
+        top.count = top.count.saturating_add(output + filter_block + calls);
+        for name in assigned(code) {
+            if var_bound(name).is_some() {
+                return None;
+            }
+        }
+        match keyword {
+            "for" => {
+                let rounds = rounds(code, &lists, &var_bound)?;
+                frames.push(Frame {
+                    rounds,
+                    macro_name: None,
+                    count: 0,
+                });
+            }
+            "set" => {
+                // `set x = …`; a block `set x` captures output counted where it is written.
+                let (target, value) = code["set".len()..].split_once('=').unwrap_or((code, ""));
+                let target = target.trim();
+                lists.retain(|(name, _)| *name != target);
+                if let Some(items) = list_literal(value.trim()) {
+                    lists.push((target, items));
+                }
+            }
             "macro" => frames.push(Frame {
                 rounds: 1,
                 macro_name: Some(words.next()?.split('(').next()?),
@@ -114,11 +148,11 @@ pub fn max_outputs(source: &str, var_bound: impl Fn(&str) -> Option<usize>) -> O
                         let top = frames.last_mut()?;
                         top.count = top
                             .count
-                            .checked_add(done.count.checked_mul(done.rounds)?)?;
+                            .saturating_add(done.count.saturating_mul(done.rounds));
                     }
                 }
             }
-            "call" | "include" | "import" | "from" | "extends" => return None,
+            "call" | "include" | "import" | "from" | "extends" | "block" => return None,
             _ => {}
         }
     }
@@ -128,54 +162,122 @@ pub fn max_outputs(source: &str, var_bound: impl Fn(&str) -> Option<usize>) -> O
     }
 }
 
+/// Where `name` stands as a name of its own in `code` (byte offsets).
+fn name_at<'c>(code: &'c str, name: &'c str) -> impl Iterator<Item = usize> + 'c {
+    code.match_indices(name)
+        .map(|(at, _)| at)
+        .filter(move |at| {
+            let ident = |c: char| c.is_alphanumeric() || c == '_';
+            let before = code[..*at].chars().next_back();
+            let after = code[at + name.len()..].chars().next();
+            !before.is_some_and(|c| ident(c) || c == '.') && !after.is_some_and(ident)
+        })
+}
+
+/// How often `code` names `name`.
+fn mentions(code: &str, name: &str) -> usize {
+    name_at(code, name).count()
+}
+
 /// How often `code` calls the macro `name`.
 fn calls_of(code: &str, name: &str) -> usize {
-    code.match_indices(name)
-        .filter(|(at, _)| {
-            let before = code[..*at].chars().next_back();
-            let after = code[at + name.len()..].trim_start();
-            !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
-                && after.starts_with('(')
-        })
+    name_at(code, name)
+        .filter(|at| code[at + name.len()..].trim_start().starts_with('('))
         .count()
 }
 
+/// The names a statement assigns: `set` targets, loop variables, macro parameters.
+fn assigned(code: &str) -> Vec<&str> {
+    fn names(list: &str) -> Vec<&str> {
+        list.split([',', '(', ')', ' '])
+            .map(|n| n.split('=').next().unwrap_or("").trim())
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+    let mut words = code.splitn(2, char::is_whitespace);
+    let rest = words.nth(1).unwrap_or("");
+    match code.split_whitespace().next() {
+        Some("set") => names(rest.split('=').next().unwrap_or(rest)),
+        Some("for") => names(rest.split(" in ").next().unwrap_or(rest)),
+        Some("macro") => names(rest.split_once('(').map_or("", |(_, params)| params)),
+        _ => Vec::new(),
+    }
+}
+
+/// MiniJinja's `range` makes at most this many items.
+const MAX_RANGE: i128 = 100_000;
+
 /// The rounds of a `for` loop, when the source tells them.
-fn rounds(code: &str, var_bound: &impl Fn(&str) -> Option<usize>) -> Option<usize> {
+fn rounds(
+    code: &str,
+    lists: &[(&str, usize)],
+    var_bound: &impl Fn(&str) -> Option<usize>,
+) -> Option<usize> {
+    let code = code.split_whitespace().collect::<Vec<_>>().join(" ");
     let (_, iterable) = code.split_once(" in ")?;
     if iterable.split_whitespace().any(|w| w == "recursive") {
         return None;
     }
     let iterable = iterable.split(" if ").next()?.trim();
-    if let Some(items) = iterable.strip_prefix('[').and_then(|i| i.strip_suffix(']')) {
-        return Some(top_level_items(items));
+    if let Some(items) = list_literal(iterable) {
+        return Some(items);
     }
     if let Some(args) = iterable
         .strip_prefix("range(")
         .and_then(|a| a.strip_suffix(')'))
     {
-        let args: Vec<i64> = args
+        let args: Vec<i128> = args
             .split(',')
             .map(|a| a.trim().parse().ok())
             .collect::<Option<_>>()?;
         let (start, end, step) = match args[..] {
             [end] => (0, end, 1),
             [start, end] => (start, end, 1),
-            [start, end, step] if step > 0 => (start, end, step),
+            [start, end, step] if step != 0 => (start, end, step),
             _ => return None,
         };
-        return usize::try_from((end - start + step - 1).max(0) / step).ok();
+        let span = if step > 0 { end - start } else { start - end };
+        let n = (span + step.abs() - 1) / step.abs();
+        return usize::try_from(n.clamp(0, MAX_RANGE)).ok();
     }
-    // A string variable, or its letters or parts: at most one round per character.
+    if let Some((_, items)) = lists.iter().find(|(name, _)| *name == iterable) {
+        return Some(*items);
+    }
+    // A string variable, or its letters or parts: at most one round per character, and one.
     let (name, filter) = match iterable.split_once('|') {
         Some((name, filter)) => (name.trim(), Some(filter.trim())),
         None => (iterable, None),
     };
-    match filter {
-        None | Some("list" | "split") => var_bound(name),
-        Some(f) if f.starts_with("split(") && !f.contains('|') => var_bound(name),
-        Some(_) => None,
+    let splits = match filter {
+        None | Some("list" | "split") => true,
+        Some(f) => f.starts_with("split(") && f.ends_with(')') && !f.contains('|'),
+    };
+    splits.then(|| var_bound(name)).flatten().map(|n| n + 2)
+}
+
+/// The number of items of `expr` when it is a list literal and nothing else: `[…]` whose first
+/// bracket closes at its end.
+fn list_literal(expr: &str) -> Option<usize> {
+    let inner = expr.strip_prefix('[')?.strip_suffix(']')?;
+    let (mut depth, mut quote, mut escaped) = (0i32, None, false);
+    for c in inner.chars() {
+        match (quote, c) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some(_), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '(' | '{') => depth += 1,
+            (None, ']' | ')' | '}') => {
+                depth -= 1;
+                if depth < 0 {
+                    return None;
+                }
+            }
+            _ => {}
+        }
     }
+    (depth == 0 && quote.is_none()).then(|| top_level_items(inner))
 }
 
 /// The items of a list literal's inside: top-level commas, outside strings and brackets.
@@ -225,8 +327,8 @@ fn end_raw(after: &str) -> (&str, &str) {
 }
 
 /// The string literals of a tag whose text starts `body`, and the byte offset just past its
-/// closing delimiter; `None` when the tag is never closed. Quotes inside strings do not end the
-/// tag.
+/// closing delimiter; `None` when the tag is never closed. As in MiniJinja, the tag ends only
+/// outside strings and brackets (`{{ {'k': {'v': 1}} }}`).
 fn tag_strings<'a>(
     body: &'a str,
     close: &str,
@@ -236,10 +338,16 @@ fn tag_strings<'a>(
         return body.find(close).map(|end| (Vec::new(), end + close.len()));
     }
     let mut strings = Vec::new();
+    let mut depth = 0usize;
     let mut chars = body.char_indices();
     while let Some((i, c)) = chars.next() {
-        if body[i..].starts_with(close) {
+        if depth == 0 && body[i..].starts_with(close) {
             return Some((strings, i + close.len()));
+        }
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
         }
         if c != '"' && c != '\'' {
             continue;
@@ -305,7 +413,7 @@ mod tests {
     #[test]
     fn outputs_are_bounded_through_loops_and_macros_or_not_at_all() {
         let bound = |name: &str| (name == "q").then_some(40);
-        let cases: [(&str, Option<usize>); 10] = [
+        let cases: &[(&str, Option<usize>)] = &[
             ("plain text", Some(0)),
             (
                 "{{ a }} and {{ b | upper }}{% if c %}{{ c }}{% else %}x{% endif %}",
@@ -319,21 +427,54 @@ mod tests {
                 "{% for i in range(2, 12) %}{% for j in range(3) %}{{ i }}{% endfor %}{% endfor %}",
                 Some(30),
             ),
-            ("{% for c in q %}{{ c }}{% endfor %}", Some(40)),
-            ("{% for w in q | split(' ') %}{{ w }}{% endfor %}", Some(40)),
+            (
+                "{% for i in range(10, 0, -2) %}{{ i }}{% endfor %}",
+                Some(5),
+            ),
+            ("{% for c in q %}{{ c }}{% endfor %}", Some(42)),
+            ("{% for w in q | split(' ') %}{{ w }}{% endfor %}", Some(42)),
             (
                 "{% macro m(a) %}{{ a }}{{ a }}{% endmacro %}{{ m(1) }}{% for i in [1,2] %}{{ m(i) }}{% endfor %}",
                 Some(9),
             ),
+            (
+                "{% set shots = [{'q': 'a'}, {'q': 'b'}] %}{% for s in shots %}{{ s.q }}{% endfor %}",
+                Some(2),
+            ),
+            (
+                "{% for i in range(100) %}{% filter upper %}en{% endfilter %}{% endfor %}",
+                Some(100),
+            ),
+            // A huge range counts as MiniJinja's 100,000 items, without overflowing.
+            (
+                "{% for i in range(9223372036854775807) %}{% for j in range(9223372036854775807) %}{{ q }}{% endfor %}{% endfor %}",
+                Some(10_000_000_000),
+            ),
+            // Unknown: the loop's rounds, recursion, aliases, shadowed variables, call blocks.
             ("{% for x in items %}{{ x }}{% endfor %}", None),
             (
                 "{% for x in q | replace('', 'yy') %}{{ x }}{% endfor %}",
                 None,
             ),
+            ("{% for i in [range(5000)][0] %}{{ i }}{% endfor %}", None),
+            (
+                "{% macro r(n) %}{{ q }}{% if n %}{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(9) }}",
+                None,
+            ),
+            (
+                "{% macro m() %}{{ q }}{% endmacro %}{% set f = m %}{{ f() }}",
+                None,
+            ),
+            (
+                "{% set q = range(2000) %}{% for x in q %}{{ x }}{% endfor %}",
+                None,
+            ),
             ("{% call m() %}x{% endcall %}", None),
+            // A block `set` is counted where its outputs are written.
+            ("{% set x %}{{ q }}{% endset %}{{ x }}", Some(2)),
         ];
         for (source, expected) in cases {
-            assert_eq!(max_outputs(source, bound), expected, "{source}");
+            assert_eq!(max_outputs(source, bound), *expected, "{source}");
         }
     }
 

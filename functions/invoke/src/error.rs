@@ -275,6 +275,7 @@ impl From<RenderError> for InvokeError {
     fn from(e: RenderError) -> Self {
         match e {
             RenderError::Undefined { .. } => Self::VariableNeeded,
+            RenderError::TooManySegments { .. } => Self::TooManyBlocks,
             other => Self::Render(other),
         }
     }
