@@ -159,3 +159,51 @@ async fn concurrent_usage_updates_are_all_counted() {
     assert_eq!(recent.len(), 2);
     assert!(ledger.query("initech", None).await.unwrap().is_empty());
 }
+
+/// Many instances reserving at once at the limit: exactly the limit's requests get through; the
+/// token limit stops reservations once recorded tokens reach it; a released request is given back.
+#[tokio::test]
+async fn daily_request_reservations_are_exact_under_concurrency() {
+    let stack = common::fresh_stack().await;
+    let ledger = stack.usage();
+    let day = "2026-11-23";
+    let quotas = Quotas {
+        daily_tokens: None,
+        daily_requests: Some(5),
+    };
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let ledger = ledger.clone();
+        calls.spawn(async move { ledger.reserve("acme", day, quotas).await });
+    }
+    let granted = calls
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(granted, 5);
+    assert!(!ledger.reserve("acme", day, quotas).await.unwrap());
+    ledger.release("acme", day).await.unwrap();
+    assert!(ledger.reserve("acme", day, quotas).await.unwrap());
+    assert!(!ledger.reserve("acme", day, quotas).await.unwrap());
+    // Another tenant, another day: their own counts.
+    assert!(ledger.reserve("globex", day, quotas).await.unwrap());
+    assert!(ledger.reserve("acme", "2026-11-24", quotas).await.unwrap());
+
+    // Tokens: recorded after each call; once they reach the limit, no request is reserved.
+    let tokens = Quotas {
+        daily_tokens: Some(100),
+        daily_requests: None,
+    };
+    let model = "m";
+    assert!(ledger.reserve("initech", day, tokens).await.unwrap());
+    ledger.record("initech", day, model, 60, 30).await.unwrap();
+    assert!(ledger.reserve("initech", day, tokens).await.unwrap());
+    ledger.record("initech", day, model, 10, 5).await.unwrap();
+    assert!(!ledger.reserve("initech", day, tokens).await.unwrap());
+    // The quota item is not a ledger row.
+    let rows = ledger.query("initech", None).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].requests, rows[0].input_tokens), (2, 70));
+}

@@ -1,10 +1,20 @@
 //! The usage ledger in DynamoDB: tokens in and out and request counts per tenant, per UTC day, per
 //! model. Each call adds to its row with one atomic update, so concurrent invocations never lose a
-//! count.
+//! count. Beside the rows, one quota item per tenant and day (`#quota#DAY`) counts the requests
+//! reserved before the model is called and the tokens used, so the daily request limit is exact
+//! however many instances run at once.
 
 use serde::Serialize;
 
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+
 use crate::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
+use crate::tenants::Quotas;
+
+/// The sort key of a tenant's quota item for `day`; `#` sorts before every day's rows.
+fn quota_key(day: &str) -> String {
+    format!("#quota#{day}")
+}
 
 /// One row of the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,13 +36,6 @@ pub enum UsageError {
     Malformed(#[from] MalformedItem),
 }
 
-/// A tenant's totals for one day, across models.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DayTotals {
-    pub tokens: u64,
-    pub requests: u64,
-}
-
 /// Today's date in UTC as `YYYY-MM-DD`.
 pub fn today() -> String {
     dynamo::now_rfc3339()[..10].to_owned()
@@ -52,7 +55,63 @@ impl UsageLedger {
         }
     }
 
-    /// Adds one request and its tokens to the tenant's row for `day` and `model_id`.
+    /// Reserves one of the tenant's requests for `day` before the model is called, with one
+    /// conditional update: `false` when the day's reserved requests or used tokens have reached
+    /// `quotas`. Requests are exact; tokens are known only after each call, so the token limit can
+    /// be passed by what the requests in flight use.
+    pub async fn reserve(
+        &self,
+        tenant_id: &str,
+        day: &str,
+        quotas: Quotas,
+    ) -> Result<bool, UsageError> {
+        let mut req = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("tenant_id", s(tenant_id))
+            .key("sk", s(quota_key(day)))
+            .update_expression("ADD requests :one")
+            .expression_attribute_values(":one", n(1));
+        let mut conditions = Vec::new();
+        if let Some(max) = quotas.daily_requests {
+            conditions.push("(attribute_not_exists(requests) OR requests < :max_requests)");
+            req = req.expression_attribute_values(":max_requests", n(max));
+        }
+        if let Some(max) = quotas.daily_tokens {
+            conditions.push("(attribute_not_exists(tokens) OR tokens < :max_tokens)");
+            req = req.expression_attribute_values(":max_tokens", n(max));
+        }
+        if !conditions.is_empty() {
+            req = req.condition_expression(conditions.join(" AND "));
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(DynamoError::new("UpdateItem", e).into()),
+            },
+        }
+    }
+
+    /// Gives back a reservation whose request never reached the model.
+    pub async fn release(&self, tenant_id: &str, day: &str) -> Result<(), UsageError> {
+        self.ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("tenant_id", s(tenant_id))
+            .key("sk", s(quota_key(day)))
+            .update_expression("ADD requests :minus_one")
+            .expression_attribute_values(":minus_one", n(-1))
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// Adds one request and its tokens to the tenant's row for `day` and `model_id`, then the
+    /// tokens to the day's quota item. Two atomic updates, not a transaction: concurrent
+    /// transactions on one quota item would conflict and lose counts; plain `ADD`s never do.
     pub async fn record(
         &self,
         tenant_id: &str,
@@ -78,18 +137,17 @@ impl UsageLedger {
             .send()
             .await
             .map_err(|e| DynamoError::new("UpdateItem", e))?;
+        self.ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("tenant_id", s(tenant_id))
+            .key("sk", s(quota_key(day)))
+            .update_expression("ADD tokens :tokens")
+            .expression_attribute_values(":tokens", n(input_tokens + output_tokens))
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("UpdateItem", e))?;
         Ok(())
-    }
-
-    /// What the tenant used on `day`, all models together.
-    pub async fn day_totals(&self, tenant_id: &str, day: &str) -> Result<DayTotals, UsageError> {
-        let rows = self
-            .rows(tenant_id, Some(("begins_with(sk, :day)", day)))
-            .await?;
-        Ok(rows.iter().fold(DayTotals::default(), |t, r| DayTotals {
-            tokens: t.tokens + r.input_tokens + r.output_tokens,
-            requests: t.requests + r.requests,
-        }))
     }
 
     /// The tenant's rows from `since` (a `YYYY-MM-DD` day, inclusive) on, oldest first; all rows
@@ -121,7 +179,15 @@ impl UsageLedger {
             None => req.key_condition_expression("tenant_id = :t"),
         };
         let items = dynamo::query_all(req).await?;
-        items.iter().map(|i| Ok(record(i)?)).collect()
+        items
+            .iter()
+            .filter(|i| {
+                !i.get("sk")
+                    .and_then(|k| k.as_s().ok())
+                    .is_some_and(|k| k.starts_with('#'))
+            })
+            .map(|i| Ok(record(i)?))
+            .collect()
     }
 }
 

@@ -137,18 +137,8 @@ async fn invoke(
     if !tenant.may_use(&req.template_id) {
         return Err(InvokeError::TemplateNotAllowed);
     }
-    // One day for both the quota check and the ledger, even if the call spans UTC midnight.
+    // One day for both the quota and the ledger, even if the call spans UTC midnight.
     let day = today();
-    let quotas = tenant.spec.quotas;
-    if quotas.daily_tokens.is_some() || quotas.daily_requests.is_some() {
-        let used = deps.usage.day_totals(&who.tenant_id, &day).await?;
-        let over = |limit: Option<u64>, used: u64| limit.is_some_and(|l| used >= l);
-        if over(quotas.daily_tokens, used.tokens) || over(quotas.daily_requests, used.requests) {
-            return Err(InvokeError::QuotaExceeded {
-                retry_after_secs: seconds_to_utc_midnight(),
-            });
-        }
-    }
 
     let stored = deps
         .templates
@@ -176,12 +166,38 @@ async fn invoke(
     // Fail closed: nothing is decrypted unless no text log could capture the prompt.
     outcome.logging_check_age = Some(deps.guard.check().await?);
 
+    // The day's request is reserved atomically before the model is called, so concurrent
+    // instances never pass the tenant's daily request limit; given back if no model answers.
+    if !deps
+        .usage
+        .reserve(&who.tenant_id, &day, tenant.spec.quotas)
+        .await?
+    {
+        return Err(InvokeError::QuotaExceeded {
+            retry_after_secs: seconds_to_utc_midnight(),
+        });
+    }
     let record = tenant.spec.payload_logging.enabled;
+    let answer = ask_model(deps, &who, &stored, &req, request_id, limits, record).await;
     let Answer {
         reply,
         guard,
         prompt,
-    } = ask_model(deps, &who, &stored, &req, request_id, limits, record).await?;
+    } = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            if let Err(release) = deps.usage.release(&who.tenant_id, &day).await {
+                let release = InvokeError::from(release);
+                tracing::error!(
+                    error_code = "quota_release_failed",
+                    aws_error_code = release.aws_error_code().as_deref(),
+                    tenant_id = %who.tenant_id,
+                    "a reserved request was not given back"
+                );
+            }
+            return Err(e);
+        }
+    };
     outcome.input_tokens = reply.input_tokens;
     outcome.output_tokens = reply.output_tokens;
     outcome.guard = Some(guard.clone());

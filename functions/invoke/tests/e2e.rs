@@ -401,6 +401,43 @@ async fn a_used_up_quota_is_429_with_retry_after() {
     assert_eq!(world.model_requests().len(), 1);
 }
 
+/// Three instances answering at once, for a tenant with two requests left today: exactly two
+/// reach the model (a check of totals before the call let all three through).
+#[tokio::test]
+async fn concurrent_requests_at_the_daily_limit_never_pass_it() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    let quotas = Quotas {
+        daily_tokens: None,
+        daily_requests: Some(2),
+    };
+    world
+        .tenants()
+        .put(&harness::tenant("acme", &["support-reply"], quotas))
+        .await
+        .unwrap();
+    // Slow answers keep every call in flight while the others check the quota.
+    world.set_model(Behaviour {
+        delay_ms: 800,
+        ..Behaviour::default()
+    });
+    let instances: Vec<_> = (0..3).map(|_| world.function(&[])).collect();
+    let request = event("http-api-jwt");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let calls: Vec<_> = instances
+            .iter()
+            .map(|f| s.spawn(|| f.invoke(&request).status))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [200, 200, 429], "{statuses:?}");
+    assert_eq!(world.model_requests().len(), 2);
+    let ledger = world.usage().query("acme", None).await.unwrap();
+    assert_eq!(ledger[0].requests, 2);
+}
+
 #[tokio::test]
 async fn model_failures_map_to_429_502_and_504() {
     let world = World::new().await;
