@@ -185,3 +185,98 @@ fn invoke_may_apply_only_the_guardrails_the_deployment_names() {
         }
     }
 }
+
+/// Every statement of every KMS key policy, with the key's logical id.
+fn key_statements(t: &Value) -> Vec<(String, Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::KMS::Key")
+        .flat_map(|(id, r)| {
+            let id = id.as_str().unwrap().to_owned();
+            r["Properties"]["KeyPolicy"]["Statement"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(move |s| (id.clone(), s.clone()))
+        })
+        .collect()
+}
+
+fn any_action(statement: &Value, wanted: &[&str]) -> bool {
+    actions(statement)
+        .iter()
+        .any(|a| wanted.contains(&a.as_str()) || a == "kms:*" || a == "*")
+}
+
+/// "Only invoke may decrypt" holds only if nobody can give themselves Decrypt: changing a key
+/// policy is the named administrator role's alone, that role uses no key and grants nothing,
+/// grants are made only by AWS services on a table's behalf, and the account is named only with
+/// a condition saying who or which service.
+#[test]
+fn key_administrators_can_neither_use_the_keys_nor_grant_their_use() {
+    let t = template();
+    let statements = key_statements(&t);
+    assert!(statements.len() >= 6);
+    let mut administered = std::collections::BTreeSet::new();
+    for (key, s) in &statements {
+        let principal = text(&s["Principal"]);
+        let condition = text(&s["Condition"]);
+        let admin = principal.contains("KeyAdminRoleArn");
+        if any_action(s, &["kms:PutKeyPolicy", "kms:Put*"]) {
+            assert!(
+                admin,
+                "{key}: only the key administrator changes the policy: {s:?}"
+            );
+            administered.insert(key.clone());
+        }
+        if any_action(s, &["kms:CreateGrant", "kms:Create*"]) {
+            assert!(
+                condition.contains("kms:ViaService") || condition.contains("GrantIsForAWSResource"),
+                "{key}: an unconditioned grant: {s:?}"
+            );
+        }
+        if admin {
+            let uses = [
+                "kms:Decrypt",
+                "kms:Encrypt",
+                "kms:GenerateDataKey",
+                "kms:GenerateDataKey*",
+                "kms:ReEncrypt*",
+                "kms:ReEncryptFrom",
+                "kms:CreateGrant",
+                "kms:Create*",
+            ];
+            assert!(
+                !any_action(s, &uses),
+                "{key}: the administrator uses the key: {s:?}"
+            );
+        }
+        if principal.contains(":root") {
+            assert!(
+                condition.contains("aws:PrincipalArn") || condition.contains("kms:ViaService"),
+                "{key}: the whole account is trusted: {s:?}"
+            );
+        }
+    }
+    assert_eq!(
+        administered.len(),
+        3,
+        "every key has its administrator: {administered:?}"
+    );
+}
+
+#[test]
+fn no_role_may_change_a_key_policy_or_grant_key_use() {
+    let t = template();
+    for (id, role) in roles(&t) {
+        for s in role_statements(role) {
+            let forbidden = [
+                "kms:PutKeyPolicy",
+                "kms:Put*",
+                "kms:CreateGrant",
+                "kms:Create*",
+            ];
+            assert!(!any_action(&s, &forbidden), "{id}: {s:?}");
+        }
+    }
+}
