@@ -280,3 +280,31 @@ fn no_role_may_change_a_key_policy_or_grant_key_use() {
         }
     }
 }
+
+/// An event that still fails after Lambda's retries is kept in a queue the function's role may
+/// send to, not dropped.
+#[test]
+fn event_functions_keep_what_still_fails_in_a_queue() {
+    let t = template();
+    let r = resources(&t);
+    for (function, role) in [
+        ("RedactLogFunction", "RedactLogRole"),
+        ("ExportLogsFunction", "ExportLogsRole"),
+    ] {
+        let on_failure =
+            &r[function]["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+        assert_eq!(on_failure["Type"], "SQS", "{function}");
+        let queue = text(&on_failure["Destination"]);
+        let queue_id = r
+            .iter()
+            .filter(|(_, q)| q["Type"] == "AWS::SQS::Queue")
+            .map(|(id, _)| id.as_str().unwrap())
+            .find(|id| queue.contains(id))
+            .unwrap_or_else(|| panic!("{function}: {queue} is no queue of the stack"));
+        let sends = role_statements(&r[role]).into_iter().any(|s| {
+            actions(&s).iter().any(|a| a == "sqs:SendMessage")
+                && text(&s["Resource"]).contains(queue_id)
+        });
+        assert!(sends, "{role} may send to {queue_id}");
+    }
+}

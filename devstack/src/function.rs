@@ -96,7 +96,8 @@ impl EmulatedFunction {
         }
     }
 
-    /// Delivers one event and returns the function's response.
+    /// Delivers one event and returns the function's response, or the error it reported
+    /// (`{"errorType", "errorMessage"}`).
     pub fn invoke(&self, event: &Value) -> Result<Value> {
         let url = format!(
             "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
@@ -104,6 +105,9 @@ impl EmulatedFunction {
         );
         let text = ureq::post(&url)
             .header("content-type", "application/json")
+            .config()
+            .http_status_as_error(false)
+            .build()
             .send(&event.to_string())?
             .body_mut()
             .read_to_string()?;

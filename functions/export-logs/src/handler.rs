@@ -1,13 +1,15 @@
 //! The handler: an EventBridge event in. The schedule (`Scheduled Event`) exports every opted-in
 //! tenant with a destination from its watermark; an `ExportRequested` event (source
 //! `promptseal.admin`, detail `{tenant_id, from, until}`) exports that tenant's window on request.
-//! One tenant's failure does not stop the others; the run then fails so EventBridge retries it,
-//! and the retry redoes only what did not finish.
+//! One tenant's failure does not stop the others; the run then fails so Lambda retries it, and the
+//! retry redoes only what did not finish. An event that no retry can fix (unknown, malformed, for a
+//! tenant that does not export) is logged, counted and acknowledged.
 
 use std::time::SystemTime;
 
 use aws_smithy_types::date_time::{DateTime, Format};
 use promptseal::records::timestamp_micros;
+use promptseal::telemetry::{MetricRecord, Unit};
 use promptseal::tenants::{Tenant, TenantError, TenantRegistry};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,7 +22,7 @@ pub struct Deps {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Event {
+struct Event {
     #[serde(rename = "detail-type", default)]
     pub detail_type: String,
     #[serde(default)]
@@ -40,6 +42,9 @@ pub struct Summary {
     pub exports: Vec<Delivered>,
     /// Tenants whose export failed this run (retried with the run).
     pub failed: Vec<String>,
+    /// The code of an event refused for good (not retried).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +81,21 @@ impl ExportLogsError {
             Self::Export(_) => "export_failed",
         }
     }
+
+    /// Whether running the event again could succeed: a store or a destination failed.
+    pub fn retry_can_fix(&self) -> bool {
+        matches!(self, Self::Failed(_) | Self::Tenants(_) | Self::Export(_))
+    }
+}
+
+/// Reported to Lambda with its stable code as the error type.
+impl From<ExportLogsError> for lambda_runtime::Diagnostic {
+    fn from(e: ExportLogsError) -> Self {
+        Self {
+            error_type: e.code().to_owned(),
+            error_message: e.to_string(),
+        }
+    }
 }
 
 /// Opted in and with somewhere to deliver to.
@@ -83,21 +103,44 @@ fn exporting(tenant: &Tenant) -> bool {
     tenant.spec.payload_logging.enabled && tenant.spec.export.is_some()
 }
 
-pub async fn handle(deps: &Deps, event: Event) -> Result<Summary, ExportLogsError> {
-    let result = match event.detail_type.as_str() {
-        "Scheduled Event" => scheduled(deps).await,
-        "ExportRequested" => on_demand(deps, event.detail).await,
-        other => Err(ExportLogsError::UnknownEvent(other.to_owned())),
+/// Handles one EventBridge event (any JSON: what is not an event of ours is refused).
+pub async fn handle(deps: &Deps, event: Value) -> Result<Summary, ExportLogsError> {
+    let result = match serde_json::from_value::<Event>(event) {
+        Ok(event) => match event.detail_type.as_str() {
+            "Scheduled Event" => scheduled(deps).await,
+            "ExportRequested" => on_demand(deps, event.detail).await,
+            other => Err(ExportLogsError::UnknownEvent(other.to_owned())),
+        },
+        Err(_) => Err(ExportLogsError::UnknownEvent(String::new())),
     };
-    match &result {
-        Ok(summary) => tracing::info!(
-            exports = summary.exports.len(),
-            records = summary.exports.iter().map(|d| d.records).sum::<usize>(),
-            "export run finished"
-        ),
-        Err(e) => tracing::error!(error_code = e.code(), error = %e, "export run failed"),
+    match result {
+        Ok(summary) => {
+            tracing::info!(
+                exports = summary.exports.len(),
+                records = summary.exports.iter().map(|d| d.records).sum::<usize>(),
+                "export run finished"
+            );
+            Ok(summary)
+        }
+        Err(e) if e.retry_can_fix() => {
+            tracing::error!(error_code = e.code(), error = %e, "export run failed; it is retried");
+            Err(e)
+        }
+        Err(e) => {
+            tracing::warn!(error_code = e.code(), error = %e, "export event refused");
+            MetricRecord {
+                namespace: "promptseal",
+                dimensions: &[("Function", "export-logs"), ("Refused", e.code())],
+                metrics: &[("EventsRefused", 1.0, Unit::Count)],
+                properties: &[],
+            }
+            .emit();
+            Ok(Summary {
+                refused: Some(e.code()),
+                ..Summary::default()
+            })
+        }
     }
-    result
 }
 
 async fn scheduled(deps: &Deps) -> Result<Summary, ExportLogsError> {
@@ -167,6 +210,6 @@ async fn on_demand(deps: &Deps, detail: Value) -> Result<Summary, ExportLogsErro
         .await?;
     Ok(Summary {
         exports: vec![delivered],
-        failed: vec![],
+        ..Summary::default()
     })
 }

@@ -7,7 +7,7 @@ use promptseal::tenants::TenantRegistry;
 
 use export_logs::config::Config;
 use export_logs::export::Exporter;
-use export_logs::handler::{self, Deps, Event};
+use export_logs::handler::{self, Deps};
 use export_logs::state::ExportState;
 
 #[tokio::main]
@@ -27,8 +27,10 @@ async fn main() -> Result<(), Error> {
         },
     };
     let deps = &deps;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<_, Error>(handler::handle(deps, event.payload).await?)
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            handler::handle(deps, event.payload).await
+        },
+    ))
     .await
 }

@@ -7,14 +7,14 @@ use std::io::Read;
 use std::time::{Duration, SystemTime};
 
 use export_logs::export::{ExportKind, Exporter, Manifest, prepare};
-use export_logs::handler::{Deps, Event, ExportLogsError, handle};
+use export_logs::handler::{Deps, handle};
 use export_logs::state::ExportState;
 use promptseal::leak::{GuardAction, GuardReport};
 use promptseal::records::{
     PayloadRecord, PayloadStore, SCHEMA_VERSION, Source, TokenUsage, timestamp_micros,
 };
 use promptseal::tenants::{ExportDestination, PayloadLogging, Quotas, TenantRegistry, TenantSpec};
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 struct World {
@@ -177,7 +177,7 @@ fn ids(records: &[PayloadRecord]) -> Vec<String> {
 }
 
 /// The sample event SAM and cargo-lambda use for the schedule.
-fn scheduled() -> Event {
+fn scheduled() -> Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../events/export-logs/scheduled.json"
@@ -316,20 +316,19 @@ async fn an_on_demand_export_writes_the_window_asked_for_and_keeps_the_watermark
         .tenant("initech", false, Some(world.destination("initech")))
         .await;
     world.store("acme", &["a1", "a2"]).await;
-    let request = |tenant: &str, from: &str, until: &str| -> Event {
-        serde_json::from_value(json!({
+    let request = |tenant: &str, from: &str, until: &str| -> Value {
+        json!({
             "detail-type": "ExportRequested",
             "source": "promptseal.admin",
             "detail": { "tenant_id": tenant, "from": from, "until": until },
-        }))
-        .unwrap()
+        })
     };
     // The sample event asks for November 2026 up to the 22nd: nothing stored now is in it.
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../events/export-logs/export-requested.json"
     );
-    let sample: Event = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let sample: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     assert_eq!(
         handle(&world.deps, sample).await.unwrap().exports[0].records,
         0
@@ -371,12 +370,15 @@ async fn an_on_demand_export_writes_the_window_asked_for_and_keeps_the_watermark
             "not_exporting",
         ),
         (
-            serde_json::from_value(json!({"detail-type": "Something", "detail": {}})).unwrap(),
+            json!({"detail-type": "Something", "detail": {}}),
             "unknown_event",
         ),
+        (json!("not an event at all"), "unknown_event"),
     ] {
-        let err: ExportLogsError = handle(&world.deps, event).await.unwrap_err();
-        assert_eq!(err.code(), code, "{err}");
+        // Refused for good: acknowledged (not retried), with its code.
+        let summary = handle(&world.deps, event).await.unwrap();
+        assert_eq!(summary.refused, Some(code));
+        assert!(summary.exports.is_empty());
     }
 }
 

@@ -1,14 +1,17 @@
 //! The handler: one CloudWatch Logs subscription event in, one payload record per log event of an
 //! opted-in tenant out. Everything that cannot become a safe record is counted and skipped without
-//! failing the batch; only an unavailable store fails it, and then the retried batch adds nothing
-//! twice, since records are written once per Bedrock request id.
+//! failing the batch, and so is a failure that belongs to one log event (its body unreadable in
+//! S3, its version's fingerprints unreadable or their key refused). Only a failure that retrying
+//! can fix (a store unavailable, throttled or unreachable) fails the batch, after every other log
+//! event of it has been processed; the retried batch adds nothing twice, since records are
+//! written once per Bedrock request id.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
-use aws_sdk_s3::operation::get_object::GetObjectError;
 use flate2::read::GzDecoder;
+use promptseal::envelope::EnvelopeError;
 use promptseal::fingerprints::{FingerprintError, FingerprintStore};
 use promptseal::records::{PayloadStore, RecordError, Written};
 use promptseal::telemetry::{MetricRecord, Unit};
@@ -40,6 +43,12 @@ pub struct Summary {
     pub unattributed: usize,
     /// Too large for one record; nothing of it is stored.
     pub too_large: usize,
+    /// A body in S3 is missing or may not be read.
+    pub body_unreadable: usize,
+    /// The version's fingerprints do not open (tampered with, or their key refused).
+    pub fingerprints_unreadable: usize,
+    /// A store failed in a way a retry can fix: the batch is retried.
+    pub failed: usize,
 }
 
 impl Summary {
@@ -53,7 +62,8 @@ impl Summary {
     }
 }
 
-/// A store was unavailable: the batch fails and is retried.
+/// A store failed in a way a retry can fix: the batch fails and is retried. Reported to Lambda
+/// with its stable code as the error type; its message names the store, never a payload.
 #[derive(Debug, thiserror::Error)]
 pub enum RedactLogError {
     #[error(transparent)]
@@ -68,11 +78,34 @@ pub enum RedactLogError {
     S3Body(#[source] aws_sdk_s3::primitives::ByteStreamError),
 }
 
+impl RedactLogError {
+    /// A stable code for logs, alarms and Lambda's error type.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Records(_) => "records_unavailable",
+            Self::Tenants(_) => "tenants_unavailable",
+            Self::Fingerprints(_) => "fingerprints_unavailable",
+            Self::S3(_) | Self::S3Body(_) => "bodies_unavailable",
+        }
+    }
+}
+
+impl From<RedactLogError> for lambda_runtime::Diagnostic {
+    fn from(e: RedactLogError) -> Self {
+        Self {
+            error_type: e.code().to_owned(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
 /// What became of one log event.
 enum Outcome {
     Written(Written),
     NotOptedIn,
     TooLarge,
+    BodyUnreadable,
+    FingerprintsUnreadable,
     Skipped(Skip),
 }
 
@@ -91,13 +124,39 @@ pub async fn handle(deps: &Deps, event: &[u8]) -> Result<Summary, RedactLogError
         return Ok(report(summary));
     }
     let mut retention: HashMap<String, Option<u16>> = HashMap::new();
+    let mut failure = None;
     for event in &data.log_events {
         summary.log_events += 1;
-        match record_one(deps, &event.message, &mut retention).await? {
+        let outcome = match record_one(deps, &event.message, &mut retention).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(
+                    log_event_id = %event.id,
+                    error_code = e.code(),
+                    "log event failed; the batch is retried"
+                );
+                summary.failed += 1;
+                failure.get_or_insert(e);
+                continue;
+            }
+        };
+        match outcome {
             Outcome::Written(Written::Stored) => summary.stored += 1,
             Outcome::Written(Written::AlreadyStored) => summary.already_stored += 1,
             Outcome::NotOptedIn => summary.not_opted_in += 1,
             Outcome::TooLarge => summary.too_large += 1,
+            Outcome::BodyUnreadable => {
+                tracing::warn!(log_event_id = %event.id, skip = "body_unreadable", "log event skipped");
+                summary.body_unreadable += 1;
+            }
+            Outcome::FingerprintsUnreadable => {
+                tracing::warn!(
+                    log_event_id = %event.id,
+                    skip = "fingerprints_unreadable",
+                    "log event skipped"
+                );
+                summary.fingerprints_unreadable += 1;
+            }
             Outcome::Skipped(skip) => {
                 tracing::warn!(
                     log_event_id = %event.id,
@@ -109,7 +168,11 @@ pub async fn handle(deps: &Deps, event: &[u8]) -> Result<Summary, RedactLogError
             }
         }
     }
-    Ok(report(summary))
+    let summary = report(summary);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
 }
 
 async fn record_one(
@@ -144,17 +207,24 @@ async fn record_one(
     };
     let fingerprints = match deps.fingerprints.get(&who.template_id, who.version).await {
         Ok(fp) => fp,
-        Err(FingerprintError::Missing { .. } | FingerprintError::Payload(_)) => {
+        Err(FingerprintError::Missing { .. }) => {
             return Ok(Outcome::Skipped(Skip::Unattributed("no fingerprints")));
         }
+        Err(e) if !retry_can_fix(&e) => return Ok(Outcome::FingerprintsUnreadable),
         Err(e) => return Err(e.into()),
     };
     let input = match log.input_body() {
-        Ok(body) => body_bytes(deps, body).await?,
+        Ok(body) => match body_bytes(deps, body).await? {
+            Some(bytes) => bytes,
+            None => return Ok(Outcome::BodyUnreadable),
+        },
         Err(skip) => Err(skip),
     };
     let output = match log.output_body() {
-        Ok(body) => body_bytes(deps, body).await?,
+        Ok(body) => match body_bytes(deps, body).await? {
+            Some(bytes) => bytes,
+            None => return Ok(Outcome::BodyUnreadable),
+        },
         Err(skip) => Err(skip),
     };
     let record = input.and_then(|input| {
@@ -172,22 +242,54 @@ async fn record_one(
     }
 }
 
+/// Whether a failure to open fingerprints is one a retry can fix (a store or KMS unavailable,
+/// throttled or unreachable), rather than one that belongs to this version (fingerprints that do
+/// not open, a key that refuses them).
+fn retry_can_fix(e: &FingerprintError) -> bool {
+    use aws_sdk_kms::error::ProvideErrorMetadata;
+    match e {
+        FingerprintError::Dynamo(_) => true,
+        FingerprintError::Envelope(EnvelopeError::Kms { source, .. }) => !matches!(
+            source.code(),
+            Some(
+                "AccessDeniedException"
+                    | "DisabledException"
+                    | "IncorrectKeyException"
+                    | "InvalidCiphertextException"
+                    | "InvalidKeyUsageException"
+                    | "KMSInvalidStateException"
+                    | "NotFoundException"
+            )
+        ),
+        _ => false,
+    }
+}
+
 /// A body's bytes: borrowed from the record, or read from the S3 object Bedrock wrote it to
-/// (gzip or not).
+/// (gzip or not); `None` when S3 answers that the object is missing or may not be read.
 async fn body_bytes<'a>(
     deps: &Deps,
     body: BodyRef<'a>,
-) -> Result<Result<Cow<'a, [u8]>, Skip>, RedactLogError> {
+) -> Result<Option<Result<Cow<'a, [u8]>, Skip>>, RedactLogError> {
     let (bucket, key) = match body {
-        BodyRef::Inline(json) => return Ok(Ok(Cow::Borrowed(json.as_bytes()))),
+        BodyRef::Inline(json) => return Ok(Some(Ok(Cow::Borrowed(json.as_bytes())))),
         BodyRef::S3 { bucket, key } => (bucket, key),
     };
     let object = match deps.s3.get_object().bucket(bucket).key(key).send().await {
         Ok(object) => object,
         Err(e) => {
-            return match e.as_service_error() {
-                Some(GetObjectError::NoSuchKey(_)) => Ok(Err(Skip::Malformed("body object"))),
-                _ => Err(RedactLogError::S3(Box::new(e.into()))),
+            // S3 answered with a refusal of its own (missing, denied), not throttling or a
+            // failure on its side: retrying cannot fix it.
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let refused = status.is_some_and(|s| (400..500).contains(&s) && s != 429)
+                && !matches!(
+                    e.as_service_error().and_then(|s| s.meta().code()),
+                    Some("SlowDown")
+                );
+            return if refused {
+                Ok(None)
+            } else {
+                Err(RedactLogError::S3(Box::new(e.into())))
             };
         }
     };
@@ -199,12 +301,14 @@ async fn body_bytes<'a>(
         .into_bytes();
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut json = Vec::new();
-        return Ok(GzDecoder::new(bytes.as_ref())
-            .read_to_end(&mut json)
-            .map(|_| Cow::Owned(json))
-            .map_err(|_| Skip::Malformed("body object")));
+        return Ok(Some(
+            GzDecoder::new(bytes.as_ref())
+                .read_to_end(&mut json)
+                .map(|_| Cow::Owned(json))
+                .map_err(|_| Skip::Malformed("body object")),
+        ));
     }
-    Ok(Ok(Cow::Owned(bytes.to_vec())))
+    Ok(Some(Ok(Cow::Owned(bytes.to_vec()))))
 }
 
 /// One summary line and one metrics record per batch.
@@ -219,6 +323,9 @@ fn report(summary: Summary) -> Summary {
         unsupported = summary.unsupported,
         unattributed = summary.unattributed,
         too_large = summary.too_large,
+        body_unreadable = summary.body_unreadable,
+        fingerprints_unreadable = summary.fingerprints_unreadable,
+        failed = summary.failed,
         "batch processed"
     );
     let count = |n: usize| n as f64;
@@ -239,6 +346,17 @@ fn report(summary: Summary) -> Summary {
             ("Unsupported", count(summary.unsupported), Unit::Count),
             ("Unattributed", count(summary.unattributed), Unit::Count),
             ("TooLarge", count(summary.too_large), Unit::Count),
+            (
+                "BodyUnreadable",
+                count(summary.body_unreadable),
+                Unit::Count,
+            ),
+            (
+                "FingerprintsUnreadable",
+                count(summary.fingerprints_unreadable),
+                Unit::Count,
+            ),
+            ("Failed", count(summary.failed), Unit::Count),
         ],
         properties: &[],
     }

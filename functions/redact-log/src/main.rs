@@ -9,7 +9,7 @@ use promptseal::tenants::TenantRegistry;
 use serde_json::value::RawValue;
 
 use redact_log::config::Config;
-use redact_log::handler::{self, Deps, Summary};
+use redact_log::handler::{self, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -34,8 +34,7 @@ async fn main() -> Result<(), Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Box<RawValue>>| async move {
-            let summary: Summary = handler::handle(deps, event.payload.get().as_bytes()).await?;
-            Ok::<_, Error>(summary)
+            handler::handle(deps, event.payload.get().as_bytes()).await
         },
     ))
     .await

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -52,6 +53,34 @@ fn subscription_event(messages: &[String]) -> Vec<u8> {
     json!({ "awslogs": { "data": data } })
         .to_string()
         .into_bytes()
+}
+
+/// redact-log's stores over a world's resources, with S3 at `s3_endpoint` (the emulator's when
+/// empty).
+fn deps(
+    config: &aws_config::SdkConfig,
+    resources: &promptseal_devstack::Resources,
+    s3_endpoint: &str,
+) -> Deps {
+    let ddb = aws_sdk_dynamodb::Client::new(config);
+    let mut s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(true);
+    if !s3_endpoint.is_empty() {
+        s3 = s3.endpoint_url(s3_endpoint);
+    }
+    Deps {
+        records: PayloadStore::new(ddb.clone(), resources.table("PayloadRecordsTable")),
+        tenants: TenantRegistry::new(ddb.clone(), resources.table("TenantsTable")),
+        fingerprints: FingerprintStore::new(
+            ddb,
+            resources.table("FingerprintsTable"),
+            Envelope::new(
+                aws_sdk_kms::Client::new(config),
+                resources.key_alias("FingerprintKey"),
+                CachePolicy::default(),
+            ),
+        ),
+        s3: aws_sdk_s3::Client::from_conf(s3.build()),
+    }
 }
 
 struct World {
@@ -136,16 +165,7 @@ impl World {
                 .await
                 .unwrap();
         }
-        let deps = Deps {
-            records: PayloadStore::new(ddb.clone(), resources.table("PayloadRecordsTable")),
-            tenants,
-            fingerprints: fingerprints(),
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&config)
-                    .force_path_style(true)
-                    .build(),
-            ),
-        };
+        let deps = deps(&config, &resources, "");
         Self {
             config,
             resources,
@@ -365,7 +385,83 @@ async fn bodies_bedrock_delivered_to_s3_are_fetched_and_redacted_the_same_way() 
     let summary = handle(&world.deps, &subscription_event(&[missing.to_string()]))
         .await
         .unwrap();
-    assert_eq!((summary.malformed, summary.stored), (1, 0), "{summary:?}");
+    assert_eq!(
+        (summary.body_unreadable, summary.stored),
+        (1, 0),
+        "{summary:?}"
+    );
+}
+
+/// One log event's own failure (a body S3 refuses, fingerprints that do not open) is counted and
+/// skipped: the good log events of the batch are stored, and the batch is not failed (a failed
+/// batch is retried and, in the end, dropped whole).
+#[tokio::test]
+async fn a_failure_of_one_log_event_never_costs_the_others_their_records() {
+    let world = World::new().await;
+    // Version 2, whose fingerprint item is version 1's moved onto it: it does not open.
+    let ddb = aws_sdk_dynamodb::Client::new(&world.config);
+    let table = world.resources.table("FingerprintsTable");
+    let mut item = ddb
+        .get_item()
+        .table_name(table)
+        .key("template_id", AttributeValue::S("support-reply".into()))
+        .key("version", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    item.insert("version".into(), AttributeValue::N("2".into()));
+    ddb.put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    let good = fixture("converse");
+    let mut tampered = good.clone();
+    tampered["requestId"] = json!("22222222-2222-4333-8444-555555555555");
+    tampered["requestMetadata"]["template_version"] = json!("2");
+    let mut denied = fixture("converse-s3-bodies");
+    denied["requestId"] = json!("33333333-2222-4333-8444-555555555555");
+    denied["output"]["outputBodyS3Path"] = json!("s3://no-such-bucket-of-ours/body.json");
+    denied["input"]["inputBodyS3Path"] = json!("s3://no-such-bucket-of-ours/body.json");
+
+    let batch = [&tampered, &denied, &good].map(|r| r.to_string());
+    let summary = handle(&world.deps, &subscription_event(&batch))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            summary.stored,
+            summary.fingerprints_unreadable,
+            summary.body_unreadable
+        ),
+        (1, 1, 1),
+        "{summary:?}"
+    );
+    world
+        .record("acme", good["requestId"].as_str().unwrap())
+        .await;
+
+    // S3 unreachable (a retry can fix that): the batch fails, but only after the other log
+    // events are stored; the retry stores the rest and nothing twice.
+    let mut retried = fixture("converse-s3-bodies");
+    retried["requestId"] = json!("44444444-2222-4333-8444-555555555555");
+    let mut other = good.clone();
+    other["requestId"] = json!("55555555-2222-4333-8444-555555555555");
+    let batch = [&retried, &other].map(|r| r.to_string());
+    let unreachable = deps(&world.config, &world.resources, "http://127.0.0.1:9");
+    let err = handle(&unreachable, &subscription_event(&batch))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "bodies_unavailable");
+    let diagnostic = lambda_runtime::Diagnostic::from(err);
+    assert_eq!(diagnostic.error_type, "bodies_unavailable");
+    world
+        .record("acme", other["requestId"].as_str().unwrap())
+        .await;
+    assert_eq!(world.all_records().await.len(), 2);
 }
 
 #[tokio::test]
@@ -459,8 +555,8 @@ async fn the_binary_under_the_lambda_emulator_stores_records_and_logs_no_text() 
             .chain([("AWS_LAMBDA_LOG_LEVEL".to_owned(), "TRACE".to_owned())]),
     )
     .unwrap();
-    let event: Value = serde_json::from_slice(&event("mixed-batch")).unwrap();
-    let summary = function.invoke(&event).unwrap();
+    let batch: Value = serde_json::from_slice(&event("mixed-batch")).unwrap();
+    let summary = function.invoke(&batch).unwrap();
     assert_eq!(summary["log_events"], 6, "{summary}");
     assert_eq!(summary["stored"], 2, "{summary}");
     assert_eq!(summary["not_opted_in"], 1, "{summary}");
@@ -476,4 +572,25 @@ async fn the_binary_under_the_lambda_emulator_stores_records_and_logs_no_text() 
     ] {
         assert!(!logs.contains(tenant_text), "{tenant_text} in the logs");
     }
+
+    // A store a retry can fix fails the batch, reported to Lambda under its stable code.
+    let broken_dir = log_dir.join("broken");
+    let broken = promptseal_devstack::EmulatedFunction::start(
+        &promptseal_devstack::FunctionSpec {
+            venv: &root().join(".venv"),
+            workspace: &root(),
+            binary: Path::new(env!("CARGO_BIN_EXE_redact-log")),
+            log_dir: &broken_dir,
+        },
+        world.resources.env().into_iter().chain([(
+            "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
+            "http://127.0.0.1:9".to_owned(),
+        )]),
+    )
+    .unwrap();
+    let failed = format!(
+        "{:?}",
+        broken.invoke(&serde_json::from_slice(&event("converse")).unwrap())
+    );
+    assert!(failed.contains("tenants_unavailable"), "{failed}");
 }
