@@ -9,8 +9,12 @@
 use std::io::{Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -174,6 +178,8 @@ pub enum RecordError {
     Dynamo(#[from] DynamoError),
     #[error(transparent)]
     Malformed(#[from] MalformedItem),
+    #[error("the tenant's export fence kept moving while the record was written")]
+    Fenced,
 }
 
 /// What a write did.
@@ -201,6 +207,15 @@ pub struct PayloadStore {
 }
 
 pub const RECORDED_INDEX: &str = "by_recorded";
+/// The key of a tenant's export fence item (in the tenant's partition; it has no `recorded`
+/// time, so no export reads it as a record).
+const FENCE: &str = "#export-fence";
+/// Attempts of a write whose time an export keeps closing.
+const FENCE_ATTEMPTS: usize = 3;
+/// The DynamoDB operation timeout (retries included) of the functions that write records: well
+/// below export-logs' settle time (60 s), so a write stamped before a window closes almost
+/// always commits before it does; the export fence takes care of the rest.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl PayloadStore {
     pub fn new(ddb: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -217,33 +232,104 @@ impl PayloadStore {
         record: &PayloadRecord,
         retention_days: u16,
     ) -> Result<Written, RecordError> {
+        self.put_stamped(record, retention_days, SystemTime::now())
+            .await
+    }
+
+    /// Stores `record` stamped with `stamped`, the time taken before the write. The write is one
+    /// transaction with a check of the tenant's export fence ([`PayloadStore::close_until`]):
+    /// a record whose time an export has already closed (its write committed late: SDK retries,
+    /// a slow network, a skewed clock) is stamped again at the fence, so it falls into the next
+    /// export. Every stored record is in exactly one export window, however late it commits.
+    pub async fn put_stamped(
+        &self,
+        record: &PayloadRecord,
+        retention_days: u16,
+        stamped: SystemTime,
+    ) -> Result<Written, RecordError> {
         let body = compress(record)?;
-        let now = SystemTime::now();
-        let expires_at = unix_secs(now) + u64::from(retention_days) * 86_400;
-        let recorded = format!("{}#{}", timestamp_micros(now), record.model_request_id);
+        let expires_at = unix_secs(SystemTime::now()) + u64::from(retention_days) * 86_400;
+        let mut time = timestamp_micros(stamped);
+        for _ in 0..FENCE_ATTEMPTS {
+            let recorded = format!("{time}#{}", record.model_request_id);
+            let fence = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key("tenant_id", s(&record.tenant_id))
+                .key("model_request_id", s(FENCE))
+                .condition_expression(
+                    "attribute_not_exists(closed_until) OR closed_until <= :recorded",
+                )
+                .expression_attribute_values(":recorded", s(&recorded))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .expect("table, key and condition are set");
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("tenant_id", s(&record.tenant_id))
+                .item("model_request_id", s(&record.model_request_id))
+                .item("recorded", s(&recorded))
+                .item("expires_at", n(expires_at))
+                .item("schema_version", n(record.schema_version))
+                .item("body", AttributeValue::B(Blob::new(body.clone())))
+                .condition_expression("attribute_not_exists(model_request_id)")
+                .build()
+                .expect("table, item and condition are set");
+            let out = self
+                .ddb
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().condition_check(fence).build())
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .send()
+                .await;
+            let Err(e) = out else {
+                return Ok(Written::Stored);
+            };
+            let reason = |i: usize| match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                    .cancellation_reasons()
+                    .get(i)
+                    .filter(|r| r.code() == Some("ConditionalCheckFailed")),
+                _ => None,
+            };
+            if reason(1).is_some() {
+                return Ok(Written::AlreadyStored);
+            }
+            let Some(fenced) = reason(0) else {
+                return Err(DynamoError::new("TransactWriteItems", e).into());
+            };
+            // An export has closed this time: the record belongs after the fence (or now, on a
+            // clock that is ahead of it).
+            let now = timestamp_micros(SystemTime::now());
+            time = fenced
+                .item()
+                .and_then(|item| dynamo::opt_string(item, "closed_until"))
+                .map_or(now.clone(), |closed| closed.max(now));
+        }
+        Err(RecordError::Fenced)
+    }
+
+    /// Closes the tenant's records up to `until` for export: from now on a record stamped
+    /// earlier is stamped again at the fence ([`PayloadStore::put_stamped`]). Never moves the
+    /// fence back. An export closes its window this way before it reads it.
+    pub async fn close_until(&self, tenant_id: &str, until: &str) -> Result<(), RecordError> {
         let out = self
             .ddb
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item("tenant_id", s(&record.tenant_id))
-            .item("model_request_id", s(&record.model_request_id))
-            .item("recorded", s(recorded))
-            .item("expires_at", n(expires_at))
-            .item("schema_version", n(record.schema_version))
-            .item(
-                "body",
-                aws_sdk_dynamodb::types::AttributeValue::B(Blob::new(body)),
-            )
-            .condition_expression("attribute_not_exists(model_request_id)")
+            .key("tenant_id", s(tenant_id))
+            .key("model_request_id", s(FENCE))
+            .update_expression("SET closed_until = :until")
+            .condition_expression("attribute_not_exists(closed_until) OR closed_until < :until")
+            .expression_attribute_values(":until", s(until))
             .send()
             .await;
         match out {
-            Ok(_) => Ok(Written::Stored),
+            Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(_)) => {
-                    Ok(Written::AlreadyStored)
-                }
-                _ => Err(DynamoError::new("PutItem", e).into()),
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(DynamoError::new("UpdateItem", e).into()),
             },
         }
     }

@@ -3,7 +3,9 @@
 //! object), under keys that depend only on the tenant and the window. A scheduled export's window
 //! runs from the tenant's watermark to a time fixed (as "pending") before anything is written, so
 //! a run that dies anywhere is repeated with the same window, rewrites the same keys, and only
-//! then advances the watermark: no record is lost or delivered twice.
+//! then advances the watermark: no record is lost or delivered twice. The window is closed to
+//! writers (the records' export fence) before it is read, so a record whose write commits late
+//! is stamped into the next window instead of one already read.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -293,6 +295,9 @@ impl Exporter {
         if until <= from {
             return Ok(None);
         }
+        // Closed before it is read: a record whose write commits from now on, stamped before
+        // `until`, is stamped again at it and goes into the next window, never lost.
+        self.records.close_until(tenant_id, &until).await?;
         if !self
             .state
             .begin(tenant_id, state.watermark.as_deref(), &until)

@@ -11,7 +11,7 @@ use export_logs::handler::{Deps, handle};
 use export_logs::state::ExportState;
 use promptseal::leak::{GuardAction, GuardReport};
 use promptseal::records::{
-    PayloadRecord, PayloadStore, SCHEMA_VERSION, Source, TokenUsage, timestamp_micros,
+    PayloadRecord, PayloadStore, SCHEMA_VERSION, Source, TokenUsage, Written, timestamp_micros,
 };
 use promptseal::tenants::{ExportDestination, PayloadLogging, Quotas, TenantRegistry, TenantSpec};
 use serde_json::{Value, json};
@@ -225,6 +225,45 @@ async fn scheduled_exports_deliver_each_opted_in_tenants_new_records_once() {
         ids(&world.delivered("exports/acme-").await),
         ["a1", "a2", "a3", "a4", "a5"]
     );
+}
+
+/// A record whose time is taken before a window closes but whose write commits after (SDK
+/// retries, a slow network, a skewed clock) is delivered once, by the next run; stamped with
+/// that old time, it would have fallen into a window already read and been skipped forever.
+#[tokio::test]
+async fn a_record_committed_after_its_window_closed_is_delivered_once_by_the_next_run() {
+    let world = World::new().await;
+    world
+        .tenant("acme", true, Some(world.destination("acme")))
+        .await;
+    world.store("acme", &["a1"]).await;
+    let stamped = SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let first = handle(&world.deps, scheduled()).await.unwrap();
+    assert_eq!(first.exports[0].records, 1);
+    // Only now does the late write commit.
+    let written = world
+        .deps
+        .exporter
+        .records
+        .put_stamped(&record("acme", "late"), 7, stamped)
+        .await
+        .unwrap();
+    assert_eq!(written, Written::Stored);
+    let second = handle(&world.deps, scheduled()).await.unwrap();
+    assert_eq!(second.exports[0].records, 1);
+    let third = handle(&world.deps, scheduled()).await.unwrap();
+    assert!(third.exports.iter().all(|d| d.records == 0));
+    assert_eq!(ids(&world.delivered("exports/acme-").await), ["a1", "late"]);
+    // Written again (a retried write), it is still one record.
+    let again = world
+        .deps
+        .exporter
+        .records
+        .put_stamped(&record("acme", "late"), 7, stamped)
+        .await
+        .unwrap();
+    assert_eq!(again, Written::AlreadyStored);
 }
 
 /// How far a run gets before it dies.
