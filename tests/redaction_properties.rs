@@ -106,8 +106,10 @@ fn exported(record: &PayloadRecord) -> String {
     let dest = ExportDestination {
         bucket: "acme-logs".into(),
         prefix: String::new(),
+        account_id: "123456789012".into(),
         kms_key_id: None,
         role_arn: None,
+        external_id: None,
     };
     let window = Window {
         from: "a".into(),

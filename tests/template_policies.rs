@@ -308,3 +308,27 @@ fn event_functions_keep_what_still_fails_in_a_queue() {
         assert!(sends, "{role} may send to {queue_id}");
     }
 }
+
+/// export-logs cannot be pointed at anyone: it writes directly only into buckets of its own
+/// account, and assumes a tenant's role only with an external id.
+#[test]
+fn the_export_role_writes_only_to_its_account_or_through_roles_with_an_external_id() {
+    let t = template();
+    let statements = role_statements(&resources(&t)["ExportLogsRole"]);
+    let mut checked = 0;
+    for s in &statements {
+        let condition = text(&s["Condition"]);
+        if actions(s).iter().any(|a| a == "s3:PutObject") {
+            assert!(
+                condition.contains("s3:ResourceAccount") && condition.contains("AWS::AccountId"),
+                "{s:?}"
+            );
+            checked += 1;
+        }
+        if actions(s).iter().any(|a| a == "sts:AssumeRole") {
+            assert!(condition.contains("sts:ExternalId"), "{s:?}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2);
+}

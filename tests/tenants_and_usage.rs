@@ -65,10 +65,26 @@ async fn tenants_are_registered_listed_and_suspended() {
     exporting.export = Some(ExportDestination {
         bucket: "acme-payload-logs".into(),
         prefix: "promptseal/".into(),
+        account_id: "123456789012".into(),
         kms_key_id: Some("arn:aws:kms:us-east-1:123456789012:key/abc".into()),
         role_arn: Some("arn:aws:iam::123456789012:role/promptseal-export".into()),
+        external_id: None,
     });
-    assert_eq!(registry.put(&exporting).await.unwrap().spec, exporting);
+    // The registry gives the tenant an external id of its own, kept when the destination
+    // changes, and a new one after the destination was removed.
+    let stored = registry.put(&exporting).await.unwrap().spec;
+    let external_id = stored.export.as_ref().unwrap().external_id.clone().unwrap();
+    assert!(external_id.starts_with("promptseal-") && external_id.len() > 30);
+    let mut expected = exporting.clone();
+    expected.export.as_mut().unwrap().external_id = Some(external_id.clone());
+    assert_eq!(stored, expected);
+    exporting.export.as_mut().unwrap().prefix = "other/".into();
+    exporting.export.as_mut().unwrap().external_id = Some("chosen-by-the-caller".into());
+    let kept = registry.put(&exporting).await.unwrap().spec.export.unwrap();
+    assert_eq!(kept.external_id, Some(external_id.clone()));
+    assert_eq!(registry.put(&changed).await.unwrap().spec.export, None);
+    let again = registry.put(&exporting).await.unwrap().spec.export.unwrap();
+    assert_ne!(again.external_id, Some(external_id));
     assert_eq!(registry.put(&changed).await.unwrap().spec.export, None);
 
     let resumed = registry

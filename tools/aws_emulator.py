@@ -1,15 +1,23 @@
-"""The local AWS API emulator: moto's server app, with requests handled one at a time.
+"""The local AWS API emulator: moto's server app, with requests handled one at a time, and two
+checks AWS makes that moto does not.
 
 moto applies a TransactWriteItems one operation after another and rolls back by restoring a copy
 of the table, without a lock, so under moto_server's threads a concurrent reader can see half a
 transaction and a rollback can undo another writer. DynamoDB transactions are atomic; handling one
 request at a time makes the emulator honour that. Connections stay threaded (keep-alive works).
 
+AWS refuses an S3 request whose `x-amz-expected-bucket-owner` is not the bucket's owner, and an
+AssumeRole whose ExternalId is not the one the role's trust policy requires; moto accepts both.
+Export delivery relies on these refusals, so the emulator makes them, in AWS's wire format.
+
 Usage: python tools/aws_emulator.py --host 127.0.0.1 --port 4566
 """
 
 import argparse
+import io
+import json
 import threading
+import urllib.parse
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -31,12 +39,85 @@ class OneAtATime:
             return list(self.app(environ, start_response))
 
 
+S3_ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+)
+
+
+def sts_access_denied(message):
+    return (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+        f"<Code>AccessDenied</Code><Message>{message}</Message></Error>"
+        "<RequestId>0c2a8e3e-emulator</RequestId></ErrorResponse>"
+    ).encode()
+
+
+def bucket_owner(bucket):
+    from moto.s3.models import s3_backends
+
+    found = s3_backends.bucket_accounts.get(bucket)
+    return found[1] if found else None
+
+
+def required_external_ids(role_arn):
+    """The external ids the role's trust policy requires, or None when the role is unknown."""
+    from moto.iam.models import iam_backends
+
+    try:
+        account = role_arn.split(":")[4]
+        name = role_arn.split(":role/")[1].split("/")[-1]
+        role = iam_backends[account]["aws"].get_role(name)
+    except Exception:  # an ARN of no role moto holds: moto's own behaviour
+        return None
+    policy = role.assume_role_policy_document
+    if isinstance(policy, str):
+        policy = json.loads(urllib.parse.unquote(policy))
+    ids = []
+    for statement in policy.get("Statement", []):
+        wanted = statement.get("Condition", {}).get("StringEquals", {}).get("sts:ExternalId")
+        if statement.get("Effect") == "Allow" and wanted:
+            ids.extend(wanted if isinstance(wanted, list) else [wanted])
+    return ids
+
+
+class AwsChecks:
+    """WSGI middleware: the expected-bucket-owner and external-id refusals of AWS."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        expected = environ.get("HTTP_X_AMZ_EXPECTED_BUCKET_OWNER")
+        if expected and "/s3/aws4_request" in auth:
+            bucket = environ.get("PATH_INFO", "/").lstrip("/").split("/")[0]
+            owner = bucket_owner(bucket)
+            if owner is not None and owner != expected:
+                start_response("403 Forbidden", [("Content-Type", "application/xml")])
+                return [S3_ACCESS_DENIED]
+        if "/sts/aws4_request" in auth:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
+            form = urllib.parse.parse_qs(body.decode())
+            if form.get("Action") == ["AssumeRole"]:
+                role = form.get("RoleArn", [""])[0]
+                given = form.get("ExternalId", [None])[0]
+                required = required_external_ids(role)
+                if required and given not in required:
+                    message = f"not authorized to perform sts:AssumeRole on {role}"
+                    start_response("403 Forbidden", [("Content-Type", "text/xml")])
+                    return [sts_access_denied(message)]
+        return self.app(environ, start_response)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    app = OneAtATime(DomainDispatcherApplication(create_backend_app))
+    app = OneAtATime(AwsChecks(DomainDispatcherApplication(create_backend_app)))
     run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
 
 

@@ -199,8 +199,12 @@ enum TenantCommand {
         #[arg(long)]
         daily_requests: Option<u64>,
         /// The S3 bucket export-logs delivers the tenant's payload records to.
-        #[arg(long)]
+        #[arg(long, requires = "export_account")]
         export_bucket: Option<String>,
+        /// The AWS account that owns the export bucket (and the export role): every write
+        /// names it as the bucket's expected owner.
+        #[arg(long, requires = "export_bucket")]
+        export_account: Option<String>,
         /// Key prefix in the export bucket (for example `promptseal/`).
         #[arg(long, requires = "export_bucket", default_value = "")]
         export_prefix: String,
@@ -420,6 +424,7 @@ async fn tenant(cmd: TenantCommand, registry: &TenantRegistry, out: &Output) -> 
             export_prefix,
             export_kms_key,
             export_role,
+            export_account,
             preview,
         } => {
             let spec = TenantSpec {
@@ -436,8 +441,10 @@ async fn tenant(cmd: TenantCommand, registry: &TenantRegistry, out: &Output) -> 
                 export: export_bucket.map(|bucket| ExportDestination {
                     bucket,
                     prefix: export_prefix,
+                    account_id: export_account.unwrap_or_default(),
                     kms_key_id: export_kms_key,
                     role_arn: export_role,
+                    external_id: None,
                 }),
                 preview,
             };

@@ -299,12 +299,17 @@ fn export(e: Option<&ExportDestination>) -> String {
     let Some(e) = e else {
         return "-".into();
     };
-    let mut out = format!("s3://{}/{}", e.bucket, e.prefix);
+    let mut out = format!("s3://{}/{} (account {})", e.bucket, e.prefix, e.account_id);
     if let Some(key) = &e.kms_key_id {
         out.push_str(&format!(" (SSE-KMS {key})"));
     }
     if let Some(role) = &e.role_arn {
         out.push_str(&format!(" via {role}"));
+    }
+    if let Some(id) = &e.external_id {
+        out.push_str(&format!(
+            "; external id {id} (the role's trust policy must require it)"
+        ));
     }
     out
 }

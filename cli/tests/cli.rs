@@ -515,10 +515,16 @@ async fn tenants_are_managed_and_usage_is_shown() {
 
 #[test]
 fn usage_errors_exit_with_code_2() {
-    let out = Command::new(env!("CARGO_BIN_EXE_promptseal"))
-        .args(["template", "frobnicate"])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    for args in [
+        &["template", "frobnicate"][..],
+        // An export bucket is always named with the account that owns it.
+        &["tenant", "put", "acme", "--export-bucket", "acme-logs"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_promptseal"))
+            .args(args)
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
 }

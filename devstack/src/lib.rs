@@ -25,6 +25,8 @@ use serde_yaml_ng::Value;
 pub const REGION: &str = "us-east-1";
 /// Emulator credentials: any value works, but the SDK needs some.
 const ACCESS_KEY: &str = "test";
+/// The AWS account the emulator acts as for the stack's credentials (moto's default).
+pub const ACCOUNT_ID: &str = "123456789012";
 const SECRET_KEY: &str = "test";
 
 /// The processes of a running local stack. Dropping it stops them.

@@ -388,6 +388,8 @@ pub fn run(root: &Path) -> Result<()> {
             &[
                 "--export-bucket",
                 "acme-payload-logs",
+                "--export-account",
+                promptseal_devstack::ACCOUNT_ID,
                 "--export-prefix",
                 "promptseal/",
             ],

@@ -106,8 +106,10 @@ fn benches(c: &mut Criterion) {
     let dest = ExportDestination {
         bucket: "acme-logs".into(),
         prefix: "promptseal/".into(),
+        account_id: "123456789012".into(),
         kms_key_id: None,
         role_arn: None,
+        external_id: None,
     };
     let window = Window {
         from: "2026-11-22T09:00:00.000000Z".into(),

@@ -269,12 +269,14 @@ impl Exporter {
     pub async fn s3_for(&self, dest: &ExportDestination) -> aws_sdk_s3::Client {
         let mut config = aws_sdk_s3::config::Builder::from(&self.sdk);
         if let Some(role) = &dest.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
                 .session_name("promptseal-export-logs")
-                .configure(&self.sdk)
-                .build()
-                .await;
-            config = config.credentials_provider(provider);
+                .configure(&self.sdk);
+            // The tenant's own external id: a role registered for another tenant refuses it.
+            if let Some(id) = &dest.external_id {
+                provider = provider.external_id(id);
+            }
+            config = config.credentials_provider(provider.build().await);
         }
         aws_sdk_s3::Client::from_conf(config.build())
     }
@@ -324,6 +326,7 @@ impl Exporter {
         let mut req = s3
             .put_object()
             .bucket(&dest.bucket)
+            .expected_bucket_owner(&dest.account_id)
             .key(key)
             .content_type(content_type)
             .body(ByteStream::from(bytes));
@@ -445,8 +448,10 @@ mod tests {
         ExportDestination {
             bucket: "acme-logs".into(),
             prefix: "promptseal/".into(),
+            account_id: "123456789012".into(),
             kms_key_id: None,
             role_arn: None,
+            external_id: None,
         }
     }
 

@@ -76,8 +76,10 @@ impl World {
         ExportDestination {
             bucket: self.bucket.clone(),
             prefix: format!("exports/{tenant}-"),
+            account_id: promptseal_devstack::ACCOUNT_ID.into(),
             kms_key_id: None,
             role_arn: None,
+            external_id: None,
         }
     }
 
@@ -421,14 +423,93 @@ async fn an_on_demand_export_writes_the_window_asked_for_and_keeps_the_watermark
     }
 }
 
+/// The tenant's account, as the emulator knows it: a session there, and a bucket and a role made
+/// with it.
+struct TenantAccount {
+    config: aws_config::SdkConfig,
+}
+
+const TENANT_ACCOUNT: &str = "210987654321";
+
+impl TenantAccount {
+    async fn new() -> Self {
+        let ours = promptseal_devstack::emulator_config(&promptseal_devstack::endpoint_from_env(
+            "AWS_ENDPOINT_URL",
+        ))
+        .await;
+        let creds = aws_sdk_sts::Client::new(&ours)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{TENANT_ACCOUNT}:role/tenant-admin"))
+            .role_session_name("tenant-admin")
+            .send()
+            .await
+            .unwrap()
+            .credentials
+            .unwrap();
+        let config = ours
+            .into_builder()
+            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
+                aws_sdk_sts::config::Credentials::new(
+                    creds.access_key_id,
+                    creds.secret_access_key,
+                    Some(creds.session_token),
+                    None,
+                    "tenant-admin",
+                ),
+            ))
+            .build();
+        Self { config }
+    }
+
+    async fn bucket(&self) -> String {
+        let name = promptseal_devstack::unique_name("tenant-exports").to_lowercase();
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.config)
+                .force_path_style(true)
+                .build(),
+        )
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .unwrap();
+        name
+    }
+
+    /// A role the stack's account may assume only with `external_id`.
+    async fn export_role(&self, name: &str, external_id: &str) -> String {
+        let trust = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": { "AWS": format!("arn:aws:iam::{}:root", promptseal_devstack::ACCOUNT_ID) },
+                "Action": "sts:AssumeRole",
+                "Condition": { "StringEquals": { "sts:ExternalId": external_id } },
+            }],
+        });
+        aws_sdk_iam::Client::new(&self.config)
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .unwrap()
+            .role
+            .unwrap()
+            .arn
+    }
+}
+
+/// Delivery through a role in the tenant's account: assumed with the tenant's own external id
+/// and written with the tenant's account as the bucket's expected owner, encrypted with the
+/// tenant's key. Another tenant registered with the same role, or with the bucket under the
+/// wrong owner, gets nothing written anywhere, and does not hold up the others.
 #[tokio::test]
-async fn delivery_through_a_tenant_role_is_encrypted_with_the_tenants_key() {
+async fn delivery_through_a_tenant_role_needs_its_external_id_and_the_buckets_owner() {
     let world = World::new().await;
-    let config = promptseal_devstack::emulator_config(&promptseal_devstack::endpoint_from_env(
-        "AWS_ENDPOINT_URL",
-    ))
-    .await;
-    let key = aws_sdk_kms::Client::new(&config)
+    let tenant = TenantAccount::new().await;
+    let bucket = tenant.bucket().await;
+    let key = aws_sdk_kms::Client::new(&tenant.config)
         .create_key()
         .description("acme's export key")
         .send()
@@ -438,18 +519,73 @@ async fn delivery_through_a_tenant_role_is_encrypted_with_the_tenants_key() {
         .unwrap()
         .arn
         .unwrap();
-    let mut dest = world.destination("acme");
-    dest.kms_key_id = Some(key.clone());
-    dest.role_arn = Some("arn:aws:iam::210987654321:role/promptseal-export-acme".into());
-    world.tenant("acme", true, Some(dest)).await;
-    world.store("acme", &["a1"]).await;
-    let summary = handle(&world.deps, scheduled()).await.unwrap();
-    let manifest_key = summary.exports[0].manifest_key.clone().unwrap();
-    let head = world
-        .s3
+    let role_name = promptseal_devstack::unique_name("promptseal-export-acme");
+    let destination = |prefix: &str, role: Option<&str>, account: &str| ExportDestination {
+        bucket: bucket.clone(),
+        prefix: prefix.into(),
+        account_id: account.into(),
+        kms_key_id: Some(key.clone()),
+        role_arn: role.map(str::to_owned),
+        external_id: None,
+    };
+    let role_arn = format!("arn:aws:iam::{TENANT_ACCOUNT}:role/{role_name}");
+    world
+        .tenant(
+            "acme",
+            true,
+            Some(destination("acme/", Some(&role_arn), TENANT_ACCOUNT)),
+        )
+        .await;
+    let registered = world.deps.tenants.get("acme").await.unwrap().unwrap();
+    let external_id = registered.spec.export.unwrap().external_id.unwrap();
+    assert_eq!(tenant.export_role(&role_name, &external_id).await, role_arn);
+    // mallory names acme's role (its own external id differs); mixup names acme's bucket as if
+    // it were in the stack's own account.
+    world
+        .tenant(
+            "mallory",
+            true,
+            Some(destination("mallory/", Some(&role_arn), TENANT_ACCOUNT)),
+        )
+        .await;
+    world
+        .tenant(
+            "mixup",
+            true,
+            Some(destination("mixup/", None, promptseal_devstack::ACCOUNT_ID)),
+        )
+        .await;
+    for id in ["acme", "mallory", "mixup"] {
+        world.store(id, &[&format!("{id}-1")]).await;
+    }
+
+    let err = handle(&world.deps, scheduled()).await.unwrap_err();
+    assert_eq!(err.code(), "export_failed");
+    let tenant_s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&tenant.config)
+            .force_path_style(true)
+            .build(),
+    );
+    let keys: Vec<String> = tenant_s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert!(!keys.is_empty());
+    assert!(keys.iter().all(|k| k.starts_with("acme/")), "{keys:?}");
+    let part = keys
+        .iter()
+        .find(|k| k.ends_with("part-00000.jsonl.gz"))
+        .unwrap();
+    let head = tenant_s3
         .head_object()
-        .bucket(&world.bucket)
-        .key(manifest_key.replace("manifest.json", "part-00000.jsonl.gz"))
+        .bucket(&bucket)
+        .key(part)
         .send()
         .await
         .unwrap();
@@ -458,5 +594,38 @@ async fn delivery_through_a_tenant_role_is_encrypted_with_the_tenants_key() {
         Some("aws:kms")
     );
     assert_eq!(head.ssekms_key_id(), Some(key.as_str()));
-    assert_eq!(ids(&world.delivered("exports/acme-").await), ["a1"]);
+
+    // Each refusal is the one AWS makes: the role refuses mallory's external id, and S3 refuses
+    // a write whose expected owner is not the bucket's.
+    for (id, refusal) in [
+        ("mallory", "not authorized to perform sts:AssumeRole"),
+        ("mixup", "AccessDenied"),
+    ] {
+        let mut dest = world
+            .deps
+            .tenants
+            .get(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .export
+            .unwrap();
+        dest.kms_key_id = None;
+        let s3 = world.deps.exporter.s3_for(&dest).await;
+        let err = world
+            .deps
+            .exporter
+            .put(
+                &s3,
+                &dest,
+                &format!("{id}/probe"),
+                b"x".to_vec(),
+                "text/plain",
+            )
+            .await
+            .unwrap_err();
+        let chain = format!("{err:?}");
+        assert!(chain.contains(refusal), "{id}: {chain}");
+    }
 }
