@@ -18,6 +18,10 @@ pub struct Config {
     /// How old a record must be before a scheduled export takes it.
     pub settle: Duration,
     pub records_per_object: usize,
+    /// Uncompressed bytes at which an object is closed (what one object holds in memory).
+    pub max_object_bytes: usize,
+    /// Most objects one tenant's scheduled export writes in one run.
+    pub objects_per_run: usize,
 }
 
 impl Config {
@@ -36,16 +40,18 @@ impl Config {
             None => Ok(default),
             Some(v) => v.parse::<u64>().map_err(|_| ConfigError::Invalid(name)),
         };
-        let per_object = number("EXPORT_RECORDS_PER_OBJECT", 10_000)?;
-        if per_object == 0 {
-            return Err(ConfigError::Invalid("EXPORT_RECORDS_PER_OBJECT"));
-        }
+        let positive = |name: &'static str, default: u64| match number(name, default)? {
+            0 => Err(ConfigError::Invalid(name)),
+            n => usize::try_from(n).map_err(|_| ConfigError::Invalid(name)),
+        };
         Ok(Self {
             payload_records_table: required("PAYLOAD_RECORDS_TABLE")?,
             tenants_table: required("TENANTS_TABLE")?,
             export_state_table: required("EXPORT_STATE_TABLE")?,
             settle: Duration::from_secs(number("EXPORT_SETTLE_SECONDS", 60)?),
-            records_per_object: per_object as usize,
+            records_per_object: positive("EXPORT_RECORDS_PER_OBJECT", 10_000)?,
+            max_object_bytes: positive("EXPORT_MAX_OBJECT_BYTES", 64 * 1024 * 1024)?,
+            objects_per_run: positive("EXPORT_OBJECTS_PER_RUN", 20)?,
         })
     }
 }

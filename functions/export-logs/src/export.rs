@@ -109,100 +109,180 @@ pub fn export_prefix(
 
 /// Records as gzipped JSON Lines, one record per line.
 pub fn encode<'a>(records: impl IntoIterator<Item = &'a StoredRecord>) -> Vec<u8> {
-    // Lines are serialised into a buffer first: the encoder works per write call, and
-    // serde_json writes a record in many small pieces.
-    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-    let mut lines = Vec::with_capacity(64 * 1024);
+    let mut object = ObjectBuilder::default();
     for stored in records {
-        serde_json::to_writer(&mut lines, &stored.record).expect("records always serialise");
-        lines.push(b'\n');
-        if lines.len() >= 60 * 1024 {
-            gz.write_all(&lines).expect("writing to memory cannot fail");
-            lines.clear();
+        object.push(stored);
+    }
+    object.finish()
+}
+
+/// One object being filled: records serialised as lines into a buffer, compressed 60 KiB at a
+/// time (the encoder works per write call, and serde_json writes a record in many small pieces).
+struct ObjectBuilder {
+    gz: GzEncoder<Vec<u8>>,
+    lines: Vec<u8>,
+    records: usize,
+    /// Uncompressed bytes so far.
+    bytes: usize,
+}
+
+impl Default for ObjectBuilder {
+    fn default() -> Self {
+        Self {
+            gz: GzEncoder::new(Vec::new(), Compression::fast()),
+            lines: Vec::with_capacity(64 * 1024),
+            records: 0,
+            bytes: 0,
         }
     }
-    gz.write_all(&lines).expect("writing to memory cannot fail");
-    gz.finish().expect("writing to memory cannot fail")
+}
+
+impl ObjectBuilder {
+    fn push(&mut self, stored: &StoredRecord) {
+        let before = self.lines.len();
+        serde_json::to_writer(&mut self.lines, &stored.record).expect("records always serialise");
+        self.lines.push(b'\n');
+        self.bytes += self.lines.len() - before;
+        self.records += 1;
+        if self.lines.len() >= 60 * 1024 {
+            self.gz
+                .write_all(&self.lines)
+                .expect("writing to memory cannot fail");
+            self.lines.clear();
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.gz
+            .write_all(&self.lines)
+            .expect("writing to memory cannot fail");
+        self.gz.finish().expect("writing to memory cannot fail")
+    }
+}
+
+/// How big one object may grow: it is closed at whichever limit comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLimits {
+    pub records: usize,
+    /// Uncompressed JSON Lines bytes.
+    pub bytes: usize,
+}
+
+/// The default byte limit of one object (uncompressed): what export-logs holds in memory.
+pub const DEFAULT_OBJECT_BYTES: usize = 64 * 1024 * 1024;
+
+/// How far an export has got: the objects written and the position of the last record in them.
+/// A scheduled export saves it after every object, so a run that stops (out of its budget, or
+/// dead) continues from its last object with the same keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub objects: Vec<ManifestObject>,
+    pub record_count: usize,
+    pub first_record_time: Option<String>,
+    pub last_record_time: Option<String>,
+    /// `position` of the last record written.
+    pub after: Option<String>,
 }
 
 /// Builds an export object by object: records go in in the order they were stored, full objects
-/// come out, and the manifest at the end describes them all. Memory holds one object's records.
+/// come out, and the manifest at the end describes them all. Memory holds one object, compressed
+/// as it fills.
 pub struct ExportWriter {
     base: String,
-    per_object: usize,
-    pending: Vec<StoredRecord>,
-    manifest: Manifest,
+    limits: ObjectLimits,
+    open: Option<ObjectBuilder>,
+    /// The progress including the open object's records.
+    next: Progress,
+    /// The progress up to the last object handed out.
+    done: Progress,
+    tenant_id: String,
+    kind: ExportKind,
+    window: Window,
 }
 
 impl ExportWriter {
+    /// A writer that continues `progress` (empty for a new export).
     pub fn new(
         dest: &ExportDestination,
         tenant_id: &str,
         kind: ExportKind,
         window: &Window,
-        per_object: usize,
+        limits: ObjectLimits,
+        progress: Progress,
     ) -> Self {
         Self {
             base: export_prefix(dest, tenant_id, kind, window),
-            per_object: per_object.max(1),
-            pending: Vec::new(),
-            manifest: Manifest {
-                schema_version: SCHEMA_VERSION,
-                tenant_id: tenant_id.to_owned(),
-                kind,
-                window: window.clone(),
-                record_count: 0,
-                first_record_time: None,
-                last_record_time: None,
-                objects: Vec::new(),
+            limits: ObjectLimits {
+                records: limits.records.max(1),
+                bytes: limits.bytes.max(1),
             },
+            open: None,
+            next: progress.clone(),
+            done: progress,
+            tenant_id: tenant_id.to_owned(),
+            kind,
+            window: window.clone(),
         }
     }
 
-    /// Takes records; returns the objects that are now full.
-    pub fn push(&mut self, records: Vec<StoredRecord>) -> Vec<EncodedObject> {
-        self.pending.extend(records);
-        let mut full = Vec::new();
-        while self.pending.len() >= self.per_object {
-            let rest = self.pending.split_off(self.per_object);
-            let chunk = std::mem::replace(&mut self.pending, rest);
-            full.push(self.object(&chunk));
+    /// Takes one record; returns the object it filled, if it did.
+    pub fn push(&mut self, stored: &StoredRecord) -> Option<EncodedObject> {
+        let time = &stored.record.time;
+        let next = &mut self.next;
+        if next.first_record_time.as_ref().is_none_or(|t| time < t) {
+            next.first_record_time = Some(time.clone());
         }
-        full
+        if next.last_record_time.as_ref().is_none_or(|t| time > t) {
+            next.last_record_time = Some(time.clone());
+        }
+        next.after = Some(stored.position.clone());
+        let open = self.open.get_or_insert_with(ObjectBuilder::default);
+        open.push(stored);
+        (open.records >= self.limits.records || open.bytes >= self.limits.bytes)
+            .then(|| self.close())
+            .flatten()
+    }
+
+    /// Everything written up to the last object handed out: what to save once it is stored.
+    pub fn progress(&self) -> &Progress {
+        &self.done
+    }
+
+    fn close(&mut self) -> Option<EncodedObject> {
+        let object = self.open.take()?;
+        let records = object.records;
+        let bytes = object.finish();
+        let key = format!("{}part-{:05}.jsonl.gz", self.base, self.next.objects.len());
+        self.next.record_count += records;
+        self.next.objects.push(ManifestObject {
+            key: key.clone(),
+            records,
+            bytes: bytes.len(),
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        });
+        self.done = self.next.clone();
+        Some(EncodedObject {
+            key,
+            bytes,
+            records,
+        })
     }
 
     /// The last, partly filled object (if any), then the manifest's key and the manifest.
     pub fn finish(mut self) -> (Option<EncodedObject>, String, Manifest) {
-        let pending = std::mem::take(&mut self.pending);
-        let last = (!pending.is_empty()).then(|| self.object(&pending));
-        (last, format!("{}manifest.json", self.base), self.manifest)
-    }
-
-    fn object(&mut self, chunk: &[StoredRecord]) -> EncodedObject {
-        let m = &mut self.manifest;
-        for stored in chunk {
-            let time = &stored.record.time;
-            if m.first_record_time.as_ref().is_none_or(|t| time < t) {
-                m.first_record_time = Some(time.clone());
-            }
-            if m.last_record_time.as_ref().is_none_or(|t| time > t) {
-                m.last_record_time = Some(time.clone());
-            }
-        }
-        let bytes = encode(chunk);
-        let key = format!("{}part-{:05}.jsonl.gz", self.base, m.objects.len());
-        m.record_count += chunk.len();
-        m.objects.push(ManifestObject {
-            key: key.clone(),
-            records: chunk.len(),
-            bytes: bytes.len(),
-            sha256: hex::encode(Sha256::digest(&bytes)),
-        });
-        EncodedObject {
-            key,
-            bytes,
-            records: chunk.len(),
-        }
+        let last = self.close();
+        let p = self.next;
+        let manifest = Manifest {
+            schema_version: SCHEMA_VERSION,
+            tenant_id: self.tenant_id,
+            kind: self.kind,
+            window: self.window,
+            record_count: p.record_count,
+            first_record_time: p.first_record_time,
+            last_record_time: p.last_record_time,
+            objects: p.objects,
+        };
+        (last, format!("{}manifest.json", self.base), manifest)
     }
 }
 
@@ -215,8 +295,12 @@ pub fn prepare(
     records: Vec<StoredRecord>,
     per_object: usize,
 ) -> Prepared {
-    let mut writer = ExportWriter::new(dest, tenant_id, kind, window, per_object);
-    let mut objects = writer.push(records);
+    let limits = ObjectLimits {
+        records: per_object,
+        bytes: DEFAULT_OBJECT_BYTES,
+    };
+    let mut writer = ExportWriter::new(dest, tenant_id, kind, window, limits, Progress::default());
+    let mut objects: Vec<_> = records.iter().filter_map(|r| writer.push(r)).collect();
     let (last, manifest_key, manifest) = writer.finish();
     objects.extend(last);
     Prepared {
@@ -232,6 +316,8 @@ pub enum ExportError {
     Records(#[from] RecordError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("the export needs more objects than one run may write; ask for a smaller window")]
+    Unfinished,
     #[error("writing s3://{bucket}/{key} failed")]
     Put {
         bucket: String,
@@ -249,8 +335,17 @@ pub struct Delivered {
     pub window: Window,
     pub records: usize,
     pub objects: usize,
-    /// The manifest's key; none when the window held no record.
+    /// The manifest's key; none when the window held no record, or is not finished.
     pub manifest_key: Option<String>,
+    /// False when the run's budget ran out first: the next run goes on from the last object.
+    pub finished: bool,
+}
+
+/// How far one run took an export.
+enum Step {
+    Done(Delivered),
+    /// Out of this run's budget after these objects; the progress is saved.
+    Paused(Delivered),
 }
 
 /// Runs exports against the record store, the export state and S3.
@@ -261,7 +356,10 @@ pub struct Exporter {
     /// Records stored less than this long ago wait for the next run, so a write still in flight
     /// when the window closes is never skipped.
     pub settle: Duration,
-    pub per_object: usize,
+    pub limits: ObjectLimits,
+    /// Most objects one tenant's export writes in one run: a backlog bigger than a run takes
+    /// several runs, and the tenants after it still get theirs.
+    pub objects_per_run: usize,
 }
 
 impl Exporter {
@@ -282,16 +380,16 @@ impl Exporter {
     }
 
     /// The window of a tenant's next scheduled export, fixed (as pending) before anything is
-    /// written; the pending window of a run that did not finish, if there is one. None when
-    /// there is nothing new to export yet.
-    pub async fn plan(&self, tenant_id: &str) -> Result<Option<Window>, ExportError> {
+    /// written, with no progress; the pending window of a run that did not finish and its
+    /// progress, if there is one. None when there is nothing new to export yet.
+    pub async fn plan(&self, tenant_id: &str) -> Result<Option<(Window, Progress)>, ExportError> {
         let state = self.state.get(tenant_id).await?;
         let from = state
             .watermark
             .clone()
             .unwrap_or_else(|| BEGINNING.to_owned());
         if let Some(until) = state.pending_until {
-            return Ok(Some(Window { from, until }));
+            return Ok(Some((Window { from, until }, state.progress)));
         }
         let until = timestamp_micros(SystemTime::now() - self.settle);
         if until <= from {
@@ -307,12 +405,12 @@ impl Exporter {
         {
             // Another run fixed a window first: continue that one.
             let state = self.state.get(tenant_id).await?;
-            return Ok(state.pending_until.map(|until| Window {
-                from: state.watermark.unwrap_or_else(|| BEGINNING.to_owned()),
-                until,
+            return Ok(state.pending_until.map(|until| {
+                let from = state.watermark.unwrap_or_else(|| BEGINNING.to_owned());
+                (Window { from, until }, state.progress)
             }));
         }
-        Ok(Some(Window { from, until }))
+        Ok(Some((Window { from, until }, Progress::default())))
     }
 
     pub async fn put(
@@ -343,24 +441,30 @@ impl Exporter {
         Ok(())
     }
 
-    /// A tenant's scheduled export: plan, prepare, deliver, advance the watermark.
+    /// A tenant's scheduled export: plan, deliver up to this run's budget (saving the progress
+    /// after every object), and once the window is done, the manifest and the watermark.
     pub async fn scheduled(
         &self,
         tenant_id: &str,
         dest: &ExportDestination,
     ) -> Result<Option<Delivered>, ExportError> {
-        let Some(window) = self.plan(tenant_id).await? else {
+        let Some((window, progress)) = self.plan(tenant_id).await? else {
             return Ok(None);
         };
-        let delivered = self
-            .export(tenant_id, dest, ExportKind::Scheduled, &window)
-            .await?;
-        self.state.commit(tenant_id, &window.until).await?;
-        Ok(Some(delivered))
+        match self
+            .run(tenant_id, dest, ExportKind::Scheduled, &window, progress)
+            .await?
+        {
+            Step::Done(delivered) => {
+                self.state.commit(tenant_id, &window.until).await?;
+                Ok(Some(delivered))
+            }
+            Step::Paused(delivered) => Ok(Some(delivered)),
+        }
     }
 
-    /// Exports `window`: the records page by page, each object written as soon as it is full,
-    /// then the manifest. An empty window writes nothing.
+    /// Exports `window` in one run (an export on request); refused when it needs more objects
+    /// than a run may write.
     pub async fn export(
         &self,
         tenant_id: &str,
@@ -368,14 +472,57 @@ impl Exporter {
         kind: ExportKind,
         window: &Window,
     ) -> Result<Delivered, ExportError> {
+        match self
+            .run(tenant_id, dest, kind, window, Progress::default())
+            .await?
+        {
+            Step::Done(delivered) => Ok(delivered),
+            Step::Paused(_) => Err(ExportError::Unfinished),
+        }
+    }
+
+    /// Goes on with `window` from `progress`: the records after it page by page, each object
+    /// written as soon as it is full (and, for a scheduled export, the progress saved), until
+    /// the window is done (then the manifest) or the run's object budget is spent.
+    async fn run(
+        &self,
+        tenant_id: &str,
+        dest: &ExportDestination,
+        kind: ExportKind,
+        window: &Window,
+        progress: Progress,
+    ) -> Result<Step, ExportError> {
         let s3 = self.s3_for(dest).await;
-        let mut writer = ExportWriter::new(dest, tenant_id, kind, window, self.per_object);
-        let mut pages = self
-            .records
-            .stored_between(tenant_id, &window.from, &window.until);
+        let after = progress.after.clone();
+        let mut writer = ExportWriter::new(dest, tenant_id, kind, window, self.limits, progress);
+        let from = after.as_deref().unwrap_or(&window.from);
+        let mut pages = self.records.stored_between(tenant_id, from, &window.until);
+        let mut written = 0;
         while let Some(page) = pages.next().await {
-            for object in writer.push(page?) {
+            // BETWEEN includes its start: the record the progress ends with is already out.
+            for stored in page?.iter().filter(|r| Some(&r.position) != after.as_ref()) {
+                let Some(object) = writer.push(stored) else {
+                    continue;
+                };
                 self.put_object(&s3, dest, object).await?;
+                written += 1;
+                if kind == ExportKind::Scheduled {
+                    self.state
+                        .checkpoint(tenant_id, &window.until, writer.progress())
+                        .await?;
+                }
+                if written >= self.objects_per_run {
+                    let done = writer.progress();
+                    return Ok(Step::Paused(Delivered {
+                        tenant_id: tenant_id.to_owned(),
+                        kind,
+                        window: window.clone(),
+                        records: done.record_count,
+                        objects: done.objects.len(),
+                        manifest_key: None,
+                        finished: false,
+                    }));
+                }
             }
         }
         let (last, manifest_key, manifest) = writer.finish();
@@ -389,13 +536,14 @@ impl Exporter {
             records: manifest.record_count,
             objects: manifest.objects.len(),
             manifest_key: (manifest.record_count > 0).then(|| manifest_key.clone()),
+            finished: true,
         };
         if manifest.record_count > 0 {
             let json = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
             self.put(&s3, dest, &manifest_key, json, "application/json")
                 .await?;
         }
-        Ok(delivered)
+        Ok(Step::Done(delivered))
     }
 
     pub async fn put_object(
@@ -529,7 +677,7 @@ mod tests {
     }
 
     #[test]
-    fn pages_of_any_size_make_the_same_objects() {
+    fn a_writer_continued_from_its_progress_makes_the_same_objects() {
         let records: Vec<_> = (0..7).map(stored).collect();
         let whole = prepare(
             &dest(),
@@ -539,12 +687,36 @@ mod tests {
             records.clone(),
             3,
         );
-        let mut writer = ExportWriter::new(&dest(), "acme", ExportKind::Scheduled, &window(), 3);
-        let mut objects = Vec::new();
-        for page in [&records[..1], &records[1..5], &records[5..5], &records[5..]] {
-            objects.extend(writer.push(page.to_vec()));
-        }
-        let (last, manifest_key, manifest) = writer.finish();
+        let limits = ObjectLimits {
+            records: 3,
+            bytes: DEFAULT_OBJECT_BYTES,
+        };
+        let writer = |progress| {
+            ExportWriter::new(
+                &dest(),
+                "acme",
+                ExportKind::Scheduled,
+                &window(),
+                limits,
+                progress,
+            )
+        };
+        // A run that stops after its first object...
+        let mut first = writer(Progress::default());
+        let mut objects: Vec<_> = records
+            .iter()
+            .filter_map(|r| first.push(r))
+            .take(1)
+            .collect();
+        let progress = first.progress().clone();
+        assert_eq!(
+            progress.after.as_deref(),
+            Some(records[2].position.as_str())
+        );
+        // ...and the next, from where it stopped.
+        let mut next = writer(progress);
+        objects.extend(records[3..].iter().filter_map(|r| next.push(r)));
+        let (last, manifest_key, manifest) = next.finish();
         objects.extend(last);
         assert_eq!(objects, whole.objects);
         assert_eq!(
@@ -554,6 +726,30 @@ mod tests {
         assert_eq!(
             objects.iter().map(|o| o.records).collect::<Vec<_>>(),
             [3, 3, 1]
+        );
+    }
+
+    #[test]
+    fn objects_are_closed_at_their_byte_limit() {
+        let records: Vec<_> = (0..6).map(stored).collect();
+        let line = serde_json::to_vec(&records[0].record).unwrap().len() + 1;
+        let limits = ObjectLimits {
+            records: 1000,
+            bytes: 2 * line,
+        };
+        let mut writer = ExportWriter::new(
+            &dest(),
+            "acme",
+            ExportKind::Scheduled,
+            &window(),
+            limits,
+            Progress::default(),
+        );
+        let mut objects: Vec<_> = records.iter().filter_map(|r| writer.push(r)).collect();
+        objects.extend(writer.finish().0);
+        assert_eq!(
+            objects.iter().map(|o| o.records).collect::<Vec<_>>(),
+            [2, 2, 2]
         );
     }
 }

@@ -78,13 +78,19 @@ impl ExportLogsError {
             Self::NotExporting(_) => "not_exporting",
             Self::Failed(_) => "export_failed",
             Self::Tenants(_) => "tenants_unavailable",
+            Self::Export(ExportError::Unfinished) => "window_too_large",
             Self::Export(_) => "export_failed",
         }
     }
 
-    /// Whether running the event again could succeed: a store or a destination failed.
+    /// Whether running the event again could succeed: a store or a destination failed (not an
+    /// on-demand window too big for one run).
     pub fn retry_can_fix(&self) -> bool {
-        matches!(self, Self::Failed(_) | Self::Tenants(_) | Self::Export(_))
+        match self {
+            Self::Export(ExportError::Unfinished) => false,
+            Self::Failed(_) | Self::Tenants(_) | Self::Export(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -158,6 +164,7 @@ async fn scheduled(deps: &Deps) -> Result<Summary, ExportLogsError> {
                     tenant_id = %id,
                     records = delivered.records,
                     objects = delivered.objects,
+                    finished = delivered.finished,
                     "tenant export delivered"
                 );
                 summary.exports.push(delivered);

@@ -6,7 +6,7 @@ use promptseal::records::PayloadStore;
 use promptseal::tenants::TenantRegistry;
 
 use export_logs::config::Config;
-use export_logs::export::Exporter;
+use export_logs::export::{Exporter, ObjectLimits};
 use export_logs::handler::{self, Deps};
 use export_logs::state::ExportState;
 
@@ -23,7 +23,11 @@ async fn main() -> Result<(), Error> {
             state: ExportState::new(ddb, config.export_state_table),
             sdk,
             settle: config.settle,
-            per_object: config.records_per_object,
+            limits: ObjectLimits {
+                records: config.records_per_object,
+                bytes: config.max_object_bytes,
+            },
+            objects_per_run: config.objects_per_run,
         },
     };
     let deps = &deps;

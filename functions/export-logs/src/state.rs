@@ -1,20 +1,27 @@
 //! Each tenant's export progress (pk `tenant_id`): the watermark (records stored before it have
-//! been delivered) and, while a run is under way, the end of its window (`pending_until`), fixed
-//! before anything is written so that a repeated run repeats the same window.
+//! been delivered) and, while a window is under way, its end (`pending_until`), fixed before
+//! anything is written so that a repeated run repeats the same window, and how far it has got
+//! (`progress`: the objects written), saved after every object.
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use promptseal::dynamo::{self, DynamoError, s};
+use promptseal::dynamo::{self, DynamoError, MalformedItem, s};
+
+use crate::export::Progress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(transparent)]
     Dynamo(#[from] DynamoError),
+    #[error(transparent)]
+    Malformed(#[from] MalformedItem),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     pub watermark: Option<String>,
     pub pending_until: Option<String>,
+    /// How far the pending window has got.
+    pub progress: Progress,
 }
 
 #[derive(Clone)]
@@ -42,10 +49,39 @@ impl ExportState {
             .await
             .map_err(|e| DynamoError::new("GetItem", e))?;
         let item = out.item.unwrap_or_default();
+        let progress = match dynamo::opt_string(&item, "progress") {
+            None => Progress::default(),
+            Some(json) => serde_json::from_str(&json).map_err(|_| MalformedItem("progress"))?,
+        };
         Ok(State {
             watermark: dynamo::opt_string(&item, "watermark"),
             pending_until: dynamo::opt_string(&item, "pending_until"),
+            progress,
         })
+    }
+
+    /// Saves how far the pending window ending `until` has got. False when that window is no
+    /// longer pending (committed by a concurrent run).
+    pub async fn checkpoint(
+        &self,
+        tenant_id: &str,
+        until: &str,
+        progress: &Progress,
+    ) -> Result<bool, StateError> {
+        let json = serde_json::to_string(progress).expect("progress always serialises");
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .key("tenant_id", s(tenant_id))
+            .update_expression("SET progress = :progress, updated_at = :now")
+            .condition_expression("pending_until = :until")
+            .expression_attribute_values(":progress", s(json))
+            .expression_attribute_values(":until", s(until))
+            .expression_attribute_values(":now", s(dynamo::now_rfc3339()))
+            .send()
+            .await;
+        conditional(out)
     }
 
     /// Fixes a run's window end, if no run has fixed one and the watermark is still `watermark`.
@@ -83,7 +119,9 @@ impl ExportState {
             .update_item()
             .table_name(&self.table)
             .key("tenant_id", s(tenant_id))
-            .update_expression("SET watermark = :until, updated_at = :now REMOVE pending_until")
+            .update_expression(
+                "SET watermark = :until, updated_at = :now REMOVE pending_until, progress",
+            )
             .condition_expression("pending_until = :until")
             .expression_attribute_values(":until", s(until))
             .expression_attribute_values(":now", s(dynamo::now_rfc3339()))

@@ -6,7 +6,9 @@
 use std::io::Read;
 use std::time::{Duration, SystemTime};
 
-use export_logs::export::{ExportKind, Exporter, Manifest, prepare};
+use export_logs::export::{
+    DEFAULT_OBJECT_BYTES, ExportKind, Exporter, Manifest, ObjectLimits, prepare,
+};
 use export_logs::handler::{Deps, handle};
 use export_logs::state::ExportState;
 use promptseal::leak::{GuardAction, GuardReport};
@@ -66,7 +68,11 @@ impl World {
                 state: ExportState::new(ddb, resources.table("ExportStateTable")),
                 sdk: config,
                 settle: Duration::ZERO,
-                per_object: 2,
+                limits: ObjectLimits {
+                    records: 2,
+                    bytes: DEFAULT_OBJECT_BYTES,
+                },
+                objects_per_run: 100,
             },
         };
         Self { deps, s3, bucket }
@@ -268,6 +274,66 @@ async fn a_record_committed_after_its_window_closed_is_delivered_once_by_the_nex
     assert_eq!(again, Written::AlreadyStored);
 }
 
+/// A backlog bigger than one run's budget is delivered over several runs, each going on from the
+/// last object the one before saved, exactly once; another tenant's export completes in the
+/// first run all the same.
+#[tokio::test]
+async fn a_backlog_bigger_than_a_run_completes_over_several_runs_while_others_complete() {
+    let mut world = World::new().await;
+    world.deps.exporter.objects_per_run = 2;
+    for id in ["acme", "globex"] {
+        world.tenant(id, true, Some(world.destination(id))).await;
+    }
+    let backlog: Vec<String> = (0..11).map(|n| format!("a{n:02}")).collect();
+    world
+        .store(
+            "acme",
+            &backlog.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await;
+    world.store("globex", &["g1"]).await;
+
+    let mut runs = Vec::new();
+    loop {
+        let summary = handle(&world.deps, scheduled()).await.unwrap();
+        let acme = summary
+            .exports
+            .iter()
+            .find(|d| d.tenant_id == "acme")
+            .cloned();
+        if runs.is_empty() {
+            let globex = summary.exports.iter().find(|d| d.tenant_id == "globex");
+            assert!(
+                globex.is_some_and(|d| d.finished && d.records == 1),
+                "{summary:?}"
+            );
+        }
+        let Some(acme) = acme else { break };
+        runs.push((acme.objects, acme.finished));
+        if acme.finished {
+            break;
+        }
+        assert!(runs.len() < 10, "{runs:?}");
+    }
+    // Two objects per run, saved as they go; the third run writes the last two and the manifest.
+    assert_eq!(runs, [(2, false), (4, false), (6, true)]);
+    let delivered = world.delivered("exports/acme-").await;
+    assert_eq!(ids(&delivered), backlog);
+    assert_eq!(ids(&world.delivered("exports/globex-").await), ["g1"]);
+    // Nothing is written twice, and a later run has nothing more.
+    let listed = world
+        .s3
+        .list_objects_v2()
+        .bucket(&world.bucket)
+        .prefix("exports/acme-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), 7, "six objects and a manifest");
+    let after = handle(&world.deps, scheduled()).await.unwrap();
+    assert!(after.exports.iter().all(|d| d.records == 0));
+}
+
 /// How far a run gets before it dies.
 #[derive(Debug, Clone, Copy)]
 enum DiesAfter {
@@ -301,7 +367,7 @@ async fn a_run_that_dies_at_any_step_is_repeated_without_loss_or_duplicates() {
         // The dying run: it fixes its window, then writes what `export` would write for it,
         // up to the step it dies after.
         let exporter = &world.deps.exporter;
-        let window = exporter.plan(&tenant).await.unwrap().unwrap();
+        let (window, _) = exporter.plan(&tenant).await.unwrap().unwrap();
         let records = exporter
             .records
             .stored_between(&tenant, &window.from, &window.until)
