@@ -212,6 +212,16 @@ pub const RECORDED_INDEX: &str = "by_recorded";
 const FENCE: &str = "#export-fence";
 /// Attempts of a write whose time an export keeps closing.
 const FENCE_ATTEMPTS: usize = 3;
+/// Attempts of a write in all: concurrent writes of one tenant's records check the same fence
+/// item, and DynamoDB cancels a transaction that meets another on it (`TransactionConflict`).
+const WRITE_ATTEMPTS: u32 = 10;
+
+/// Waits before another attempt: exponential from 10 ms, with jitter, at most about 1.3 s.
+async fn backoff(attempt: u32) {
+    let base = 10u64 << attempt.min(7);
+    let jitter = u64::from(crate::random_bytes::<1>()[0]) * base / 255;
+    tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter / 2)).await;
+}
 /// The DynamoDB operation timeout (retries included) of the functions that write records: well
 /// below export-logs' settle time (60 s), so a write stamped before a window closes almost
 /// always commits before it does; the export fence takes care of the rest.
@@ -250,7 +260,8 @@ impl PayloadStore {
         let body = compress(record)?;
         let expires_at = unix_secs(SystemTime::now()) + u64::from(retention_days) * 86_400;
         let mut time = timestamp_micros(stamped);
-        for _ in 0..FENCE_ATTEMPTS {
+        let mut fenced_again = 0;
+        for attempt in 0..WRITE_ATTEMPTS {
             let recorded = format!("{time}#{}", record.model_request_id);
             let fence = ConditionCheck::builder()
                 .table_name(&self.table)
@@ -286,26 +297,38 @@ impl PayloadStore {
             let Err(e) = out else {
                 return Ok(Written::Stored);
             };
-            let reason = |i: usize| match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                    .cancellation_reasons()
-                    .get(i)
-                    .filter(|r| r.code() == Some("ConditionalCheckFailed")),
-                _ => None,
+            let reasons = match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons()
+                }
+                _ => return Err(DynamoError::new("TransactWriteItems", e).into()),
             };
-            if reason(1).is_some() {
+            let code = |i: usize| reasons.get(i).and_then(|r| r.code());
+            if code(1) == Some("ConditionalCheckFailed") {
                 return Ok(Written::AlreadyStored);
             }
-            let Some(fenced) = reason(0) else {
+            if code(0) == Some("ConditionalCheckFailed") {
+                // An export has closed this time: the record belongs after the fence (or now,
+                // on a clock that is ahead of it).
+                fenced_again += 1;
+                if fenced_again >= FENCE_ATTEMPTS {
+                    return Err(RecordError::Fenced);
+                }
+                let now = timestamp_micros(SystemTime::now());
+                time = reasons[0]
+                    .item()
+                    .and_then(|item| dynamo::opt_string(item, "closed_until"))
+                    .map_or(now.clone(), |closed| closed.max(now));
+                continue;
+            }
+            if !reasons
+                .iter()
+                .any(|r| r.code() == Some("TransactionConflict"))
+            {
                 return Err(DynamoError::new("TransactWriteItems", e).into());
-            };
-            // An export has closed this time: the record belongs after the fence (or now, on a
-            // clock that is ahead of it).
-            let now = timestamp_micros(SystemTime::now());
-            time = fenced
-                .item()
-                .and_then(|item| dynamo::opt_string(item, "closed_until"))
-                .map_or(now.clone(), |closed| closed.max(now));
+            }
+            // Another writer's transaction (or an export closing a window) holds the fence.
+            backoff(attempt).await;
         }
         Err(RecordError::Fenced)
     }
@@ -329,6 +352,7 @@ impl PayloadStore {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                // A writer's transaction holds the fence: a later run tries again.
                 _ => Err(DynamoError::new("UpdateItem", e).into()),
             },
         }

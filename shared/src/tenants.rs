@@ -105,7 +105,10 @@ pub enum TenantError {
     Retention,
     #[error("export bucket {0:?} is not a valid S3 bucket name")]
     ExportBucket(String),
-    #[error("export prefix must be at most 512 characters, without a leading '/' or '..'")]
+    #[error(
+        "export prefix must be empty or end with '/', at most 512 characters, without a leading \
+         '/' or '.' and '..' parts"
+    )]
     ExportPrefix,
     #[error("export role {0:?} must be an IAM role ARN in the export account")]
     ExportRole(String),
@@ -121,7 +124,7 @@ pub enum TenantError {
 
 impl TenantSpec {
     pub fn check(&self) -> Result<(), TenantError> {
-        if !is_id(&self.tenant_id) {
+        if !is_id(&self.tenant_id) || self.tenant_id.chars().all(|c| c == '.') {
             return Err(TenantError::InvalidId(self.tenant_id.clone()));
         }
         if let Some(bad) = self.templates.iter().find(|t| !is_id(t)) {
@@ -138,6 +141,23 @@ impl TenantSpec {
     }
 }
 
+/// Whether `arn` is an IAM role ARN (`arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`) in `account`.
+fn role_in_account(arn: &str, account: &str) -> bool {
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(
+        fields[..],
+        ["arn", partition, "iam", "", acct, resource]
+            if partition.starts_with("aws")
+                && acct == account
+                && resource.strip_prefix("role/").is_some_and(|name| {
+                    !name.is_empty()
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
+                })
+    )
+}
+
 impl ExportDestination {
     pub fn check(&self) -> Result<(), TenantError> {
         let b = &self.bucket;
@@ -149,16 +169,21 @@ impl ExportDestination {
         if !bucket_ok {
             return Err(TenantError::ExportBucket(b.clone()));
         }
+        // A prefix is a folder (`…/`) or nothing, so one tenant's keys never fall inside another
+        // tenant's prefix in a shared bucket.
         let p = &self.prefix;
-        if p.len() > 512 || p.starts_with('/') || p.split('/').any(|s| s == "..") {
+        if p.len() > 512
+            || p.starts_with('/')
+            || !(p.is_empty() || p.ends_with('/'))
+            || p.split('/').any(|s| s == ".." || s == ".")
+        {
             return Err(TenantError::ExportPrefix);
         }
         if !(self.account_id.len() == 12 && self.account_id.bytes().all(|c| c.is_ascii_digit())) {
             return Err(TenantError::ExportAccount(self.account_id.clone()));
         }
         if let Some(role) = &self.role_arn
-            && !(role.starts_with("arn:aws")
-                && role.contains(&format!(":iam::{}:role/", self.account_id)))
+            && !role_in_account(role, &self.account_id)
         {
             return Err(TenantError::ExportRole(role.clone()));
         }
@@ -239,16 +264,14 @@ impl TenantRegistry {
                 None => remove.push(attr),
             }
         }
-        // The external id is the tenant's for good once it has a destination: kept when the
-        // destination changes, so the role's trust policy keeps working.
+        // The external id is the tenant's for good once it has had a destination: kept when
+        // the destination changes or is removed, so the role's trust policy keeps working.
         if export.is_some() {
             set.push("export_external_id = if_not_exists(export_external_id, :xid)".to_owned());
             req = req.expression_attribute_values(
                 ":xid",
                 s(format!("promptseal-{}", crate::random_hex::<16>())),
             );
-        } else {
-            remove.push("export_external_id");
         }
         let mut expression = format!("SET {}", set.join(", "));
         if !remove.is_empty() {
@@ -420,11 +443,35 @@ mod tests {
             export("acme-logs", "/abs", None),
             Err(TenantError::ExportPrefix)
         ));
-        // The role must be in the export account: not a role of anyone else's.
-        assert!(matches!(
-            export("acme-logs", "", Some("arn:aws:iam::999999999999:role/x")),
-            Err(TenantError::ExportRole(_))
-        ));
+        // The role must be in the export account: not a role of anyone else's, however its
+        // path is written.
+        for role in [
+            "arn:aws:iam::999999999999:role/x",
+            "arn:aws:iam::999999999999:role/p:iam::123456789012:role/y",
+            "arn:aws:iam::123456789012:user/x",
+        ] {
+            assert!(
+                matches!(
+                    export("acme-logs", "", Some(role)),
+                    Err(TenantError::ExportRole(_))
+                ),
+                "{role}"
+            );
+        }
+        assert!(export("acme-logs", "", Some("arn:aws:iam::123456789012:role/a/b")).is_ok());
+        // A prefix is a folder, so no tenant's keys fall inside another's.
+        for prefix in ["ac", "a/./", "x/../"] {
+            assert!(
+                matches!(
+                    export("acme-logs", prefix, None),
+                    Err(TenantError::ExportPrefix)
+                ),
+                "{prefix}"
+            );
+        }
+        let mut dots = spec();
+        dots.tenant_id = "..".into();
+        assert!(matches!(dots.check(), Err(TenantError::InvalidId(_))));
         assert!(matches!(
             export("acme-logs", "a/../b", None),
             Err(TenantError::ExportPrefix)

@@ -318,6 +318,11 @@ pub enum ExportError {
     State(#[from] StateError),
     #[error("the export needs more objects than one run may write; ask for a smaller window")]
     Unfinished,
+    #[error(
+        "the destination was registered without its account (or its role without an external \
+         id): register it again with tenant put --export-account"
+    )]
+    IncompleteDestination,
     #[error("writing s3://{bucket}/{key} failed")]
     Put {
         bucket: String,
@@ -492,6 +497,11 @@ impl Exporter {
         window: &Window,
         progress: Progress,
     ) -> Result<Step, ExportError> {
+        // Never a write without the bucket's expected owner, nor a role without the tenant's
+        // external id (destinations registered by earlier releases have neither).
+        if dest.account_id.is_empty() || (dest.role_arn.is_some() && dest.external_id.is_none()) {
+            return Err(ExportError::IncompleteDestination);
+        }
         let s3 = self.s3_for(dest).await;
         let after = progress.after.clone();
         let mut writer = ExportWriter::new(dest, tenant_id, kind, window, self.limits, progress);
@@ -506,12 +516,13 @@ impl Exporter {
                 };
                 self.put_object(&s3, dest, object).await?;
                 written += 1;
-                if kind == ExportKind::Scheduled {
-                    self.state
+                // A concurrent run that has got further (or finished the window) stops this one.
+                let ahead = kind == ExportKind::Scheduled
+                    && !self
+                        .state
                         .checkpoint(tenant_id, &window.until, writer.progress())
                         .await?;
-                }
-                if written >= self.objects_per_run {
+                if ahead || written >= self.objects_per_run {
                     let done = writer.progress();
                     return Ok(Step::Paused(Delivered {
                         tenant_id: tenant_id.to_owned(),

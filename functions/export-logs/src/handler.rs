@@ -79,6 +79,7 @@ impl ExportLogsError {
             Self::Failed(_) => "export_failed",
             Self::Tenants(_) => "tenants_unavailable",
             Self::Export(ExportError::Unfinished) => "window_too_large",
+            Self::Export(ExportError::IncompleteDestination) => "destination_incomplete",
             Self::Export(_) => "export_failed",
         }
     }
@@ -87,7 +88,7 @@ impl ExportLogsError {
     /// on-demand window too big for one run).
     pub fn retry_can_fix(&self) -> bool {
         match self {
-            Self::Export(ExportError::Unfinished) => false,
+            Self::Export(ExportError::Unfinished | ExportError::IncompleteDestination) => false,
             Self::Failed(_) | Self::Tenants(_) | Self::Export(_) => true,
             _ => false,
         }

@@ -61,7 +61,8 @@ impl ExportState {
     }
 
     /// Saves how far the pending window ending `until` has got. False when that window is no
-    /// longer pending (committed by a concurrent run).
+    /// longer pending (committed by a concurrent run) or a concurrent run has saved as far or
+    /// further: progress only moves forward.
     pub async fn checkpoint(
         &self,
         tenant_id: &str,
@@ -74,9 +75,15 @@ impl ExportState {
             .update_item()
             .table_name(&self.table)
             .key("tenant_id", s(tenant_id))
-            .update_expression("SET progress = :progress, updated_at = :now")
-            .condition_expression("pending_until = :until")
+            .update_expression(
+                "SET progress = :progress, progress_objects = :objects, updated_at = :now",
+            )
+            .condition_expression(
+                "pending_until = :until AND \
+                 (attribute_not_exists(progress_objects) OR progress_objects < :objects)",
+            )
             .expression_attribute_values(":progress", s(json))
+            .expression_attribute_values(":objects", dynamo::n(progress.objects.len()))
             .expression_attribute_values(":until", s(until))
             .expression_attribute_values(":now", s(dynamo::now_rfc3339()))
             .send()
@@ -120,7 +127,8 @@ impl ExportState {
             .table_name(&self.table)
             .key("tenant_id", s(tenant_id))
             .update_expression(
-                "SET watermark = :until, updated_at = :now REMOVE pending_until, progress",
+                "SET watermark = :until, updated_at = :now \
+                 REMOVE pending_until, progress, progress_objects",
             )
             .condition_expression("pending_until = :until")
             .expression_attribute_values(":until", s(until))

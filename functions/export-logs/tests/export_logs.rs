@@ -81,7 +81,7 @@ impl World {
     fn destination(&self, tenant: &str) -> ExportDestination {
         ExportDestination {
             bucket: self.bucket.clone(),
-            prefix: format!("exports/{tenant}-"),
+            prefix: format!("exports/{tenant}/"),
             account_id: promptseal_devstack::ACCOUNT_ID.into(),
             kms_key_id: None,
             role_arn: None,
@@ -213,10 +213,10 @@ async fn scheduled_exports_deliver_each_opted_in_tenants_new_records_once() {
         (summary.exports[0].records, summary.exports[0].objects),
         (3, 2)
     );
-    let delivered = world.delivered("exports/acme-").await;
+    let delivered = world.delivered("exports/acme/").await;
     assert_eq!(ids(&delivered), ["a1", "a2", "a3"]);
     assert!(delivered.iter().all(|r| r.schema_version == SCHEMA_VERSION));
-    assert!(world.delivered("exports/initech-").await.is_empty());
+    assert!(world.delivered("exports/initech/").await.is_empty());
 
     // Nothing new: nothing written. Two new records: a second export with just them.
     let summary = handle(&world.deps, scheduled()).await.unwrap();
@@ -230,7 +230,7 @@ async fn scheduled_exports_deliver_each_opted_in_tenants_new_records_once() {
     let summary = handle(&world.deps, scheduled()).await.unwrap();
     assert_eq!(summary.exports[0].records, 2);
     assert_eq!(
-        ids(&world.delivered("exports/acme-").await),
+        ids(&world.delivered("exports/acme/").await),
         ["a1", "a2", "a3", "a4", "a5"]
     );
 }
@@ -262,7 +262,7 @@ async fn a_record_committed_after_its_window_closed_is_delivered_once_by_the_nex
     assert_eq!(second.exports[0].records, 1);
     let third = handle(&world.deps, scheduled()).await.unwrap();
     assert!(third.exports.iter().all(|d| d.records == 0));
-    assert_eq!(ids(&world.delivered("exports/acme-").await), ["a1", "late"]);
+    assert_eq!(ids(&world.delivered("exports/acme/").await), ["a1", "late"]);
     // Written again (a retried write), it is still one record.
     let again = world
         .deps
@@ -317,15 +317,15 @@ async fn a_backlog_bigger_than_a_run_completes_over_several_runs_while_others_co
     }
     // Two objects per run, saved as they go; the third run writes the last two and the manifest.
     assert_eq!(runs, [(2, false), (4, false), (6, true)]);
-    let delivered = world.delivered("exports/acme-").await;
+    let delivered = world.delivered("exports/acme/").await;
     assert_eq!(ids(&delivered), backlog);
-    assert_eq!(ids(&world.delivered("exports/globex-").await), ["g1"]);
+    assert_eq!(ids(&world.delivered("exports/globex/").await), ["g1"]);
     // Nothing is written twice, and a later run has nothing more.
     let listed = world
         .s3
         .list_objects_v2()
         .bucket(&world.bucket)
-        .prefix("exports/acme-")
+        .prefix("exports/acme/")
         .send()
         .await
         .unwrap();
@@ -450,9 +450,9 @@ async fn an_on_demand_export_writes_the_window_asked_for_and_keeps_the_watermark
     let key = summary.exports[0].manifest_key.clone().unwrap();
     assert_eq!(
         key,
-        "exports/acme-acme/on-demand/20200101T000000.000000Z_21000101T000000.000000Z/manifest.json"
+        "exports/acme/acme/on-demand/20200101T000000.000000Z_21000101T000000.000000Z/manifest.json"
     );
-    assert_eq!(ids(&world.delivered("exports/acme-").await), ["a1", "a2"]);
+    assert_eq!(ids(&world.delivered("exports/acme/").await), ["a1", "a2"]);
     let state = world.deps.exporter.state.get("acme").await.unwrap();
     assert_eq!(
         state.watermark, None,

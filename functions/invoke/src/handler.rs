@@ -167,7 +167,9 @@ async fn invoke(
     outcome.logging_check_age = Some(deps.guard.check().await?);
 
     // The day's request is reserved atomically before the model is called, so concurrent
-    // instances never pass the tenant's daily request limit; given back if no model answers.
+    // instances never pass the tenant's daily request limit; given back only when the model
+    // certainly did no work for it (not after a timeout or a failure mid-call: Bedrock may have
+    // answered, and a caller could otherwise run past its limit on calls that time out).
     if !deps
         .usage
         .reserve(&who.tenant_id, &day, tenant.spec.quotas)
@@ -185,6 +187,7 @@ async fn invoke(
         prompt,
     } = match answer {
         Ok(answer) => answer,
+        Err(e @ (InvokeError::ModelTimeout | InvokeError::Model(_))) => return Err(e),
         Err(e) => {
             if let Err(release) = deps.usage.release(&who.tenant_id, &day).await {
                 let release = InvokeError::from(release);

@@ -438,6 +438,42 @@ async fn concurrent_requests_at_the_daily_limit_never_pass_it() {
     assert_eq!(ledger[0].requests, 2);
 }
 
+/// A call that times out may still have been answered (and billed) by Bedrock: it keeps its
+/// place in the daily quota, or a caller could run past its limit on calls that time out. A
+/// call the model throttled did no work and gives its place back.
+#[tokio::test]
+async fn a_timed_out_call_counts_against_the_daily_quota_and_a_throttled_one_does_not() {
+    let world = World::new().await;
+    world.seed(SYSTEM).await;
+    let quotas = Quotas {
+        daily_tokens: None,
+        daily_requests: Some(2),
+    };
+    world
+        .tenants()
+        .put(&harness::tenant("acme", &["support-reply"], quotas))
+        .await
+        .unwrap();
+    let function = world.function(&[]);
+    // A short timeout for the slow call (the SDK's retries of a throttled call take longer).
+    let impatient = world.function(&[("MODEL_TIMEOUT_MS", "300")]);
+    let request = event("http-api-jwt");
+    world.set_model(Behaviour {
+        throttle: true,
+        ..Behaviour::default()
+    });
+    assert_eq!(function.invoke(&request).code(), "model_throttled");
+    world.set_model(Behaviour {
+        delay_ms: 1500,
+        ..Behaviour::default()
+    });
+    assert_eq!(impatient.invoke(&request).code(), "model_timeout");
+    world.set_model(Behaviour::default());
+    assert_eq!(function.invoke(&request).status, 200);
+    let refused = function.invoke(&request);
+    assert_eq!((refused.status, refused.code()), (429, "quota_exceeded"));
+}
+
 #[tokio::test]
 async fn model_failures_map_to_429_502_and_504() {
     let world = World::new().await;
