@@ -227,6 +227,15 @@ async fn backoff(attempt: u32) {
 /// always commits before it does; the export fence takes care of the rest.
 pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A DynamoDB client for a function that writes records: every operation, retries included,
+/// ends within [`WRITE_TIMEOUT`].
+pub fn writer_client(config: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::Client {
+    let timeout = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .operation_timeout(WRITE_TIMEOUT)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config.timeout_config(timeout).build())
+}
+
 impl PayloadStore {
     pub fn new(ddb: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self {

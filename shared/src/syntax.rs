@@ -259,7 +259,7 @@ fn rounds(
 /// bracket closes at its end.
 fn list_literal(expr: &str) -> Option<usize> {
     let inner = expr.strip_prefix('[')?.strip_suffix(']')?;
-    let (mut depth, mut quote, mut escaped) = (0i32, None, false);
+    let (mut depth, mut quote, mut escaped, mut commas) = (0i32, None, false, 0);
     for c in inner.chars() {
         match (quote, c) {
             (Some(_), _) if escaped => escaped = false,
@@ -274,33 +274,18 @@ fn list_literal(expr: &str) -> Option<usize> {
                     return None;
                 }
             }
-            _ => {}
-        }
-    }
-    (depth == 0 && quote.is_none()).then(|| top_level_items(inner))
-}
-
-/// The items of a list literal's inside: top-level commas, outside strings and brackets.
-fn top_level_items(items: &str) -> usize {
-    if items.trim().is_empty() {
-        return 0;
-    }
-    let (mut depth, mut quote, mut escaped, mut commas) = (0i32, None, false, 0);
-    for c in items.chars() {
-        match (quote, c) {
-            (Some(_), _) if escaped => escaped = false,
-            (Some(_), '\\') => escaped = true,
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '[' | '(' | '{') => depth += 1,
-            (None, ']' | ')' | '}') => depth -= 1,
             (None, ',') if depth == 0 => commas += 1,
             _ => {}
         }
     }
-    // A trailing comma ends the last item; it does not start one.
-    commas + usize::from(!items.trim_end().ends_with(','))
+    if depth != 0 || quote.is_some() {
+        return None;
+    }
+    // Items are separated by top-level commas; a trailing comma ends the last item.
+    Some(match inner.trim() {
+        "" => 0,
+        items => commas + usize::from(!items.ends_with(',')),
+    })
 }
 
 fn push_text<'a>(out: &mut Vec<Token<'a>>, text: &'a str) {

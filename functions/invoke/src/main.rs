@@ -24,15 +24,7 @@ async fn main() -> Result<(), Error> {
         "invoke configured"
     );
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(promptseal::records::WRITE_TIMEOUT)
-                    .build(),
-            )
-            .build(),
-    );
+    let ddb = promptseal::records::writer_client(aws_sdk_dynamodb::config::Builder::from(&sdk));
     let kms = aws_sdk_kms::Client::new(&sdk);
     let cache = CachePolicy {
         max_age: config.key_cache_max_age,

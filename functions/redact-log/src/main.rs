@@ -16,15 +16,7 @@ async fn main() -> Result<(), Error> {
     promptseal::telemetry::init(env!("CARGO_CRATE_NAME"));
     let config = Config::from_env()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(promptseal::records::WRITE_TIMEOUT)
-                    .build(),
-            )
-            .build(),
-    );
+    let ddb = promptseal::records::writer_client(aws_sdk_dynamodb::config::Builder::from(&sdk));
     let deps = Deps {
         records: PayloadStore::new(ddb.clone(), config.payload_records_table),
         tenants: TenantRegistry::new(ddb.clone(), config.tenants_table),
