@@ -379,19 +379,25 @@ async fn retired_and_draft_versions_are_refused_unless_the_tenant_previews_draft
     assert_eq!(world.model_requests().len(), 4);
 }
 
-#[tokio::test]
-async fn a_used_up_quota_is_429_with_retry_after() {
+/// The seeded world, with acme allowed `n` requests a day.
+async fn with_daily_requests(n: u64) -> World {
     let world = World::new().await;
     world.seed(SYSTEM).await;
     let quotas = Quotas {
         daily_tokens: None,
-        daily_requests: Some(1),
+        daily_requests: Some(n),
     };
     world
         .tenants()
         .put(&harness::tenant("acme", &["support-reply"], quotas))
         .await
         .unwrap();
+    world
+}
+
+#[tokio::test]
+async fn a_used_up_quota_is_429_with_retry_after() {
+    let world = with_daily_requests(1).await;
     let function = world.function(&[]);
     assert_eq!(function.invoke(&event("http-api-jwt")).status, 200);
     let refused = function.invoke(&event("http-api-jwt"));
@@ -405,17 +411,7 @@ async fn a_used_up_quota_is_429_with_retry_after() {
 /// reach the model (a check of totals before the call let all three through).
 #[tokio::test]
 async fn concurrent_requests_at_the_daily_limit_never_pass_it() {
-    let world = World::new().await;
-    world.seed(SYSTEM).await;
-    let quotas = Quotas {
-        daily_tokens: None,
-        daily_requests: Some(2),
-    };
-    world
-        .tenants()
-        .put(&harness::tenant("acme", &["support-reply"], quotas))
-        .await
-        .unwrap();
+    let world = with_daily_requests(2).await;
     // Slow answers keep every call in flight while the others check the quota.
     world.set_model(Behaviour {
         delay_ms: 800,
@@ -443,17 +439,7 @@ async fn concurrent_requests_at_the_daily_limit_never_pass_it() {
 /// call the model throttled did no work and gives its place back.
 #[tokio::test]
 async fn a_timed_out_call_counts_against_the_daily_quota_and_a_throttled_one_does_not() {
-    let world = World::new().await;
-    world.seed(SYSTEM).await;
-    let quotas = Quotas {
-        daily_tokens: None,
-        daily_requests: Some(2),
-    };
-    world
-        .tenants()
-        .put(&harness::tenant("acme", &["support-reply"], quotas))
-        .await
-        .unwrap();
+    let world = with_daily_requests(2).await;
     let function = world.function(&[]);
     // A short timeout for the slow call (the SDK's retries of a throttled call take longer).
     let impatient = world.function(&[("MODEL_TIMEOUT_MS", "300")]);
