@@ -271,20 +271,7 @@ impl Fingerprints {
         guard: LeakGuard,
         key: [u8; 16],
     ) -> Self {
-        let key = [
-            u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
-            u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
-        ];
-        let mut runs = Runs::new(key, guard.min_span);
-        for part in parts {
-            for piece in pieces(part) {
-                match piece {
-                    Piece::Text(text) => runs.text(&text),
-                    Piece::Tag => runs.end(),
-                }
-            }
-        }
-        Self::from_sets(guard, key, runs.finish())
+        Self::of_runs(parts.into_iter().flat_map(pieces), guard, key)
     }
 
     /// Fingerprints of ISV text as one request sent it to the model (its ISV blocks in order,
@@ -297,7 +284,15 @@ impl Fingerprints {
         pieces: impl IntoIterator<Item = Option<&'t str>>,
         guard: LeakGuard,
     ) -> Self {
-        let key: [u8; 16] = crate::random_bytes();
+        Self::of_runs(pieces, guard, crate::random_bytes())
+    }
+
+    /// Fingerprints of text pieces in reading order, `None` ending a run.
+    fn of_runs<S: AsRef<str>>(
+        pieces: impl IntoIterator<Item = Option<S>>,
+        guard: LeakGuard,
+        key: [u8; 16],
+    ) -> Self {
         let key = [
             u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
             u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
@@ -305,7 +300,7 @@ impl Fingerprints {
         let mut runs = Runs::new(key, guard.min_span);
         for piece in pieces {
             match piece {
-                Some(text) => runs.text(text),
+                Some(text) => runs.text(text.as_ref()),
                 None => runs.end(),
             }
         }
@@ -426,27 +421,21 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A piece of a template part as the model reads it: literal text, or the place of a tag (a
-/// value computed at render time, which ends a run).
-enum Piece<'a> {
-    Text(Cow<'a, str>),
-    Tag,
-}
-
-/// A template part's ISV text in order: the literal text between tags, and the string literals
+/// A template part's ISV text in the order the model reads it, `None` where a tag (a value
+/// computed at render time) ends a run: the literal text between tags, and the string literals
 /// inside tags (`{{ "…" }}`, `{% set x = "…" %}`, filter arguments, list items), which reach the
 /// model when rendered as much as text outside tags does. A tag's string literals are one run of
 /// their own (`"a " ~ "b"` renders as one).
-fn pieces(source: &str) -> Vec<Piece<'_>> {
+fn pieces(source: &str) -> Vec<Option<Cow<'_, str>>> {
     let mut out = Vec::new();
     for token in tokens(source) {
         match token {
-            Token::Text(text) => out.push(Piece::Text(text.into())),
+            Token::Text(text) => out.push(Some(text.into())),
             Token::Expression(tag) | Token::Statement(tag) => {
-                out.push(Piece::Tag);
+                out.push(None);
                 if !tag.strings.is_empty() {
-                    out.extend(tag.strings.into_iter().map(Piece::Text));
-                    out.push(Piece::Tag);
+                    out.extend(tag.strings.into_iter().map(Some));
+                    out.push(None);
                 }
             }
         }
