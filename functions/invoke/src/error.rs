@@ -86,67 +86,145 @@ pub enum InvokeError {
     FingerprintsUnreadable(#[source] FingerprintError),
 }
 
-impl InvokeError {
-    pub fn status(&self) -> StatusCode {
-        use InvokeError::*;
+/// The stable code clients and dashboards key on, one per kind of failure, and the HTTP status
+/// that goes with it. Every code the handler can return is a variant here, so the codes can be
+/// listed (`ErrorCode::VARIANTS`) and checked against openapi.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorCode {
+    Unauthenticated,
+    BodyTooLarge,
+    MalformedJson,
+    InvalidRequest,
+    TenantInBody,
+    MissingVariable,
+    UnknownVariable,
+    VariableTooLong,
+    InvalidInferenceSettings,
+    VariableNeeded,
+    UnknownTenant,
+    TenantSuspended,
+    TemplateNotAllowed,
+    TemplateNotFound,
+    VersionNotFound,
+    NoActiveVersion,
+    VersionRetired,
+    VersionDraft,
+    QuotaExceeded,
+    ModelThrottled,
+    InvocationLoggingEnabled,
+    LoggingCheckFailed,
+    KmsUnavailable,
+    TemplateIntegrity,
+    StoreUnavailable,
+    TemplateRenderFailed,
+    TooManyBlocks,
+    ModelError,
+    ModelTimeout,
+    OutputWithheld,
+    GuardrailIntervened,
+    FingerprintsMissing,
+    FingerprintsUnreadable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
         match self {
             Unauthenticated => StatusCode::UNAUTHORIZED,
-            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            MalformedJson | InvalidRequest(_) | TenantInBody | Variable(_)
-            | InvalidInference(_) | VariableNeeded => StatusCode::BAD_REQUEST,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            MalformedJson
+            | InvalidRequest
+            | TenantInBody
+            | MissingVariable
+            | UnknownVariable
+            | VariableTooLong
+            | InvalidInferenceSettings
+            | VariableNeeded => StatusCode::BAD_REQUEST,
             UnknownTenant | TenantSuspended | TemplateNotAllowed => StatusCode::FORBIDDEN,
             TemplateNotFound | VersionNotFound | NoActiveVersion | VersionRetired
             | VersionDraft => StatusCode::NOT_FOUND,
-            QuotaExceeded { .. } | ModelThrottled => StatusCode::TOO_MANY_REQUESTS,
-            LoggingGuard(_) | Kms(_) | Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            TemplateIntegrity(_)
-            | Render(_)
+            QuotaExceeded | ModelThrottled => StatusCode::TOO_MANY_REQUESTS,
+            InvocationLoggingEnabled | LoggingCheckFailed | KmsUnavailable | StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            TemplateIntegrity
+            | TemplateRenderFailed
             | TooManyBlocks
             | FingerprintsMissing
-            | FingerprintsUnreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            OutputWithheld | GuardrailIntervened(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Model(_) => StatusCode::BAD_GATEWAY,
+            | FingerprintsUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
+            OutputWithheld | GuardrailIntervened => StatusCode::UNPROCESSABLE_ENTITY,
+            ModelError => StatusCode::BAD_GATEWAY,
             ModelTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
-    /// The stable code clients and dashboards key on.
-    pub fn code(&self) -> &'static str {
+    /// Seconds a client should wait before retrying, for the codes where waiting helps; the
+    /// quota's wait is the time to its reset, which only the error knows.
+    pub fn retry_after_secs(self) -> Option<u64> {
+        use ErrorCode::*;
+        match self {
+            ModelThrottled => Some(1),
+            InvocationLoggingEnabled | LoggingCheckFailed | KmsUnavailable | StoreUnavailable => {
+                Some(5)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether responses with this code carry a Retry-After header.
+    pub fn sends_retry_after(self) -> bool {
+        self == Self::QuotaExceeded || self.retry_after_secs().is_some()
+    }
+}
+
+impl InvokeError {
+    pub fn status(&self) -> StatusCode {
+        self.code().status()
+    }
+
+    pub fn code(&self) -> ErrorCode {
         use InvokeError::*;
         match self {
-            Unauthenticated => "unauthenticated",
-            BodyTooLarge { .. } => "body_too_large",
-            MalformedJson => "malformed_json",
-            InvalidRequest(_) => "invalid_request",
-            TenantInBody => "tenant_in_body",
-            Variable(VariableError::Missing(_)) => "missing_variable",
-            Variable(VariableError::Unknown(_)) => "unknown_variable",
-            Variable(VariableError::TooLong { .. }) => "variable_too_long",
-            InvalidInference(_) => "invalid_inference_settings",
-            VariableNeeded => "variable_needed",
-            UnknownTenant => "unknown_tenant",
-            TenantSuspended => "tenant_suspended",
-            TemplateNotAllowed => "template_not_allowed",
-            TemplateNotFound => "template_not_found",
-            VersionNotFound => "version_not_found",
-            NoActiveVersion => "no_active_version",
-            VersionRetired => "version_retired",
-            VersionDraft => "version_draft",
-            QuotaExceeded { .. } => "quota_exceeded",
-            ModelThrottled => "model_throttled",
-            LoggingGuard(GuardError::TextLoggingEnabled { .. }) => "invocation_logging_enabled",
-            LoggingGuard(GuardError::CheckFailed(_)) => "logging_check_failed",
-            Kms(_) => "kms_unavailable",
-            TemplateIntegrity(_) => "template_integrity",
-            Store(_) => "store_unavailable",
-            Render(_) => "template_render_failed",
-            TooManyBlocks => "too_many_blocks",
-            Model(_) => "model_error",
-            ModelTimeout => "model_timeout",
-            OutputWithheld => "output_withheld",
-            GuardrailIntervened(_) => "guardrail_intervened",
-            FingerprintsMissing => "fingerprints_missing",
-            FingerprintsUnreadable(_) => "fingerprints_unreadable",
+            Unauthenticated => ErrorCode::Unauthenticated,
+            BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
+            MalformedJson => ErrorCode::MalformedJson,
+            InvalidRequest(_) => ErrorCode::InvalidRequest,
+            TenantInBody => ErrorCode::TenantInBody,
+            Variable(VariableError::Missing(_)) => ErrorCode::MissingVariable,
+            Variable(VariableError::Unknown(_)) => ErrorCode::UnknownVariable,
+            Variable(VariableError::TooLong { .. }) => ErrorCode::VariableTooLong,
+            InvalidInference(_) => ErrorCode::InvalidInferenceSettings,
+            VariableNeeded => ErrorCode::VariableNeeded,
+            UnknownTenant => ErrorCode::UnknownTenant,
+            TenantSuspended => ErrorCode::TenantSuspended,
+            TemplateNotAllowed => ErrorCode::TemplateNotAllowed,
+            TemplateNotFound => ErrorCode::TemplateNotFound,
+            VersionNotFound => ErrorCode::VersionNotFound,
+            NoActiveVersion => ErrorCode::NoActiveVersion,
+            VersionRetired => ErrorCode::VersionRetired,
+            VersionDraft => ErrorCode::VersionDraft,
+            QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            ModelThrottled => ErrorCode::ModelThrottled,
+            LoggingGuard(GuardError::TextLoggingEnabled { .. }) => {
+                ErrorCode::InvocationLoggingEnabled
+            }
+            LoggingGuard(GuardError::CheckFailed(_)) => ErrorCode::LoggingCheckFailed,
+            Kms(_) => ErrorCode::KmsUnavailable,
+            TemplateIntegrity(_) => ErrorCode::TemplateIntegrity,
+            Store(_) => ErrorCode::StoreUnavailable,
+            Render(_) => ErrorCode::TemplateRenderFailed,
+            TooManyBlocks => ErrorCode::TooManyBlocks,
+            Model(_) => ErrorCode::ModelError,
+            ModelTimeout => ErrorCode::ModelTimeout,
+            OutputWithheld => ErrorCode::OutputWithheld,
+            GuardrailIntervened(_) => ErrorCode::GuardrailIntervened,
+            FingerprintsMissing => ErrorCode::FingerprintsMissing,
+            FingerprintsUnreadable(_) => ErrorCode::FingerprintsUnreadable,
         }
     }
 
@@ -154,9 +232,7 @@ impl InvokeError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::QuotaExceeded { retry_after_secs } => Some(*retry_after_secs),
-            Self::ModelThrottled => Some(1),
-            Self::LoggingGuard(_) | Self::Kms(_) | Self::Store(_) => Some(5),
-            _ => None,
+            e => e.code().retry_after_secs(),
         }
     }
 
@@ -193,7 +269,7 @@ impl InvokeError {
 
     pub fn to_response(&self, request_id: &str) -> Response<Body> {
         let body = json!({
-            "error": { "code": self.code(), "message": self.public_message() },
+            "error": { "code": self.code().as_str(), "message": self.public_message() },
             "request_id": request_id,
         });
         let mut builder = Response::builder()
@@ -336,6 +412,7 @@ mod tests {
             };
             let v: serde_json::Value = serde_json::from_str(body).unwrap();
             assert_eq!(v["error"]["code"], code);
+            assert_eq!(e.code().as_str(), code);
             assert_eq!(v["request_id"], "req-1");
         }
         let quota = InvokeError::QuotaExceeded {

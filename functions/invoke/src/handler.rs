@@ -416,7 +416,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
         Some((id, v)) => (Some(id.as_str()), Some(*v)),
         None => (None, None),
     };
-    let code = error.map_or("ok", InvokeError::code);
+    let code = error.map_or("ok", |e| e.code().as_str());
     let status = error.map_or(200, |e| e.status().as_u16());
     let latency_ms = latency.as_secs_f64() * 1000.0;
     let guard_action = outcome.guard.as_ref().map(|g| g.action.as_str());
