@@ -17,6 +17,11 @@ pub struct Stack {
     pub resources: Resources,
 }
 
+/// The workspace root.
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 pub fn bedrock_endpoint() -> String {
     promptseal_devstack::endpoint_from_env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
 }
