@@ -63,8 +63,8 @@ async fn nothing_leaks_with_json_logs_at_trace() {
 /// The templates every tenant but umbrella may use; sweep-missing is never sealed.
 ///
 /// Tenants: acme is opted in to payload records and exports them; globex is not opted in;
-/// initech may make one request a day; umbrella may use no template; hooli is suspended; nobody is
-/// not registered.
+/// initech is opted in too and may make one request a day; umbrella may use no template; hooli is
+/// suspended; previewer may use drafts; nobody is not registered.
 const TEMPLATES: [&str; 6] = [
     "sweep-block",
     "sweep-redact",
@@ -73,6 +73,8 @@ const TEMPLATES: [&str; 6] = [
     "sweep-unreleased",
     "sweep-missing",
 ];
+/// The tenants with payload records, each exported to its own prefix of one bucket.
+const OPTED_IN: [&str; 2] = ["acme", "initech"];
 /// invoke's model timeout in the sweep (`MODEL_TIMEOUT_MS`), long enough for the SDK's retries of
 /// a throttled call; the slow model takes longer.
 const MODEL_TIMEOUT_MS: &str = "3000";
@@ -157,12 +159,16 @@ impl Sweep {
     /// The ISV's system text: a canary in its prose, one in an expression's string literal and one
     /// in a `set` statement's, each inside a run of words long enough to be fingerprinted.
     fn system_text(&mut self) -> String {
+        let start = self.isv("system text start");
         let system = self.isv("system text");
         let expression = self.isv("expression literal");
         let set = self.isv("set literal");
+        let comment = self.canary(Owner::Never, "template comment");
+        let branch = self.canary(Owner::Never, "branch never taken");
         format!(
-            "You are the support desk of Quillfeather Analytics, reference {system}, and you \
-             answer billing questions with care. Always open with \
+            "{start} You are the support desk of Quillfeather Analytics, reference {system}, and \
+             you answer billing questions with care.{{# {comment} is for maintainers #}} \
+             {{% if false %}}Unused wording {branch} here.{{% endif %}}Always open with \
              {{{{ \"the greeting Welcome to the {expression} premium desk of Quillfeather\" }}}}. \
              {{% set motto = \"Remember the motto quality answers for every {set} customer we \
              serve\" %}}{{{{ motto }}}}. You support {{{{ product }}}}."
@@ -173,8 +179,8 @@ impl Sweep {
     fn system_passage(&mut self) -> String {
         let system = self.isv("system text");
         format!(
-            "You are the support desk of Quillfeather Analytics, reference {system}, and you \
-             answer billing questions with care."
+            "You are the support desk of Quillfeather Analytics, reference {system}, and \
+             you answer billing questions with care."
         )
     }
 
@@ -225,8 +231,13 @@ impl Sweep {
             }
         };
         put(self.definition("sweep-block", LeakPolicy::Block), true).await;
-        // A draft: version 2 of sweep-block.
-        put(self.definition("sweep-block", LeakPolicy::Block), false).await;
+        // A draft, version 2 of sweep-block, with wording of its own: only previewer may use it.
+        let draft = self.isv("draft text");
+        let mut definition = self.definition("sweep-block", LeakPolicy::Block);
+        definition
+            .system
+            .push_str(&format!(" Draft wording {draft} for the coming release."));
+        put(definition, false).await;
         // Version 1 of sweep-redact retired, version 2 active.
         put(self.definition("sweep-redact", LeakPolicy::Redact), true).await;
         put(self.definition("sweep-redact", LeakPolicy::Redact), true).await;
@@ -266,8 +277,9 @@ impl Sweep {
                 },
                 &TEMPLATES[..],
             ),
-            ("umbrella", true, Quotas::default(), &[][..]),
-            ("hooli", true, Quotas::default(), &TEMPLATES[..]),
+            ("umbrella", false, Quotas::default(), &[][..]),
+            ("hooli", false, Quotas::default(), &TEMPLATES[..]),
+            ("previewer", false, Quotas::default(), &TEMPLATES[..]),
         ] {
             registry
                 .put(&TenantSpec {
@@ -278,15 +290,15 @@ impl Sweep {
                         retention_days: 7,
                     },
                     quotas,
-                    export: (id == "acme").then(|| ExportDestination {
+                    export: OPTED_IN.contains(&id).then(|| ExportDestination {
                         bucket: self.bucket.clone(),
-                        prefix: "acme/".into(),
+                        prefix: format!("{id}/"),
                         account_id: promptseal_devstack::ACCOUNT_ID.into(),
                         kms_key_id: None,
                         role_arn: None,
                         external_id: None,
                     }),
-                    preview: false,
+                    preview: id == "previewer",
                 })
                 .await
                 .unwrap();
@@ -328,6 +340,7 @@ impl Sweep {
     /// Keeps what a finished function wrote: stdout and stderr, EMF records included.
     fn keep_output(&mut self, running: Running) {
         let output = running.function.logs();
+        assert!(!output.is_empty(), "{} wrote nothing", running.name);
         let json_lines = output
             .lines()
             .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["level"].is_string()))
@@ -407,6 +420,18 @@ impl Sweep {
         self.expect(invoke, tenant, event, expected.0, expected.1);
     }
 
+    /// A request whose answer repeated the template: the leak guard redacted it.
+    fn redacted(&mut self, invoke: &Running, tenant: &str, body: Value) {
+        let answer = self.expect(
+            invoke,
+            tenant,
+            http_event(tenant, body.to_string()),
+            200,
+            "",
+        );
+        assert_eq!(answer["guard"]["action"], "redacted", "{answer}");
+    }
+
     async fn invoke(&mut self) {
         let invoke = self.start("invoke", &self.invoke_env());
 
@@ -432,15 +457,20 @@ impl Sweep {
             let body = self.extract(tenant, "sweep-block");
             self.request(&invoke, tenant, body, (422, "output_withheld"));
             let body = self.extract(tenant, "sweep-redact");
-            self.request(&invoke, tenant, body, (200, ""));
+            self.redacted(&invoke, tenant, body);
         }
         let passage = self.system_passage();
+        let message = self.isv("message text");
         let spaced: String = passage
             .chars()
             .filter(|c| !c.is_whitespace())
             .flat_map(|c| [c, ' '])
             .collect();
         let disguises = [
+            format!(
+                "My instructions say: Internal routing note {message} is for the assistant only \
+                 and must never be disclosed."
+            ),
             format!(
                 "Decode this: {}",
                 base64::engine::general_purpose::STANDARD.encode(&passage)
@@ -455,21 +485,17 @@ impl Sweep {
             let body = self.extract("acme", "sweep-block");
             self.request(&invoke, "acme", body, (422, "output_withheld"));
             let body = self.extract("acme", "sweep-redact");
-            let answer = self.expect(
-                &invoke,
-                "acme",
-                http_event("acme", body.to_string()),
-                200,
-                "",
-            );
-            assert!(
-                answer["output"]
-                    .as_str()
-                    .is_some_and(|o| o.contains(REDACTION_MARKER)),
-                "the disguised leak was redacted: {answer}"
-            );
+            self.redacted(&invoke, "acme", body);
         }
         self.set_model(Behaviour::default());
+
+        // A Lambda authorizer's tenant through the REST API; a draft for the tenant previewing.
+        let mut rest = fixture("invoke/rest-api-lambda-authorizer");
+        rest["body"] = json!(self.ask("globex", "sweep-block").to_string());
+        self.expect(&invoke, "globex", rest, 200, "");
+        let mut body = self.ask("previewer", "sweep-block");
+        body["version"] = json!(2);
+        self.request(&invoke, "previewer", body, (200, ""));
 
         self.bad_requests(&invoke);
         self.refusals(&invoke);
@@ -778,8 +804,12 @@ impl Sweep {
                 format!("the requestMetadata of model request {i}"),
                 metadata.to_string(),
             );
+            let tenant = metadata["tenant_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             self.evidence.add(
-                Audience::Model,
+                Audience::Model(tenant),
                 format!("model request {i}"),
                 request.to_string(),
             );
@@ -793,14 +823,17 @@ impl Sweep {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         self.evidence
-            .add_tables(&ddb, tables.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .add_tables(
+                &ddb,
+                tables.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                &OPTED_IN,
+            )
             .await;
         self.evidence
             .add_buckets(&self.s3, &[&self.bucket], |_, key| {
-                if key.starts_with("acme/") {
-                    Audience::Tenant("acme".into())
-                } else {
-                    Audience::Operations
+                match OPTED_IN.iter().find(|t| key.starts_with(&format!("{t}/"))) {
+                    Some(tenant) => Audience::Tenant((*tenant).to_owned()),
+                    None => Audience::Operations,
                 }
             })
             .await;
@@ -816,38 +849,64 @@ impl Sweep {
         );
 
         // The sweep saw what it must see: every ISV canary reached the model (the literals in
-        // tags included), and acme's text is in acme's records and export, decoded.
+        // tags and the draft for its previewer included), and each opted-in tenant's text is in
+        // its records and its export, decoded.
         for canary in self.canaries.iter().filter(|c| c.owner == Owner::Isv) {
+            let tenant = if canary.field == "draft text" {
+                "previewer"
+            } else {
+                "acme"
+            };
             assert!(
-                !self.evidence.sightings(canary, &Audience::Model).is_empty(),
+                !self
+                    .evidence
+                    .sightings(canary, &Audience::Model(tenant.into()))
+                    .is_empty(),
                 "{} never reached the model",
                 canary.label()
             );
         }
-        let acme = Audience::Tenant("acme".into());
-        for field in ["input value", "context text", "model reply"] {
-            let canary = Canary::new(Owner::Tenant("acme".into()), field);
-            let places = self.evidence.sightings(&canary, &acme);
+        for tenant in OPTED_IN {
+            let canary = Canary::new(Owner::Tenant(tenant.into()), "input value");
+            let places = self
+                .evidence
+                .sightings(&canary, &Audience::Tenant(tenant.into()));
             for store in ["PayloadRecordsTable", "s3://"] {
                 assert!(
                     places.iter().any(|p| p.contains(store)),
-                    "acme's {field} is in its {store}: {places:?}"
+                    "{tenant}'s input is in its {store}: {places:?}"
                 );
             }
         }
-        let records = self
-            .stack
-            .payload_records()
+        for field in ["context text", "model reply"] {
+            let canary = Canary::new(Owner::Tenant("acme".into()), field);
+            let places = self
+                .evidence
+                .sightings(&canary, &Audience::Tenant("acme".into()));
+            assert!(places.len() >= 2, "acme's {field} is stored: {places:?}");
+        }
+        let records = self.stack.payload_records();
+        let acme = records
             .stored_between("acme", "0", "9")
             .all()
             .await
             .unwrap();
         assert!(
-            records
-                .iter()
+            acme.iter()
                 .any(|r| r.record.output.contains(REDACTION_MARKER)),
             "a redacted leak was recorded"
         );
+        for tenant in ["globex", "previewer", "hooli", "umbrella", "nobody"] {
+            let stored = records
+                .stored_between(tenant, "0", "9")
+                .all()
+                .await
+                .unwrap();
+            assert!(
+                stored.is_empty(),
+                "{tenant} did not opt in, yet has records"
+            );
+        }
     }
 }
 

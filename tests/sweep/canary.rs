@@ -1,6 +1,7 @@
 //! Canaries and the search that finds them in any form a careless line of code could write them
-//! in: as they are, in any case, hex, base64 (either alphabet, at any byte alignment),
-//! JSON-escaped, URL-encoded, split across a line break, and inside gzip or base64 wrappers.
+//! in: as they are, in any case, hex, base64 (either alphabet, at any byte alignment), as a list
+//! of byte values, JSON-escaped (at any depth), URL-encoded, split across a line break, spaced or
+//! punctuated letter by letter, reversed, and inside gzip or base64 wrappers.
 
 use std::io::Read;
 
@@ -14,6 +15,9 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 pub enum Owner {
     Isv,
     Tenant(String),
+    /// ISV text no request may ever carry (a comment, a branch never taken): found anywhere,
+    /// even in the model's request, it is a leak.
+    Never,
 }
 
 /// A token planted in one field: a single word, so that prompt assembly, templating and the
@@ -32,6 +36,7 @@ impl Canary {
         let who = match &owner {
             Owner::Isv => "isv".to_owned(),
             Owner::Tenant(t) => format!("tenant:{t}"),
+            Owner::Never => "never".to_owned(),
         };
         let digest = fnv1a(format!("{who}/{field}").as_bytes());
         Self {
@@ -45,6 +50,7 @@ impl Canary {
         match &self.owner {
             Owner::Isv => format!("ISV {}", self.field),
             Owner::Tenant(t) => format!("{t}'s {}", self.field),
+            Owner::Never => format!("ISV {} (never sent)", self.field),
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct Finder {
 const MAX_DEPTH: usize = 3;
 /// Shortest base64 run worth decoding and searching again.
 const MIN_BASE64_RUN: usize = 16;
+/// Fewest byte values in a list worth reading as bytes (a canary has 16).
+const MIN_BYTE_LIST: usize = 8;
 
 impl Finder {
     pub fn new(canaries: &[Canary]) -> Self {
@@ -86,8 +94,10 @@ impl Finder {
         for (i, canary) in canaries.iter().enumerate() {
             caseless.push(canary.token.clone());
             caseless_forms.push((i, "plain"));
-            caseless.push(hex(canary.token.as_bytes()));
-            caseless_forms.push((i, "hex"));
+            for spelling in [canary.token.clone(), canary.token.to_uppercase()] {
+                caseless.push(hex(spelling.as_bytes()));
+                caseless_forms.push((i, "hex"));
+            }
             for spelling in [
                 canary.token.clone(),
                 canary.token.to_uppercase(),
@@ -130,17 +140,24 @@ impl Finder {
             }
         };
         let joined = without_line_breaks(haystack);
-        for (view, how) in [
-            (haystack.to_vec(), ""),
-            (joined.clone(), "split across lines, "),
-            (json_unescaped(&joined), "JSON-escaped, "),
-            (percent_decoded(&joined), "URL-encoded, "),
-        ] {
-            for m in self.caseless.find_overlapping_iter(&view) {
+        let unescaped = json_unescaped(&json_unescaped(&joined));
+        let percent = percent_decoded(&joined);
+        let letters = letters_only(&unescaped);
+        let reversed: Vec<u8> = letters.iter().rev().copied().collect();
+        let views = [
+            (haystack, ""),
+            (&joined[..], "split across lines, "),
+            (&unescaped[..], "JSON-escaped, "),
+            (&percent[..], "URL-encoded, "),
+            (&letters[..], "letter by letter, "),
+            (&reversed[..], "reversed, "),
+        ];
+        for (view, how) in views {
+            for m in self.caseless.find_overlapping_iter(view) {
                 let (canary, form) = self.caseless_forms[m.pattern().as_usize()];
                 note(canary, format!("{wrapper}{how}{form}"));
             }
-            for m in self.exact.find_overlapping_iter(&view) {
+            for m in self.exact.find_overlapping_iter(view) {
                 let (canary, form) = self.exact_forms[m.pattern().as_usize()];
                 note(canary, format!("{wrapper}{how}{form}"));
             }
@@ -148,11 +165,14 @@ impl Finder {
         if depth >= MAX_DEPTH {
             return;
         }
-        if let Some(inflated) = gunzip(haystack) {
+        for inflated in gzip_members(haystack) {
             self.search(&inflated, &format!("{wrapper}gzip: "), depth + 1, found);
         }
-        for run in base64_runs(&joined) {
-            if let Some(decoded) = decode_base64(run) {
+        for bytes in byte_lists(&joined) {
+            self.search(&bytes, &format!("{wrapper}byte list: "), depth + 1, found);
+        }
+        for view in [&joined, &unescaped, &percent] {
+            for decoded in base64_runs(view).flat_map(decode_base64) {
                 self.search(&decoded, &format!("{wrapper}in base64: "), depth + 1, found);
             }
         }
@@ -190,7 +210,12 @@ fn without_line_breaks(text: &[u8]) -> Vec<u8> {
     while i < text.len() {
         match (text[i], text.get(i + 1)) {
             (b'\r' | b'\n', _) => i += 1,
-            (b'\\', Some(b'n' | b'r')) => i += 2,
+            (b'\\', _) if escapes_line_break(&text[i..]) => {
+                while text[i] == b'\\' {
+                    i += 1;
+                }
+                i += 1;
+            }
             (b, _) => {
                 out.push(b);
                 i += 1;
@@ -198,6 +223,22 @@ fn without_line_breaks(text: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Whether `text` starts with backslashes (one, or more when JSON sits inside JSON) escaping
+/// `n` or `r`.
+fn escapes_line_break(text: &[u8]) -> bool {
+    let slashes = text.iter().take_while(|b| **b == b'\\').count();
+    matches!(text.get(slashes), Some(b'n' | b'r'))
+}
+
+/// Only the letters and digits of `text`: a canary spelled out with any separators is whole
+/// again.
+fn letters_only(text: &[u8]) -> Vec<u8> {
+    text.iter()
+        .copied()
+        .filter(u8::is_ascii_alphanumeric)
+        .collect()
 }
 
 /// JSON string escapes undone (`\uXXXX`, `\"`, `\\`, `\/`); anything else kept as it is.
@@ -237,41 +278,106 @@ fn percent_decoded(text: &[u8]) -> Vec<u8> {
     percent_encoding::percent_decode(text).collect()
 }
 
-fn gunzip(bytes: &[u8]) -> Option<Vec<u8>> {
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return None;
-    }
+/// Every gzip stream in `bytes`, wherever it starts, inflated.
+fn gzip_members(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .ok()?;
-    Some(out)
+    let starts = bytes
+        .windows(3)
+        .enumerate()
+        .filter(|(_, magic)| *magic == [0x1f, 0x8b, 0x08])
+        .map(|(start, _)| start);
+    for start in starts {
+        let mut inflated = Vec::new();
+        // A stream cut short still yields what it holds up to the cut.
+        let _ = flate2::read::GzDecoder::new(&bytes[start..]).read_to_end(&mut inflated);
+        if !inflated.is_empty() {
+            out.push(inflated);
+        }
+    }
+    out
 }
 
-/// Runs of base64 characters (either alphabet) long enough to hide a canary.
+/// Lists of byte values as Debug and serde print a `Vec<u8>` (`[122, 113, ...]`).
+fn byte_lists(text: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut list = Vec::new();
+    let mut end_list = |list: &mut Vec<u8>| {
+        if list.len() >= MIN_BYTE_LIST {
+            out.push(std::mem::take(list));
+        }
+        list.clear();
+    };
+    let mut i = 0;
+    while i < text.len() {
+        if !text[i].is_ascii_digit() {
+            end_list(&mut list);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < text.len() && text[i].is_ascii_digit() {
+            i += 1;
+        }
+        match std::str::from_utf8(&text[start..i]).map(str::parse::<u8>) {
+            Ok(Ok(byte)) => list.push(byte),
+            _ => end_list(&mut list),
+        }
+        if text.get(i) == Some(&b',') {
+            i += 1;
+            while text.get(i) == Some(&b' ') {
+                i += 1;
+            }
+        } else {
+            end_list(&mut list);
+        }
+    }
+    end_list(&mut list);
+    out
+}
+
+/// Runs of base64 characters (either alphabet) long enough to hide a canary; `=` ends a run
+/// (padding, or a `key=value` separator).
 fn base64_runs(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    text.split(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')))
+    text.split(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')))
         .filter(|run| run.len() >= MIN_BASE64_RUN)
 }
 
-fn decode_base64(run: &[u8]) -> Option<Vec<u8>> {
+/// A run decoded with both alphabets, from each of its first four characters (a run glued to
+/// the text before it starts mid-group): the decodings that look like text or gzip.
+fn decode_base64(run: &[u8]) -> Vec<Vec<u8>> {
     let lenient = GeneralPurposeConfig::new()
         .with_decode_padding_mode(DecodePaddingMode::Indifferent)
         .with_decode_allow_trailing_bits(true);
-    let url_safe = run.iter().any(|b| matches!(b, b'-' | b'_'));
-    let alphabet = if url_safe {
-        &base64::alphabet::URL_SAFE
-    } else {
-        &base64::alphabet::STANDARD
-    };
-    // A run cut at a multiple of four decodes even when its end is ragged.
-    let usable = &run[..run.len() / 4 * 4];
-    GeneralPurpose::new(alphabet, lenient).decode(usable).ok()
+    let mut out = Vec::new();
+    for alphabet in [&base64::alphabet::STANDARD, &base64::alphabet::URL_SAFE] {
+        let engine = GeneralPurpose::new(alphabet, lenient);
+        for skip in 0..4 {
+            let usable = &run[skip..];
+            let usable = &usable[..usable.len() / 4 * 4];
+            if let Ok(decoded) = engine.decode(usable)
+                && looks_decoded(&decoded)
+            {
+                out.push(decoded);
+            }
+        }
+    }
+    out
+}
+
+/// Mostly printable text, or gzip: worth searching again.
+fn looks_decoded(bytes: &[u8]) -> bool {
+    let printable = bytes
+        .iter()
+        .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        .count();
+    bytes.starts_with(&[0x1f, 0x8b]) || printable * 10 >= bytes.len() * 8
 }
 
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    use serde_json::json;
 
     use super::*;
 
@@ -315,6 +421,46 @@ mod tests {
                     .into(),
             ),
         ];
+        let bytes: Vec<String> = t.bytes().map(|b| b.to_string()).collect();
+        let gzipped = gzip(format!("{{\"m\":\"{t}\"}}").as_bytes());
+        forms.extend([
+            (
+                "letter-spaced",
+                t.chars().flat_map(|c| [c, ' ']).collect::<String>().into(),
+            ),
+            (
+                "dotted",
+                t.chars().flat_map(|c| [c, '.']).collect::<String>().into(),
+            ),
+            ("reversed", t.chars().rev().collect::<String>().into()),
+            ("hex of upper case", hex(t.to_uppercase().as_bytes()).into()),
+            (
+                "Debug of bytes",
+                format!("body: [{}]", bytes.join(", ")).into(),
+            ),
+            (
+                "serde bytes",
+                format!("{{\"b\":[{}]}}", bytes.join(",")).into(),
+            ),
+            (
+                "JSON inside JSON, split",
+                json!({ "body": json!({ "text": format!("{head}\n{tail}") }).to_string() })
+                    .to_string()
+                    .into(),
+            ),
+            (
+                "base64 of gzip after key=",
+                format!("body={} next", STANDARD.encode(&gzipped)).into(),
+            ),
+            (
+                "base64 of gzip glued to a word",
+                format!("key{}", STANDARD.encode(&gzipped)).into(),
+            ),
+            (
+                "gzip at an offset",
+                [b"header".to_vec(), gzipped.clone()].concat(),
+            ),
+        ]);
         for prefix in ["", "a", "ab"] {
             for engine in [&STANDARD, &URL_SAFE] {
                 let text = format!("{prefix}{t}, and more text after it");

@@ -10,8 +10,9 @@ pub use canary::{Canary, Finder, Owner};
 /// Who may see an exhibit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
-    /// The model: the request Bedrock receives holds every part of the prompt.
-    Model,
+    /// The model, called for one tenant: the request Bedrock receives holds every part of that
+    /// tenant's prompt.
+    Model(String),
     /// One tenant: its responses, its payload records, its export.
     Tenant(String),
     /// The ISV's operations: logs, metrics, metadata and every other store.
@@ -20,11 +21,14 @@ pub enum Audience {
 
 impl Audience {
     /// Whether `canary` may appear in what this audience sees: ISV text only in the model's
-    /// request, a tenant's text there and in what is the tenant's own.
+    /// request, a tenant's text there and in what is the tenant's own, never-sent text nowhere.
     fn may_see(&self, canary: &Canary) -> bool {
         match (self, &canary.owner) {
-            (Self::Model, _) => true,
-            (Self::Tenant(audience), Owner::Tenant(owner)) => audience == owner,
+            (_, Owner::Never) => false,
+            (Self::Model(_), Owner::Isv) => true,
+            (Self::Model(audience) | Self::Tenant(audience), Owner::Tenant(owner)) => {
+                audience == owner
+            }
             _ => false,
         }
     }
@@ -51,12 +55,14 @@ impl Evidence {
         });
     }
 
-    /// Every attribute of every item of every table: a payload record's attributes are its
-    /// tenant's (by the item's `tenant_id`), everything else is operations'.
+    /// Every attribute (name and value) of every item of every table: a payload record's
+    /// attributes are its tenant's (by the item's `tenant_id`) if the tenant opted in, everything
+    /// else is operations'.
     pub async fn add_tables(
         &mut self,
         ddb: &aws_sdk_dynamodb::Client,
         tables: impl IntoIterator<Item = (&str, &str)>,
+        opted_in: &[&str],
     ) {
         for (logical_id, name) in tables {
             let items: Vec<_> = ddb
@@ -71,13 +77,19 @@ impl Evidence {
             for item in items {
                 let tenant = item.get("tenant_id").and_then(|v| v.as_s().ok());
                 let audience = match tenant {
-                    Some(t) if logical_id == "PayloadRecordsTable" => Audience::Tenant(t.clone()),
+                    Some(t)
+                        if logical_id == "PayloadRecordsTable"
+                            && opted_in.contains(&t.as_str()) =>
+                    {
+                        Audience::Tenant(t.clone())
+                    }
                     _ => Audience::Operations,
                 };
                 let key = tenant.map_or("?", String::as_str);
                 for (attribute, value) in &item {
                     let place = format!("{logical_id} item of {key}, attribute {attribute}");
-                    for bytes in attribute_bytes(value) {
+                    let name = attribute.clone().into_bytes();
+                    for bytes in std::iter::once(name).chain(attribute_bytes(value)) {
                         self.add(audience.clone(), place.clone(), bytes);
                     }
                 }
