@@ -2,7 +2,11 @@
 //! every attribute of every item in every table, every S3 object, the model's requests), each
 //! with the audience that may see it, and the rule that says which canary may appear where.
 
+#![allow(dead_code)] // each test target uses its own subset of these helpers
+
 pub mod canary;
+
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 pub use canary::{Canary, Finder, Owner};
@@ -86,13 +90,23 @@ impl Evidence {
                     _ => Audience::Operations,
                 };
                 let key = tenant.map_or("?", String::as_str);
-                for (attribute, value) in &item {
-                    let place = format!("{logical_id} item of {key}, attribute {attribute}");
-                    let name = attribute.clone().into_bytes();
-                    for bytes in std::iter::once(name).chain(attribute_bytes(value)) {
-                        self.add(audience.clone(), place.clone(), bytes);
-                    }
-                }
+                self.add_item(audience, &format!("{logical_id} item of {key}"), &item);
+            }
+        }
+    }
+
+    /// Every attribute of one item, its name and its value.
+    pub fn add_item(
+        &mut self,
+        audience: Audience,
+        place: &str,
+        item: &HashMap<String, AttributeValue>,
+    ) {
+        for (attribute, value) in item {
+            let place = format!("{place}, attribute {attribute}");
+            let name = attribute.clone().into_bytes();
+            for bytes in std::iter::once(name).chain(attribute_bytes(value)) {
+                self.add(audience.clone(), place.clone(), bytes);
             }
         }
     }
