@@ -13,6 +13,7 @@
 //! by the word normalisation itself (`words`).
 
 mod decode;
+mod unescape;
 mod words;
 
 use std::borrow::Cow;
@@ -38,8 +39,9 @@ const MAX_WORD: usize = 24;
 const MAX_SPACED_RUN: usize = 4096;
 /// Most filler words between two template words of an interleaved run.
 const MAX_FILLER: usize = 3;
-/// How deep encoded runs inside encoded runs are followed.
-const MAX_DEPTH: u8 = 2;
+/// How deep escaped or encoded text inside escaped or encoded text is followed (JSON in JSON
+/// holding base64 is three levels).
+const MAX_DEPTH: u8 = 3;
 
 /// What a template version does when a reply repeats it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -756,6 +758,16 @@ impl<'a> Scanner<'a> {
             })
             .collect();
         if depth < MAX_DEPTH {
+            if let Some(view) = unescape::unescaped(text) {
+                for f in self.scan_at(&view.text, depth + 1) {
+                    let (start, end) = view.original(f.start, f.start + f.len);
+                    findings.push(Finding {
+                        start,
+                        len: end - start,
+                        ..f
+                    });
+                }
+            }
             for run in decode::decoded_runs(text) {
                 let inner = self.scan_at(&run.text, depth + 1);
                 if let Some(best) = inner.iter().map(|f| f.score).reduce(f32::max) {
