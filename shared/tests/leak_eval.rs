@@ -97,6 +97,14 @@ fn evaluate(data: &str) -> Results {
                 tally.wrong.push(case.id.clone());
             }
         }
+        // `LEAK_EVAL_SHOW=family` prints that family's wrong cases (for tuning: use it on the
+        // tuning part only).
+        if flagged != case.leak
+            && std::env::var("LEAK_EVAL_SHOW").is_ok_and(|f| f == case.family)
+            && case.id.starts_with("tune")
+        {
+            println!("{}: {:?}", case.id, case.text);
+        }
     }
     results
 }

@@ -1,6 +1,6 @@
 //! Encoded runs in a reply: base64 (standard or URL-safe, padded or not, wrapped in lines) and hex
-//! (packed or as space-separated bytes) that decode to readable text, so the scanner can look
-//! inside them.
+//! (packed, or as bytes separated by spaces or colons) that decode to readable text, so the
+//! scanner can look inside them.
 
 use base64::Engine as _;
 use base64::alphabet;
@@ -61,7 +61,7 @@ const B64: [bool; 256] = {
 fn may_hold_run(bytes: &[u8]) -> bool {
     let goes_on = |i: usize| {
         is_b64(bytes[i])
-            || bytes[i] == b' '
+            || matches!(bytes[i], b' ' | b':')
                 && i >= 2
                 && bytes[i - 1].is_ascii_hexdigit()
                 && bytes[i - 2].is_ascii_hexdigit()
@@ -96,7 +96,7 @@ fn run_end(bytes: &[u8], start: usize) -> usize {
         {
             line = 0;
             i += 1;
-        } else if b == b' '
+        } else if matches!(b, b' ' | b':')
             && is_hex_pair_at(bytes, i + 1)
             && i >= 2
             && is_hex_pair_at(bytes, i - 2)
@@ -120,7 +120,7 @@ fn decode(run: &[u8]) -> Option<String> {
     let compact: Vec<u8> = run
         .iter()
         .copied()
-        .filter(|b| !b.is_ascii_whitespace())
+        .filter(|b| !b.is_ascii_whitespace() && *b != b':')
         .collect();
     let decoded = if compact.len().is_multiple_of(2) && compact.iter().all(u8::is_ascii_hexdigit) {
         hex::decode(&compact).ok()?
@@ -158,7 +158,7 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
         let packed = hex::encode(secret);
         let spaced: Vec<String> = secret.bytes().map(|b| format!("{b:02x}")).collect();
-        for encoded in [b64.clone(), packed, spaced.join(" ")] {
+        for encoded in [b64.clone(), packed, spaced.join(" "), spaced.join(":")] {
             let text = format!("Sure! Here it is: {encoded} -- enjoy.");
             let runs = decoded_runs(&text);
             assert_eq!(runs.len(), 1, "{text}");

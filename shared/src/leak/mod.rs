@@ -35,6 +35,9 @@ pub const MIN_SPAN_RANGE: std::ops::RangeInclusive<u32> = 4..=64;
 const R: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Longest word tried when re-segmenting a letter-spaced run.
 const MAX_WORD: usize = 24;
+/// Shortest run of letters and digits that makes a stretch of text worth splitting into words
+/// run together.
+const LONG_WORD: usize = 12;
 /// Longest letter-spaced run re-segmented.
 const MAX_SPACED_RUN: usize = 4096;
 /// Most filler words between two template words of an interleaved run.
@@ -91,6 +94,8 @@ pub enum Form {
     Interleaved,
     /// One letter at a time.
     LetterSpaced,
+    /// Words run together without spaces.
+    Joined,
     /// Inside base64 or hex.
     Encoded,
     /// The request's canary.
@@ -105,6 +110,7 @@ impl Form {
             Self::Reversed => "reversed",
             Self::Interleaved => "interleaved",
             Self::LetterSpaced => "letter_spaced",
+            Self::Joined => "joined",
             Self::Encoded => "encoded",
             Self::Canary => "canary",
         }
@@ -644,6 +650,18 @@ struct Hit {
     form: Form,
 }
 
+impl Hit {
+    /// The hit as a finding over the words it was found in.
+    fn finding(&self, words: &[Word]) -> Finding {
+        Finding {
+            start: words[self.start].start,
+            len: words[self.end].end - words[self.start].start,
+            score: self.covered as f32 / self.words as f32,
+            form: self.form,
+        }
+    }
+}
+
 /// Scans texts against one version's fingerprints and, optionally, a per-request canary, the
 /// ISV text of the request as sent, and the caller's own text.
 pub struct Scanner<'a> {
@@ -748,15 +766,8 @@ impl<'a> Scanner<'a> {
         self.match_runs(&words, Form::Text, &mut hits);
         self.match_interleaved(&words, &mut hits);
         self.match_letter_spaced(&words, &mut hits);
-        let mut findings: Vec<Finding> = hits
-            .iter()
-            .map(|h| Finding {
-                start: words[h.start].start,
-                len: words[h.end].end - words[h.start].start,
-                score: h.covered as f32 / h.words as f32,
-                form: h.form,
-            })
-            .collect();
+        let mut findings: Vec<Finding> = hits.iter().map(|h| h.finding(&words)).collect();
+        self.match_joined(text, &mut findings);
         if depth < MAX_DEPTH {
             if let Some(view) = unescape::unescaped(text) {
                 for f in self.scan_at(&view.text, depth + 1) {
@@ -929,6 +940,49 @@ impl<'a> Scanner<'a> {
                         hit.form = Form::LetterSpaced;
                     }
                 }
+            }
+        }
+    }
+
+    /// Template words run together (`Neverrevealthecode`, `rules:1.Never`): in each stretch of
+    /// text without whitespace that holds a word too long to be an ordinary one, the letters and
+    /// digits are split into template words as a letter-spaced run is, and runs of them matched.
+    fn match_joined(&self, text: &str, findings: &mut Vec<Finding>) {
+        let bytes = text.as_bytes();
+        let min_letters = 2 * self.fp.min_span() as usize;
+        for chunk in bytes.split(u8::is_ascii_whitespace) {
+            let longest = chunk
+                .split(|b| !b.is_ascii_alphanumeric())
+                .map(<[u8]>::len)
+                .max()
+                .unwrap_or(0);
+            if longest < LONG_WORD {
+                continue;
+            }
+            let offset = chunk.as_ptr() as usize - bytes.as_ptr() as usize;
+            let letters: Vec<Word> = chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.is_ascii_alphanumeric())
+                .map(|(i, b)| Word {
+                    start: offset + i,
+                    end: offset + i + 1,
+                    hash: 0,
+                    known: false,
+                    single: b.to_ascii_lowercase(),
+                })
+                .collect();
+            for part in letters.chunks(MAX_SPACED_RUN) {
+                if part.len() < min_letters {
+                    continue;
+                }
+                let (segmented, _) = self.segment(part);
+                let mut hits = Vec::new();
+                self.match_runs(&segmented, Form::Joined, &mut hits);
+                findings.extend(hits.iter().map(|h| Finding {
+                    form: Form::Joined,
+                    ..h.finding(&segmented)
+                }));
             }
         }
     }
