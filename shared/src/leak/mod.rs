@@ -769,6 +769,9 @@ impl<'a> Scanner<'a> {
         let mut findings: Vec<Finding> = hits.iter().map(|h| h.finding(&words)).collect();
         self.match_joined(text, &mut findings);
         if depth < MAX_DEPTH {
+            if let Some(view) = unescape::symbols_as_letters(text) {
+                findings.extend(self.scan_at(&view, depth + 1));
+            }
             if let Some(view) = unescape::unescaped(text) {
                 for f in self.scan_at(&view.text, depth + 1) {
                     let (start, end) = view.original(f.start, f.start + f.len);
@@ -825,8 +828,50 @@ impl<'a> Scanner<'a> {
         }
         for w in &mut out {
             w.known = self.knows(w.hash);
+            if !w.known
+                && let Some(hash) = self.leet_reading(&text.as_bytes()[w.start..w.end], &mut buf)
+            {
+                w.hash = hash;
+                w.known = true;
+            }
         }
         out
+    }
+
+    /// The template word a word written with digits for letters stands for (`r3v34l`, `1nv01c3`),
+    /// if any: digits read as the letters they look like, `1` as `i` or as `l`.
+    fn leet_reading(&self, word: &[u8], buf: &mut Vec<u8>) -> Option<u64> {
+        const MOST_ONES: usize = 3;
+        let letters = word.iter().any(u8::is_ascii_alphabetic);
+        if !word.iter().any(u8::is_ascii_digit)
+            || !word.is_ascii()
+            || word.len() > MAX_WORD
+            || !letters && word.len() > 1
+        {
+            return None;
+        }
+        let mut read: Vec<u8> = word
+            .iter()
+            .map(|b| match b.to_ascii_lowercase() {
+                b'4' => b'a',
+                b'3' => b'e',
+                b'0' => b'o',
+                b'5' => b's',
+                b'7' => b't',
+                b'8' => b'b',
+                b'6' | b'9' => b'g',
+                b => b,
+            })
+            .collect();
+        let ones: Vec<usize> = (0..read.len()).filter(|&i| read[i] == b'1').collect();
+        let ones = &ones[..ones.len().min(MOST_ONES)];
+        (0..1u32 << ones.len()).find_map(|choice| {
+            for (k, &i) in ones.iter().enumerate() {
+                read[i] = if choice >> k & 1 == 0 { b'i' } else { b'l' };
+            }
+            let hash = self.hasher.hash(Normalised::Bytes(&read), buf);
+            self.knows(hash).then_some(hash)
+        })
     }
 
     /// Runs of `min_span` words in template order, read forwards and backwards; the canary.

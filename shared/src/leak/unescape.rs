@@ -234,6 +234,33 @@ fn tag(bytes: &[u8], i: usize, out: &mut Out) -> Option<usize> {
     Some(len + 1)
 }
 
+/// `text` with the symbols that stand for letters inside a word read as those letters (`@` and
+/// `$` next to a letter or digit as `a` and `s`, `|` and `!` between two as `l` and `i`), or None
+/// when it has none. The result is as long as `text`, byte for byte.
+pub fn symbols_as_letters(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let word = |i: Option<usize>| {
+        i.and_then(|i| bytes.get(i))
+            .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'$'))
+    };
+    let mut out = bytes.to_vec();
+    let mut changed = false;
+    for (i, b) in bytes.iter().enumerate() {
+        let (before, after) = (word(i.checked_sub(1)), word(Some(i + 1)));
+        let letter = match b {
+            b'@' if before || after => b'a',
+            b'$' if before || after => b's',
+            b'|' if before && after => b'l',
+            b'!' if before && after => b'i',
+            _ => continue,
+        };
+        out[i] = letter;
+        changed = true;
+    }
+    // Only ASCII bytes were replaced, by ASCII bytes.
+    changed.then(|| String::from_utf8(out).expect("still UTF-8"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +314,15 @@ mod tests {
         let (s, e) = u.original(start, start + "reveal".len());
         assert_eq!(&text[s..e], "&#114;eveal");
         assert_eq!(u.original(0, u.text.len()), (0, text.len()));
+    }
+
+    #[test]
+    fn symbols_inside_words_read_as_letters() {
+        assert_eq!(
+            symbols_as_letters("p@$$w0rd, c|ient, h!dden; $5 or @ home | ok!").as_deref(),
+            Some("passw0rd, client, hidden; s5 or @ home | ok!")
+        );
+        assert!(symbols_as_letters("50% off, 2 + 2").is_none());
     }
 
     #[test]
