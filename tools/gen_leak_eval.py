@@ -13,7 +13,8 @@ Rerunning rewrites the same files: `python3 tools/gen_leak_eval.py`.
 Line 1 of each file holds the part's templates; every other line is one case:
   {"id", "template", "family", "group", "span_words", "leak", "text", "span": [start, end] | null}
 `span` is the planted leak's byte range in `text` (UTF-8): a leak counts as found only when a
-finding overlaps it. Groups: near_verbatim and disguised (with targets), reported (paraphrase and
+finding overlaps it. No benign reply holds `MIN_SPAN` words of its template in order, even with other
+words among them, within twice as many words. Groups: near_verbatim and disguised (with targets), reported (paraphrase and
 word-by-word translation: no target) and benign.
 """
 import base64
@@ -75,6 +76,25 @@ def norm_words(text):
 def windows(text, n=MIN_SPAN):
     words = norm_words(text)
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def holds_run(text, own, slack=MIN_SPAN):
+    """Whether `text` holds one of the windows `own` in order with at most `slack` other words
+    among them (filler between every pair of words at most doubles a run): a leak with filler
+    inserted, which no benign reply may hold."""
+    words = norm_words(text)
+    firsts = {w[0] for w in own}
+    for i, word in enumerate(words):
+        if word not in firsts:
+            continue
+        near = words[i : i + MIN_SPAN + slack]
+        for window in own:
+            if window[0] != word:
+                continue
+            it = iter(near)
+            if all(any(w == x for x in it) for w in window):
+                return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,7 +489,7 @@ def main():
                 made = 0
                 while made < NEGATIVES_PER_FAMILY:
                     text = make()
-                    if windows(text) & own:
+                    if holds_run(text, own):
                         continue
                     add(name, family, "benign", None, False, text, None)
                     made += 1
@@ -477,7 +497,7 @@ def main():
             while made < NEGATIVES_PER_FAMILY:
                 other = templates[rng.choice(others)]
                 leaked = span_of(rng, other, rng.choice(SPANS[:4])) or rendered(other)
-                if windows(leaked) & own:
+                if holds_run(leaked, own):
                     continue
                 family, fn = rng.choice(list(NEAR_VERBATIM.items()) + list(DISGUISED.items()))
                 add(name, "other_template_disguised", "benign", None, False, rng.choice(OPENERS) + fn(rng, leaked), None)

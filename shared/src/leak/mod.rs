@@ -920,8 +920,8 @@ impl<'a> Scanner<'a> {
     /// Template words in template order with other words between them: from each template word,
     /// the run is followed to the next word that continues it (at most `MAX_FILLER` words on),
     /// so filler that happens to be a template word does not break it. A run of `min_span` words
-    /// counts if it is a fingerprinted run, has filler in at least two places and spreads over
-    /// at most twice its length.
+    /// counts if it is a fingerprinted run, has filler somewhere (a single inserted word is
+    /// enough) and spreads over at most twice its length.
     fn match_interleaved(&self, words: &[Word], hits: &mut Vec<Hit>) {
         let n = self.fp.min_span() as usize;
         // The word that continues a run from each word depends on that word alone, so it is
@@ -942,7 +942,7 @@ impl<'a> Scanner<'a> {
             let last = chain[n - 1];
             let spread = last - first + 1;
             let gaps = chain.windows(2).filter(|w| w[1] > w[0] + 1).count();
-            if gaps >= 2
+            if gaps >= 1
                 && spread <= 2 * n
                 && self
                     .fp
