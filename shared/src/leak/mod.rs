@@ -1033,13 +1033,18 @@ impl<'a> Scanner<'a> {
     }
 
     /// The letters of a run split into template words: as few letters left over as possible (a
-    /// left-over letter becomes a word that matches nothing) and, among such splits, as many
-    /// neighbours that are neighbours in the template as possible (`with a head`, not `with
-    /// ahead`). Returns the words and, for each, the first and last letter (indices into the run)
-    /// it spans.
+    /// left-over letter becomes a word that matches nothing) and, among such splits, the fewest
+    /// words with the most neighbours that are neighbours in the template (`with a head`, not
+    /// `with ahead`; `combination`, not `c o m bi n at i o n`). Returns the words and, for each,
+    /// the first and last letter (indices into the run) it spans.
     fn segment(&self, letters: &[Word]) -> (Vec<Word>, Vec<(usize, usize)>) {
-        // A left-over letter weighs more than all the template pairs a run can have.
+        // A left-over letter weighs more than all the template pairs a run can have. Each word
+        // costs a little and each template pair earns more: fewer, longer words win unless more
+        // of them follow each other in the template (one-letter words are template words as soon
+        // as the template has one, since every letter has the same canonical form).
         const LEFT_OVER: i64 = 1 << 20;
+        const WORD: i64 = 1;
+        const PAIR: i64 = 2;
         let m = letters.len();
         let chars: Vec<u8> = letters.iter().map(|w| w.single).collect();
         // best[j]: (score of the best split of the first j letters, where its last word starts,
@@ -1068,7 +1073,7 @@ impl<'a> Scanner<'a> {
                 }
                 let pair = !(last_single && k == 1)
                     && last.is_some_and(|p| self.fp.pairs.contains(extend(p, h)));
-                let score = score - i64::from(pair);
+                let score = score + WORD - PAIR * i64::from(pair);
                 if score < best[j + k].0 {
                     best[j + k] = (score, j, Some(h));
                 }
