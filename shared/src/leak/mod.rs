@@ -764,6 +764,7 @@ impl<'a> Scanner<'a> {
         let words = self.words(text);
         let mut hits = Vec::new();
         self.match_runs(&words, Form::Text, &mut hits);
+        self.match_repaired(text, &words, &mut hits);
         self.match_interleaved(&words, &mut hits);
         self.match_letter_spaced(&words, &mut hits);
         let mut findings: Vec<Finding> = hits.iter().map(|h| h.finding(&words)).collect();
@@ -915,6 +916,141 @@ impl<'a> Scanner<'a> {
                 });
             }
         }
+    }
+
+    /// Runs broken by one word that is not a template word but stands for template text: words
+    /// run together where the template has punctuation inside a word (`dont`, `eg`, `warnfirst`)
+    /// or one template word altered by a letter (a typo, a disguise that missed one letter). Only
+    /// a word with enough template words around it to complete a run is looked at, split into
+    /// template words or changed by one letter (dropped, added, replaced or swapped with its
+    /// neighbour), and the run is then checked as any other.
+    fn match_repaired(&self, text: &str, words: &[Word], hits: &mut Vec<Hit>) {
+        let n = self.fp.min_span() as usize;
+        let mut before = vec![0; words.len()];
+        for i in 1..words.len() {
+            before[i] = if words[i - 1].known {
+                before[i - 1] + 1
+            } else {
+                0
+            };
+        }
+        let mut after = vec![0; words.len()];
+        for i in (0..words.len().saturating_sub(1)).rev() {
+            after[i] = if words[i + 1].known {
+                after[i + 1] + 1
+            } else {
+                0
+            };
+        }
+        for (i, w) in words.iter().enumerate() {
+            let (l, r) = (before[i], after[i]);
+            if w.known || l + r + 2 < n {
+                continue;
+            }
+            let word = &text.as_bytes()[w.start..w.end];
+            if !word.is_ascii() || word.len() > MAX_WORD {
+                continue;
+            }
+            let letters: Vec<u8> = word
+                .iter()
+                .filter(|b| b.is_ascii_alphanumeric())
+                .map(u8::to_ascii_lowercase)
+                .collect();
+            for replacement in self.readings(&letters, l + r + 1 >= n) {
+                let local: Vec<Word> = words[i - l..i]
+                    .iter()
+                    .copied()
+                    .chain(replacement.iter().map(|&hash| Word {
+                        hash,
+                        known: true,
+                        ..*w
+                    }))
+                    .chain(words[i + 1..=i + r].iter().copied())
+                    .collect();
+                let original = |k: usize| match k {
+                    k if k < l => i - l + k,
+                    k if k < l + replacement.len() => i,
+                    k => k + 1 + i - l - replacement.len(),
+                };
+                let mut found = Vec::new();
+                self.match_runs(&local, Form::Text, &mut found);
+                for hit in &mut found {
+                    hit.start = original(hit.start);
+                    hit.end = original(hit.end);
+                    hit.words = hit.end - hit.start + 1;
+                    hit.covered = hit.words;
+                }
+                hits.extend(found);
+            }
+        }
+    }
+
+    /// Template words a word not in the template could stand for: the template words its letters
+    /// split into (two or more, nothing left over), and, when `altered` is allowed, the template
+    /// words one letter away from it.
+    fn readings(&self, letters: &[u8], altered: bool) -> Vec<Vec<u64>> {
+        const MOST: usize = 3;
+        let mut out = Vec::new();
+        if letters.len() >= 2 {
+            let singles: Vec<Word> = letters
+                .iter()
+                .enumerate()
+                .map(|(k, &b)| Word {
+                    start: k,
+                    end: k + 1,
+                    hash: 0,
+                    known: false,
+                    single: b,
+                })
+                .collect();
+            let (split, _) = self.segment(&singles);
+            if split.len() >= 2 && split.iter().all(|w| w.known) {
+                out.push(split.iter().map(|w| w.hash).collect());
+            }
+        }
+        if altered && letters.len() >= 3 {
+            let mut buf = Vec::new();
+            let mut variant = Vec::with_capacity(letters.len() + 1);
+            let mut consider = |variant: &[u8], out: &mut Vec<Vec<u64>>| {
+                let hash = self.hasher.hash(Normalised::Bytes(variant), &mut buf);
+                if self.knows(hash) && out.len() < MOST && !out.iter().any(|o| o == &[hash]) {
+                    out.push(vec![hash]);
+                }
+            };
+            const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+            for k in 0..=letters.len() {
+                if k < letters.len() {
+                    // Dropped.
+                    variant.clear();
+                    variant.extend_from_slice(&letters[..k]);
+                    variant.extend_from_slice(&letters[k + 1..]);
+                    consider(&variant, &mut out);
+                    // Swapped with the next.
+                    if k + 1 < letters.len() {
+                        variant.clear();
+                        variant.extend_from_slice(letters);
+                        variant.swap(k, k + 1);
+                        consider(&variant, &mut out);
+                    }
+                }
+                for &c in ALPHABET {
+                    // Replaced.
+                    if k < letters.len() && letters[k] != c {
+                        variant.clear();
+                        variant.extend_from_slice(letters);
+                        variant[k] = c;
+                        consider(&variant, &mut out);
+                    }
+                    // Added.
+                    variant.clear();
+                    variant.extend_from_slice(&letters[..k]);
+                    variant.push(c);
+                    variant.extend_from_slice(&letters[k..]);
+                    consider(&variant, &mut out);
+                }
+            }
+        }
+        out
     }
 
     /// Template words in template order with other words between them: from each template word,
