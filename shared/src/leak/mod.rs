@@ -842,15 +842,26 @@ impl<'a> Scanner<'a> {
     /// The template word a word written with digits for letters stands for (`r3v34l`, `1nv01c3`),
     /// if any: digits read as the letters they look like, `1` as `i` or as `l`.
     fn leet_reading(&self, word: &[u8], buf: &mut Vec<u8>) -> Option<u64> {
-        const MOST_ONES: usize = 3;
-        let letters = word.iter().any(u8::is_ascii_alphabetic);
+        const MOST_ONES: usize = 4;
+        // A number is read as letters only when every digit looks like one (`7311`, not `2026`).
+        let letters = word.iter().any(|b| !b.is_ascii_digit());
         if !word.iter().any(u8::is_ascii_digit)
-            || !word.is_ascii()
             || word.len() > MAX_WORD
-            || !letters && word.len() > 1
+            || !letters && word.contains(&b'2')
         {
             return None;
         }
+        // Written in other letters too (`0r1en7é`): read in the normalised form.
+        let mut normalised = Vec::new();
+        let word = if word.is_ascii() {
+            word
+        } else {
+            let text = std::str::from_utf8(word).ok()?;
+            for_each_word(text, |_, _, w| {
+                w.with_bytes(|b| normalised.extend_from_slice(b))
+            });
+            &normalised
+        };
         let mut read: Vec<u8> = word
             .iter()
             .map(|b| match b.to_ascii_lowercase() {

@@ -234,9 +234,8 @@ fn tag(bytes: &[u8], i: usize, out: &mut Out) -> Option<usize> {
     Some(len + 1)
 }
 
-/// `text` with the symbols that stand for letters inside a word read as those letters (`@` and
-/// `$` next to a letter or digit as `a` and `s`, `|` and `!` between two as `l` and `i`), or None
-/// when it has none. The result is as long as `text`, byte for byte.
+/// `text` with the symbols that stand for letters read as those letters (`@` as `a`, `$` next to
+/// a letter or digit as `s`, `|` and `!` between two as `l` and `i`), or None when it has none. The result is as long as `text`, byte for byte.
 pub fn symbols_as_letters(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let word = |i: Option<usize>| {
@@ -248,7 +247,7 @@ pub fn symbols_as_letters(text: &str) -> Option<String> {
     for (i, b) in bytes.iter().enumerate() {
         let (before, after) = (word(i.checked_sub(1)), word(Some(i + 1)));
         let letter = match b {
-            b'@' if before || after => b'a',
+            b'@' => b'a',
             b'$' if before || after => b's',
             b'|' if before && after => b'l',
             b'!' if before && after => b'i',
@@ -320,7 +319,7 @@ mod tests {
     fn symbols_inside_words_read_as_letters() {
         assert_eq!(
             symbols_as_letters("p@$$w0rd, c|ient, h!dden; $5 or @ home | ok!").as_deref(),
-            Some("passw0rd, client, hidden; s5 or @ home | ok!")
+            Some("passw0rd, client, hidden; s5 or a home | ok!")
         );
         assert!(symbols_as_letters("50% off, 2 + 2").is_none());
     }
