@@ -765,6 +765,7 @@ impl<'a> Scanner<'a> {
         let mut hits = Vec::new();
         self.match_runs(&words, Form::Text, &mut hits);
         self.match_repaired(text, &words, &mut hits);
+        self.match_reversed_lines(text, &words, &mut hits);
         self.match_interleaved(&words, &mut hits);
         self.match_letter_spaced(&words, &mut hits);
         let mut findings: Vec<Finding> = hits.iter().map(|h| h.finding(&words)).collect();
@@ -924,6 +925,40 @@ impl<'a> Scanner<'a> {
                     covered: n,
                     words: n,
                     form,
+                });
+            }
+        }
+    }
+
+    /// Each line written backwards, the lines in order (a reversed passage quoted line by line):
+    /// the words of every line taken in reverse order and matched as one run.
+    fn match_reversed_lines(&self, text: &str, words: &[Word], hits: &mut Vec<Hit>) {
+        let mut order = Vec::with_capacity(words.len());
+        let mut line_start = 0;
+        let mut lines = 0;
+        for i in 1..=words.len() {
+            if i == words.len() || text[words[i - 1].end..words[i].start].contains('\n') {
+                order.extend((line_start..i).rev());
+                line_start = i;
+                lines += 1;
+            }
+        }
+        if lines < 2 {
+            return;
+        }
+        let reordered: Vec<Word> = order.iter().map(|&k| words[k]).collect();
+        let mut found = Vec::new();
+        self.match_runs(&reordered, Form::Reversed, &mut found);
+        for hit in found {
+            let taken = &order[hit.start..=hit.end];
+            let (start, end) = (taken.iter().min(), taken.iter().max());
+            if let (Some(&start), Some(&end)) = (start, end) {
+                hits.push(Hit {
+                    start,
+                    end,
+                    covered: hit.covered,
+                    words: end - start + 1,
+                    form: Form::Reversed,
                 });
             }
         }
