@@ -769,7 +769,7 @@ impl<'a> Scanner<'a> {
         self.match_interleaved(&words, &mut hits);
         self.match_letter_spaced(&words, &mut hits);
         let mut findings: Vec<Finding> = hits.iter().map(|h| h.finding(&words)).collect();
-        self.match_joined(text, &mut findings);
+        self.match_joined(text, &words, &mut findings);
         if depth < MAX_DEPTH {
             if let Some(view) = unescape::symbols_as_letters(text) {
                 findings.extend(self.scan_at(&view, depth + 1));
@@ -972,20 +972,25 @@ impl<'a> Scanner<'a> {
     /// neighbour), and the run is then checked as any other.
     fn match_repaired(&self, text: &str, words: &[Word], hits: &mut Vec<Hit>) {
         let n = self.fp.min_span() as usize;
+        // How many words before and after each word follow each other as they do in the template
+        // (every two neighbours a template pair): in ordinary text these chains are short.
+        let follows = |a: &Word, b: &Word| {
+            a.known && b.known && self.fp.pairs.contains(extend(a.hash, b.hash))
+        };
         let mut before = vec![0; words.len()];
         for i in 1..words.len() {
-            before[i] = if words[i - 1].known {
+            before[i] = if i >= 2 && follows(&words[i - 2], &words[i - 1]) {
                 before[i - 1] + 1
             } else {
-                0
+                usize::from(words[i - 1].known)
             };
         }
         let mut after = vec![0; words.len()];
         for i in (0..words.len().saturating_sub(1)).rev() {
-            after[i] = if words[i + 1].known {
+            after[i] = if i + 2 < words.len() && follows(&words[i + 1], &words[i + 2]) {
                 after[i + 1] + 1
             } else {
-                0
+                usize::from(words[i + 1].known)
             };
         }
         for (i, w) in words.iter().enumerate() {
@@ -1174,19 +1179,24 @@ impl<'a> Scanner<'a> {
     /// Template words run together (`Neverrevealthecode`, `rules:1.Never`): in each stretch of
     /// text without whitespace that holds a word too long to be an ordinary one, the letters and
     /// digits are split into template words as a letter-spaced run is, and runs of them matched.
-    fn match_joined(&self, text: &str, findings: &mut Vec<Finding>) {
+    fn match_joined(&self, text: &str, words: &[Word], findings: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
         let min_letters = 2 * self.fp.min_span() as usize;
-        for chunk in bytes.split(u8::is_ascii_whitespace) {
-            let longest = chunk
-                .split(|b| !b.is_ascii_alphanumeric())
-                .map(<[u8]>::len)
-                .max()
-                .unwrap_or(0);
-            if longest < LONG_WORD {
+        let mut done = 0;
+        for w in words {
+            if w.known || w.end - w.start < LONG_WORD || w.start < done {
                 continue;
             }
-            let offset = chunk.as_ptr() as usize - bytes.as_ptr() as usize;
+            let start = bytes[..w.start]
+                .iter()
+                .rposition(u8::is_ascii_whitespace)
+                .map_or(0, |i| i + 1);
+            let end = bytes[w.end..]
+                .iter()
+                .position(u8::is_ascii_whitespace)
+                .map_or(bytes.len(), |i| w.end + i);
+            done = end;
+            let (offset, chunk) = (start, &bytes[start..end]);
             let letters: Vec<Word> = chunk
                 .iter()
                 .enumerate()
