@@ -828,14 +828,20 @@ impl<'a> Scanner<'a> {
         for (i, p) in packed {
             out[i].hash = self.hasher.hash(Normalised::Packed(p), &mut buf);
         }
+        let mut after_known = false;
         for w in &mut out {
             w.known = self.knows(w.hash);
+            let word = &text.as_bytes()[w.start..w.end];
+            // A number is read as letters only after a template word: numbers are common.
+            let number = word.iter().all(u8::is_ascii_digit);
             if !w.known
-                && let Some(hash) = self.leet_reading(&text.as_bytes()[w.start..w.end], &mut buf)
+                && (after_known || !number)
+                && let Some(hash) = self.leet_reading(word, &mut buf)
             {
                 w.hash = hash;
                 w.known = true;
             }
+            after_known = w.known;
         }
         out
     }
@@ -931,35 +937,45 @@ impl<'a> Scanner<'a> {
     }
 
     /// Each line written backwards, the lines in order (a reversed passage quoted line by line):
-    /// the words of every line taken in reverse order and matched as one run.
+    /// reading the words of each line in reverse only finds more than reading the whole text
+    /// backwards where a run crosses a line break, so two neighbouring lines are read that way
+    /// when the template words at the start of the first and the end of the second could make a
+    /// run.
     fn match_reversed_lines(&self, text: &str, words: &[Word], hits: &mut Vec<Hit>) {
-        let mut order = Vec::with_capacity(words.len());
-        let mut line_start = 0;
-        let mut lines = 0;
-        for i in 1..=words.len() {
-            if i == words.len() || text[words[i - 1].end..words[i].start].contains('\n') {
-                order.extend((line_start..i).rev());
-                line_start = i;
-                lines += 1;
+        let n = self.fp.min_span() as usize;
+        // The first word of every line (word indices), from the line breaks.
+        let mut starts = vec![0];
+        for at in memchr::memchr_iter(b'\n', text.as_bytes()) {
+            let first = words.partition_point(|w| w.start < at);
+            if first > *starts.last().expect("not empty") && first < words.len() {
+                starts.push(first);
             }
         }
-        if lines < 2 {
-            return;
-        }
-        let reordered: Vec<Word> = order.iter().map(|&k| words[k]).collect();
-        let mut found = Vec::new();
-        self.match_runs(&reordered, Form::Reversed, &mut found);
-        for hit in found {
-            let taken = &order[hit.start..=hit.end];
-            let (start, end) = (taken.iter().min(), taken.iter().max());
-            if let (Some(&start), Some(&end)) = (start, end) {
-                hits.push(Hit {
-                    start,
-                    end,
-                    covered: hit.covered,
-                    words: end - start + 1,
-                    form: Form::Reversed,
-                });
+        starts.push(words.len());
+        let lines: Vec<std::ops::Range<usize>> = starts.windows(2).map(|s| s[0]..s[1]).collect();
+        for pair in lines.windows(2) {
+            let (first, second) = (&words[pair[0].clone()], &words[pair[1].clone()]);
+            let leading = first.iter().take_while(|w| w.known).count();
+            let trailing = second.iter().rev().take_while(|w| w.known).count();
+            if leading == 0 || trailing == 0 || leading + trailing < n {
+                continue;
+            }
+            let order: Vec<usize> = pair[0].clone().rev().chain(pair[1].clone().rev()).collect();
+            let reordered: Vec<Word> = order.iter().map(|&k| words[k]).collect();
+            let mut found = Vec::new();
+            self.match_runs(&reordered, Form::Reversed, &mut found);
+            for hit in found {
+                let taken = &order[hit.start..=hit.end];
+                let (start, end) = (taken.iter().min(), taken.iter().max());
+                if let (Some(&start), Some(&end)) = (start, end) {
+                    hits.push(Hit {
+                        start,
+                        end,
+                        covered: hit.covered,
+                        words: end - start + 1,
+                        form: Form::Reversed,
+                    });
+                }
             }
         }
     }
@@ -972,30 +988,45 @@ impl<'a> Scanner<'a> {
     /// neighbour), and the run is then checked as any other.
     fn match_repaired(&self, text: &str, words: &[Word], hits: &mut Vec<Hit>) {
         let n = self.fp.min_span() as usize;
-        // How many words before and after each word follow each other as they do in the template
-        // (every two neighbours a template pair): in ordinary text these chains are short.
-        let follows = |a: &Word, b: &Word| {
-            a.known && b.known && self.fp.pairs.contains(extend(a.hash, b.hash))
-        };
-        let mut before = vec![0; words.len()];
-        for i in 1..words.len() {
-            before[i] = if i >= 2 && follows(&words[i - 2], &words[i - 1]) {
-                before[i - 1] + 1
-            } else {
-                usize::from(words[i - 1].known)
-            };
-        }
-        let mut after = vec![0; words.len()];
-        for i in (0..words.len().saturating_sub(1)).rev() {
-            after[i] = if i + 2 < words.len() && follows(&words[i + 1], &words[i + 2]) {
-                after[i + 1] + 1
-            } else {
-                usize::from(words[i + 1].known)
-            };
-        }
+        // The template words right before each word (counted as the scan goes), then, for a word
+        // with enough of them around, how many before and after follow each other as they do in
+        // the template (every two neighbours a template pair): in ordinary text these are short.
+        let follows = |a: &Word, b: &Word| self.fp.pairs.contains(extend(a.hash, b.hash));
+        let mut known_before = 0;
         for (i, w) in words.iter().enumerate() {
-            let (l, r) = (before[i], after[i]);
-            if w.known || l + r + 2 < n {
+            if w.known {
+                known_before += 1;
+                continue;
+            }
+            let streak = std::mem::take(&mut known_before);
+            let known_after = words[i + 1..]
+                .iter()
+                .take(n)
+                .take_while(|w| w.known)
+                .count();
+            if streak + known_after + 2 < n {
+                continue;
+            }
+            let l = match streak {
+                0 => 0,
+                _ => {
+                    1 + words[i - streak..i]
+                        .windows(2)
+                        .rev()
+                        .take_while(|p| follows(&p[0], &p[1]))
+                        .count()
+                }
+            };
+            let r = match known_after {
+                0 => 0,
+                _ => {
+                    1 + words[i + 1..=i + known_after]
+                        .windows(2)
+                        .take_while(|p| follows(&p[0], &p[1]))
+                        .count()
+                }
+            };
+            if l + r + 2 < n {
                 continue;
             }
             let word = &text.as_bytes()[w.start..w.end];
@@ -1036,31 +1067,29 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Template words a word not in the template could stand for: the template words its letters
-    /// split into (two or more, nothing left over), and, when `altered` is allowed, the template
-    /// words one letter away from it.
+    /// Template words a word not in the template could stand for: two template words that follow
+    /// each other in the template and make it when written together, and, when `altered` is
+    /// allowed, the template words one letter away from it.
     fn readings(&self, letters: &[u8], altered: bool) -> Vec<Vec<u64>> {
         const MOST: usize = 3;
         let mut out = Vec::new();
-        if letters.len() >= 2 {
-            let singles: Vec<Word> = letters
-                .iter()
-                .enumerate()
-                .map(|(k, &b)| Word {
-                    start: k,
-                    end: k + 1,
-                    hash: 0,
-                    known: false,
-                    single: b,
-                })
-                .collect();
-            let (split, _) = self.segment(&singles);
-            if split.len() >= 2 && split.iter().all(|w| w.known) {
-                out.push(split.iter().map(|w| w.hash).collect());
+        let mut buf = Vec::new();
+        // Two template words run together (longer runs are the joined pass's).
+        for cut in 1..letters.len() {
+            let first = self
+                .hasher
+                .hash(Normalised::Bytes(&letters[..cut]), &mut buf);
+            if !self.knows(first) {
+                continue;
+            }
+            let second = self
+                .hasher
+                .hash(Normalised::Bytes(&letters[cut..]), &mut buf);
+            if self.knows(second) && self.fp.pairs.contains(extend(first, second)) {
+                out.push(vec![first, second]);
             }
         }
         if altered && letters.len() >= 3 {
-            let mut buf = Vec::new();
             let mut variant = Vec::with_capacity(letters.len() + 1);
             let mut consider = |variant: &[u8], out: &mut Vec<Vec<u64>>| {
                 let hash = self.hasher.hash(Normalised::Bytes(variant), &mut buf);
@@ -1068,7 +1097,7 @@ impl<'a> Scanner<'a> {
                     out.push(vec![hash]);
                 }
             };
-            const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+            const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
             for k in 0..=letters.len() {
                 if k < letters.len() {
                     // Dropped.

@@ -43,13 +43,10 @@ const ENTITIES: [(&str, &str); 16] = [
 /// `text` with its escapes undone, or None when it has none.
 pub fn unescaped(text: &str) -> Option<Unescaped> {
     let bytes = text.as_bytes();
-    if !bytes
-        .iter()
-        .any(|b| matches!(b, b'\\' | b'&' | b'<' | b'%'))
-    {
+    let percent = has_percent_escape(bytes);
+    if !percent && !has_escape(bytes) {
         return None;
     }
-    let percent = has_percent_escape(bytes);
     let mut out = Out::default();
     let mut changed = false;
     let mut i = 0;
@@ -183,10 +180,33 @@ fn byte_escapes(bytes: &[u8], i: usize, out: &mut Out, lead: &[u8], width: usize
     (j > i).then_some(j - i)
 }
 
+/// Whether `bytes` holds a backslash escape, a character reference or a tag (most replies hold
+/// none, and are not copied).
+fn has_escape(bytes: &[u8]) -> bool {
+    memchr::memchr3_iter(b'\\', b'&', b'<', bytes).any(|i| match bytes[i] {
+        b'\\' => matches!(
+            bytes.get(i + 1),
+            Some(b'n' | b't' | b'r' | b'"' | b'\'' | b'\\' | b'/' | b'u' | b'x')
+        ),
+        b'&' => bytes
+            .get(i + 1..(i + 12).min(bytes.len()))
+            .is_some_and(|rest| {
+                rest.first()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'#')
+                    && rest.contains(&b';')
+            }),
+        _ => bytes
+            .get(i + 1)
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'/'),
+    })
+}
+
 fn has_percent_escape(bytes: &[u8]) -> bool {
-    bytes
-        .windows(3)
-        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+    memchr::memchr_iter(b'%', bytes).any(|i| {
+        bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    })
 }
 
 fn percent_run(bytes: &[u8], i: usize, out: &mut Out) -> Option<usize> {
@@ -242,22 +262,26 @@ pub fn symbols_as_letters(text: &str) -> Option<String> {
         i.and_then(|i| bytes.get(i))
             .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'$'))
     };
-    let mut out = bytes.to_vec();
-    let mut changed = false;
-    for (i, b) in bytes.iter().enumerate() {
+    let letter = |i: usize| {
         let (before, after) = (word(i.checked_sub(1)), word(Some(i + 1)));
-        let letter = match b {
-            b'@' => b'a',
-            b'$' if before || after => b's',
-            b'|' if before && after => b'l',
-            b'!' if before && after => b'i',
-            _ => continue,
-        };
-        out[i] = letter;
-        changed = true;
+        match bytes[i] {
+            b'@' => Some(b'a'),
+            b'$' if before || after => Some(b's'),
+            b'|' if before && after => Some(b'l'),
+            b'!' if before && after => Some(b'i'),
+            _ => None,
+        }
+    };
+    let mut out: Option<Vec<u8>> = None;
+    let candidates =
+        memchr::memchr3_iter(b'@', b'$', b'|', bytes).chain(memchr::memchr_iter(b'!', bytes));
+    for i in candidates {
+        if let Some(l) = letter(i) {
+            out.get_or_insert_with(|| bytes.to_vec())[i] = l;
+        }
     }
     // Only ASCII bytes were replaced, by ASCII bytes.
-    changed.then(|| String::from_utf8(out).expect("still UTF-8"))
+    out.map(|out| String::from_utf8(out).expect("still UTF-8"))
 }
 
 #[cfg(test)]
