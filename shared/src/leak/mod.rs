@@ -800,6 +800,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Whether `hash` is a template word's or the canary's.
+    #[inline]
     fn knows(&self, hash: u64) -> bool {
         self.fp.words.contains(hash) || Some(hash) == self.canary
     }
