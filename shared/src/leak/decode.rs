@@ -85,12 +85,15 @@ fn is_b64(b: u8) -> bool {
 fn run_end(bytes: &[u8], start: usize) -> usize {
     let mut i = start;
     let mut line = 0;
+    // Bytes of hex separated by spaces or colons: one line, never wrapped like base64.
+    let mut separated = false;
     while i < bytes.len() {
         let b = bytes[i];
         if is_b64(b) {
             line += 1;
             i += 1;
         } else if (b == b'\n' || b == b'\r')
+            && !separated
             && line >= 40
             && bytes.get(i + 1).is_some_and(|&n| is_b64(n) || n == b'\n')
         {
@@ -101,6 +104,7 @@ fn run_end(bytes: &[u8], start: usize) -> usize {
             && i >= 2
             && is_hex_pair_at(bytes, i - 2)
         {
+            separated = true;
             i += 1;
         } else {
             break;
