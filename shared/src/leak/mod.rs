@@ -833,10 +833,11 @@ impl<'a> Scanner<'a> {
         for w in &mut out {
             w.known = self.knows(w.hash);
             let word = &text.as_bytes()[w.start..w.end];
-            // A number is read as letters only after a template word: numbers are common.
+            // A number is read as letters only when short and after a template word: numbers are
+            // common.
             let number = word.iter().all(u8::is_ascii_digit);
             if !w.known
-                && (after_known || !number)
+                && (!number || after_known && word.len() <= 4)
                 && let Some(hash) = self.leet_reading(word, &mut buf)
             {
                 w.hash = hash;
@@ -1090,7 +1091,7 @@ impl<'a> Scanner<'a> {
                 out.push(vec![first, second]);
             }
         }
-        if altered && letters.len() >= 3 {
+        if altered && letters.len() >= 4 {
             let mut variant = Vec::with_capacity(letters.len() + 1);
             let mut consider = |variant: &[u8], out: &mut Vec<Vec<u64>>| {
                 let hash = self.hasher.hash(Normalised::Bytes(variant), &mut buf);
