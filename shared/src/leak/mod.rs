@@ -1040,7 +1040,8 @@ impl<'a> Scanner<'a> {
                 .filter(|b| b.is_ascii_alphanumeric())
                 .map(u8::to_ascii_lowercase)
                 .collect();
-            for replacement in self.readings(&letters, l + r + 1 >= n) {
+            let before = (l > 0).then(|| words[i - 1].hash);
+            for replacement in self.readings(&letters, before, l + r + 1 >= n) {
                 let local: Vec<Word> = words[i - l..i]
                     .iter()
                     .copied()
@@ -1069,11 +1070,14 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Template words a word not in the template could stand for: two template words that follow
-    /// each other in the template and make it when written together, and, when `altered` is
-    /// allowed, the template words one letter away from it.
-    fn readings(&self, letters: &[u8], altered: bool) -> Vec<Vec<u64>> {
+    /// Template words a word not in the template could stand for, following the template word
+    /// `before` it (if any) as in the template: two template words that follow each other in the
+    /// template and make it when written together, and, when `altered` is allowed, the template
+    /// words one letter away from it.
+    fn readings(&self, letters: &[u8], before: Option<u64>, altered: bool) -> Vec<Vec<u64>> {
         const MOST: usize = 3;
+        // A reading must follow the template word before it, when there is one.
+        let follows = |h: u64| before.is_none_or(|b| self.fp.pairs.contains(extend(b, h)));
         let mut out = Vec::new();
         let mut buf = Vec::new();
         // Two template words run together (longer runs are the joined pass's).
@@ -1081,7 +1085,7 @@ impl<'a> Scanner<'a> {
             let first = self
                 .hasher
                 .hash(Normalised::Bytes(&letters[..cut]), &mut buf);
-            if !self.knows(first) {
+            if !self.knows(first) || !follows(first) {
                 continue;
             }
             let second = self
@@ -1095,7 +1099,11 @@ impl<'a> Scanner<'a> {
             let mut variant = Vec::with_capacity(letters.len() + 1);
             let mut consider = |variant: &[u8], out: &mut Vec<Vec<u64>>| {
                 let hash = self.hasher.hash(Normalised::Bytes(variant), &mut buf);
-                if self.knows(hash) && out.len() < MOST && !out.iter().any(|o| o == &[hash]) {
+                if self.knows(hash)
+                    && follows(hash)
+                    && out.len() < MOST
+                    && !out.iter().any(|o| o == &[hash])
+                {
                     out.push(vec![hash]);
                 }
             };
