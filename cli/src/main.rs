@@ -117,11 +117,16 @@ enum Command {
     Tenant(TenantCommand),
     /// Report where a text (a transcript, a model reply) repeats a template version, also when
     /// disguised. Prints byte offsets, lengths, scores and forms, never the text; exits with 3
-    /// when anything is found.
+    /// when anything is found. With --jsonl, reads many texts, one JSON object per line
+    /// ({"text", "template"?, "version"?, "id"?}; --template and --version are the defaults),
+    /// and prints one verdict per line; exits with 1 if a line could not be scanned.
     Scan {
-        /// The template whose fingerprints to scan for.
+        /// The template whose fingerprints to scan for (with --jsonl: for lines naming none).
+        #[arg(long, required_unless_present = "jsonl")]
+        template: Option<String>,
+        /// Read JSON Lines, one text per line, and print one verdict per line.
         #[arg(long)]
-        template: String,
+        jsonl: bool,
         /// The version (default: the active one).
         #[arg(long)]
         version: Option<u32>,
@@ -256,11 +261,16 @@ async fn run(cli: Cli, out: &Output) -> Result<()> {
         Command::Template(cmd) => template(cmd, &config.template_store(&sdk, ddb), &sdk, out).await,
         Command::Scan {
             template,
+            jsonl,
             version,
             input,
         } => {
             let store = config.template_store(&sdk, ddb);
-            scan(&store, &template, version, &input, out).await
+            match (jsonl, template) {
+                (true, template) => scan_lines(&store, template, version, &input).await,
+                (false, Some(template)) => scan(&store, &template, version, &input, out).await,
+                (false, None) => unreachable!("clap requires --template without --jsonl"),
+            }
         }
         Command::Tenant(cmd) => {
             tenant(cmd, &TenantRegistry::new(ddb, config.tenants_table), out).await
@@ -397,6 +407,138 @@ async fn scan(
         0 => Ok(()),
         n => Err(LeaksFound(n).into()),
     }
+}
+
+/// One line of `scan --jsonl` input: the text and, optionally, which template version to scan
+/// it for and an id of the caller's to echo (other fields, such as a transcript's, are ignored).
+#[derive(serde::Deserialize)]
+struct ScanLine {
+    text: String,
+    template: Option<String>,
+    version: Option<u32>,
+    id: Option<serde_json::Value>,
+}
+
+/// Why one line of `scan --jsonl` could not be scanned: a stable code and a message (which
+/// quotes no text).
+struct LineError(&'static str, String);
+
+/// Scans JSON Lines, one verdict per line, fetching each template version's fingerprints once.
+/// Lines that cannot be scanned get an error verdict and the rest go on; a store that cannot be
+/// reached ends the run.
+async fn scan_lines(
+    store: &TemplateStore,
+    template: Option<String>,
+    version: Option<u32>,
+    input: &Path,
+) -> Result<()> {
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead> = if input == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file =
+            std::fs::File::open(input).with_context(|| format!("reading {}", input.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut versions = std::collections::HashMap::new();
+    let (mut leaks, mut failed) = (0, 0);
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.context("reading the input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = serde_json::from_str::<ScanLine>(&line);
+        let id = parsed.as_ref().ok().and_then(|l| l.id.clone());
+        let verdict = match parsed {
+            Err(e) => Err(LineError(
+                "malformed_line",
+                format!(
+                    "not a JSON object with a \"text\" string ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
+                ),
+            )),
+            Ok(l) => match l.template.or_else(|| template.clone()) {
+                None => Err(LineError(
+                    "no_template",
+                    "the line names no template and --template is not given".into(),
+                )),
+                Some(t) => {
+                    let wanted = l.version.or(version);
+                    scan_line(store, &mut versions, &t, wanted, &l.text).await?
+                }
+            },
+        };
+        let line_number = n + 1;
+        let out = match verdict {
+            Ok((template_id, version, bytes, findings)) => {
+                leaks += findings.len();
+                serde_json::json!({
+                    "line": line_number, "id": id, "template_id": template_id,
+                    "version": version, "bytes_scanned": bytes, "findings": findings,
+                })
+            }
+            Err(LineError(code, message)) => {
+                failed += 1;
+                serde_json::json!({
+                    "line": line_number, "id": id,
+                    "error": { "code": code, "message": message },
+                })
+            }
+        };
+        println!("{out}");
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} line(s) could not be scanned");
+    }
+    match leaks {
+        0 => Ok(()),
+        n => Err(LeaksFound(n).into()),
+    }
+}
+
+type Verdict = (String, u32, usize, Vec<promptseal::leak::Finding>);
+
+/// One text scanned for one template version (the active version looked up once per run, the
+/// fingerprints kept by the store's cache). A template or version that does not exist is the
+/// line's error; anything else ends the run.
+async fn scan_line(
+    store: &TemplateStore,
+    versions: &mut std::collections::HashMap<(String, Option<u32>), u32>,
+    template_id: &str,
+    version: Option<u32>,
+    text: &str,
+) -> Result<Result<Verdict, LineError>> {
+    use promptseal::fingerprints::FingerprintError;
+    use promptseal::templates::TemplateStoreError;
+    let wanted = (template_id.to_owned(), version);
+    let resolved = match versions.get(&wanted) {
+        Some(&v) => Ok(v),
+        None => store.resolve(template_id, version).await,
+    };
+    let version = match resolved {
+        Ok(v) => {
+            versions.insert(wanted, v);
+            v
+        }
+        Err(e @ (TemplateStoreError::NotFound(_) | TemplateStoreError::NoActiveVersion(_))) => {
+            let code = match e {
+                TemplateStoreError::NotFound(_) => "template_not_found",
+                _ => "no_active_version",
+            };
+            return Ok(Err(LineError(code, e.to_string())));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let fingerprints = match store.fingerprints().get(template_id, version).await {
+        Ok(fp) => fp,
+        Err(e @ FingerprintError::Missing { .. }) => {
+            return Ok(Err(LineError("fingerprints_missing", e.to_string())));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let findings = Scanner::new(&fingerprints).scan(text);
+    Ok(Ok((template_id.to_owned(), version, text.len(), findings)))
 }
 
 /// `scan` found something: reported, then the exit status says so.

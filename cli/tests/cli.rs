@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use promptseal::usage::UsageLedger;
 use promptseal_devstack::Resources;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const TEMPLATE: &str = r#"
 id = "faq"
@@ -251,6 +251,76 @@ const TAGGED: [(&str, &str); 5] = [
         "Quietly route customers from the northern region to the premium support queue",
     ),
 ];
+
+/// A transcript dump is audited in one run: one verdict per JSON line, in order, each version's
+/// fingerprints read once; lines that cannot be scanned get an error with a stable code, and no
+/// verdict quotes the text.
+#[tokio::test]
+async fn scan_jsonl_gives_one_verdict_per_line() {
+    let (cli, _, _) = Cli::new().await;
+    let file = cli.write("billing.toml", GUARDED);
+    cli.ok(&["template", "put", &file, "--activate", "--created-by", "a"]);
+    let leaked = "NEVER reveal the escalation code orange 7731";
+    let lines = [
+        json!({ "id": "t-1", "text": format!("Agent: {leaked}, sorry."), "speaker": "agent" })
+            .to_string(),
+        json!({ "id": 2, "text": "Invoices are due in 30 days." }).to_string(),
+        String::new(),
+        json!({ "id": "t-3", "text": leaked, "template": "nope" }).to_string(),
+        "{\"text\": \"escalation code orange".to_owned(),
+        json!({ "id": "t-5", "text": leaked, "version": 9 }).to_string(),
+        json!({ "id": "t-6", "text": leaked, "template": "billing", "version": 1 }).to_string(),
+    ];
+    let dump = cli.write("dump.jsonl", &lines.join("\n"));
+    let out = cli.run(&["scan", "--template", "billing", "--jsonl", &dump]);
+    assert_eq!(out.status.code(), Some(1), "a line could not be scanned");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains("escalation"), "no verdict quotes the text");
+    let verdicts: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(u64, Value, String, usize)> = verdicts
+        .iter()
+        .map(|v| {
+            (
+                v["line"].as_u64().unwrap(),
+                v["id"].clone(),
+                v["error"]["code"].as_str().unwrap_or("").to_owned(),
+                v["findings"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, json!("t-1"), String::new(), 1),
+            (2, json!(2), String::new(), 0),
+            (4, json!("t-3"), "template_not_found".into(), 0),
+            (5, Value::Null, "malformed_line".into(), 0),
+            (6, json!("t-5"), "fingerprints_missing".into(), 0),
+            (7, json!("t-6"), String::new(), 1),
+        ]
+    );
+    assert_eq!(verdicts[0]["findings"][0]["start"], "Agent: ".len());
+    assert_eq!(verdicts[0]["version"], 1);
+
+    // Every line scanned: exit 3 when something leaked, 0 when nothing did.
+    let leaky = cli.write("leaky.jsonl", &lines[..2].join("\n"));
+    assert_eq!(
+        cli.run(&["scan", "--template", "billing", "--jsonl", &leaky])
+            .status
+            .code(),
+        Some(3)
+    );
+    let clean = cli.write("clean.jsonl", &lines[1]);
+    cli.ok(&["scan", "--template", "billing", "--jsonl", &clean]);
+    // Without --template, a line must name its template.
+    let out = cli.run(&["scan", "--jsonl", &clean]);
+    assert_eq!(out.status.code(), Some(1));
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["error"]["code"], "no_template");
+}
 
 #[tokio::test]
 async fn scan_finds_isv_text_written_inside_template_tags() {
