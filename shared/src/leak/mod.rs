@@ -959,7 +959,17 @@ impl<'a> Scanner<'a> {
             let (first, second) = (&words[pair[0].clone()], &words[pair[1].clone()]);
             let leading = first.iter().take_while(|w| w.known).count();
             let trailing = second.iter().rev().take_while(|w| w.known).count();
-            if leading == 0 || trailing == 0 || leading + trailing < n {
+            // Read backwards, the first line's first word comes right before the second line's
+            // last: they must follow each other in the template.
+            let (Some(last_read), Some(next_read)) = (first.first(), second.last()) else {
+                continue;
+            };
+            if leading + trailing < n
+                || !self
+                    .fp
+                    .pairs
+                    .contains(extend(last_read.hash, next_read.hash))
+            {
                 continue;
             }
             let order: Vec<usize> = pair[0].clone().rev().chain(pair[1].clone().rev()).collect();
@@ -1015,6 +1025,7 @@ impl<'a> Scanner<'a> {
                     1 + words[i - streak..i]
                         .windows(2)
                         .rev()
+                        .take(n)
                         .take_while(|p| follows(&p[0], &p[1]))
                         .count()
                 }
@@ -1024,6 +1035,7 @@ impl<'a> Scanner<'a> {
                 _ => {
                     1 + words[i + 1..=i + known_after]
                         .windows(2)
+                        .take(n)
                         .take_while(|p| follows(&p[0], &p[1]))
                         .count()
                 }
