@@ -592,6 +592,10 @@ impl WordHasher {
         const SHORT: usize = 32;
         match word {
             Normalised::Packed(packed) => self.sip_packed(packed.canonical()),
+            // Short words from elsewhere than the splitter (a word's parts, letters of a run).
+            Normalised::Bytes(word) if let Some(packed) = Packed::of(word) => {
+                self.sip_packed(packed.canonical())
+            }
             Normalised::Bytes(word) if word.len() <= SHORT && word.is_ascii() => {
                 let mut canonical = [0; SHORT];
                 let canonical = &mut canonical[..word.len()];
@@ -639,6 +643,31 @@ struct Word {
     known: bool,
     /// The normalised word when it is one character (letter-spaced runs), else 0.
     single: u8,
+}
+
+/// How a word of a scanned text continues template text.
+#[derive(Clone, Copy)]
+struct Link {
+    /// The next word (at most `MAX_FILLER` words on) that follows this one in the template, or
+    /// `u32::MAX`.
+    next: u32,
+    /// Length of the run of such words from this one, up to `min_span` (0: not a template word).
+    reach: u8,
+    /// Template pairs in a row, word next to word, from this word on and up to it (up to
+    /// `min_span`).
+    ahead: u8,
+    back: u8,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self {
+            next: u32::MAX,
+            reach: 0,
+            ahead: 0,
+            back: 0,
+        }
+    }
 }
 
 /// A match in word-index space, before merging into findings.
@@ -764,9 +793,10 @@ impl<'a> Scanner<'a> {
         let words = self.words(text);
         let mut hits = Vec::new();
         self.match_runs(&words, Form::Text, &mut hits);
-        self.match_repaired(text, &words, &mut hits);
+        let links = self.links(&words);
+        self.match_repaired(text, &words, &links, &mut hits);
         self.match_reversed_lines(text, &words, &mut hits);
-        self.match_interleaved(&words, &mut hits);
+        self.match_interleaved(&words, &links, &mut hits);
         self.match_letter_spaced(&words, &mut hits);
         let mut findings: Vec<Finding> = hits.iter().map(|h| h.finding(&words)).collect();
         self.match_joined(text, &words, &mut findings);
@@ -811,33 +841,42 @@ impl<'a> Scanner<'a> {
         let mut packed = Vec::with_capacity(text.len() / 5);
         let mut buf = Vec::new();
         for_each_word(text, |start, end, word| {
-            let hash = match word {
+            let (hash, known) = match word {
                 Normalised::Packed(p) => {
                     packed.push((out.len(), p));
-                    0
+                    (0, false)
                 }
-                word => self.hasher.hash(word, &mut buf),
+                word => {
+                    let hash = self.hasher.hash(word, &mut buf);
+                    (hash, self.knows(hash))
+                }
             };
             out.push(Word {
                 start,
                 end,
                 hash,
-                known: false,
+                known,
                 single: word.single().unwrap_or(0),
             });
         });
+        // Short words repeat (`the`, `to`, `you`): each is hashed and looked up once per text,
+        // remembered in a small table indexed by its bits (never zero for a word).
+        let mut seen = [(0u64, 0u64, false); 256];
         for (i, p) in packed {
-            out[i].hash = self.hasher.hash(Normalised::Packed(p), &mut buf);
+            let slot = &mut seen[(p.bits().wrapping_mul(R) >> 56) as usize];
+            if slot.0 != p.bits() {
+                let hash = self.hasher.hash(Normalised::Packed(p), &mut buf);
+                *slot = (p.bits(), hash, self.knows(hash));
+            }
+            (out[i].hash, out[i].known) = (slot.1, slot.2);
         }
         let mut after_known = false;
         for w in &mut out {
-            w.known = self.knows(w.hash);
             let word = &text.as_bytes()[w.start..w.end];
             // A number is read as letters only when short and after a template word: numbers are
             // common.
-            let number = word.iter().all(u8::is_ascii_digit);
             if !w.known
-                && (!number || after_known && word.len() <= 4)
+                && (after_known && word.len() <= 4 || !word.iter().all(u8::is_ascii_digit))
                 && let Some(hash) = self.leet_reading(word, &mut buf)
             {
                 w.hash = hash;
@@ -850,14 +889,14 @@ impl<'a> Scanner<'a> {
 
     /// The template word a word written with digits for letters stands for (`r3v34l`, `1nv01c3`),
     /// if any: digits read as the letters they look like, `1` as `i` or as `l`.
+    #[inline]
     fn leet_reading(&self, word: &[u8], buf: &mut Vec<u8>) -> Option<u64> {
         const MOST_ONES: usize = 4;
+        if !word.iter().any(u8::is_ascii_digit) || word.len() > MAX_WORD {
+            return None;
+        }
         // A number is read as letters only when every digit looks like one (`7311`, not `2026`).
-        let letters = word.iter().any(|b| !b.is_ascii_digit());
-        if !word.iter().any(u8::is_ascii_digit)
-            || word.len() > MAX_WORD
-            || !letters && word.contains(&b'2')
-        {
+        if word.iter().all(u8::is_ascii_digit) && word.contains(&b'2') {
             return None;
         }
         // Written in other letters too (`0r1en7é`): read in the normalised form.
@@ -992,53 +1031,57 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// How each word continues template text ([`Link`]), found once for the passes that
+    /// follow runs through text that is not a run as written (the repaired and interleaved
+    /// forms). The word that continues a run from a word depends on that word alone, so it is
+    /// looked up once per word, and runs are measured from the end.
+    fn links(&self, words: &[Word]) -> Vec<Link> {
+        let n = self.fp.min_span() as u8;
+        let mut links = vec![Link::default(); words.len()];
+        for (i, from) in words.iter().enumerate().rev().filter(|(_, w)| w.known) {
+            let end = words.len().min(i + 2 + MAX_FILLER);
+            let Some(j) = (i + 1..end).find(|&j| {
+                words[j].known && self.fp.pairs.contains(extend(from.hash, words[j].hash))
+            }) else {
+                links[i].reach = 1;
+                continue;
+            };
+            let after = links[j];
+            links[i].next = j as u32;
+            links[i].reach = after.reach.saturating_add(1).min(n);
+            if j == i + 1 {
+                links[i].ahead = after.ahead.saturating_add(1).min(n);
+            }
+        }
+        for i in 1..words.len() {
+            if links[i - 1].next as usize == i {
+                links[i].back = links[i - 1].back.saturating_add(1).min(n);
+            }
+        }
+        links
+    }
+
     /// Runs broken by one word that is not a template word but stands for template text: words
     /// run together where the template has punctuation inside a word (`dont`, `eg`, `warnfirst`)
     /// or one template word altered by a letter (a typo, a disguise that missed one letter). Only
     /// a word with enough template words around it to complete a run is looked at, split into
     /// template words or changed by one letter (dropped, added, replaced or swapped with its
     /// neighbour), and the run is then checked as any other.
-    fn match_repaired(&self, text: &str, words: &[Word], hits: &mut Vec<Hit>) {
+    fn match_repaired(&self, text: &str, words: &[Word], links: &[Link], hits: &mut Vec<Hit>) {
         let n = self.fp.min_span() as usize;
-        // The template words right before each word (counted as the scan goes), then, for a word
-        // with enough of them around, how many before and after follow each other as they do in
-        // the template (every two neighbours a template pair): in ordinary text these are short.
-        let follows = |a: &Word, b: &Word| self.fp.pairs.contains(extend(a.hash, b.hash));
-        let mut known_before = 0;
         for (i, w) in words.iter().enumerate() {
             if w.known {
-                known_before += 1;
                 continue;
             }
-            let streak = std::mem::take(&mut known_before);
-            let known_after = words[i + 1..]
-                .iter()
-                .take(n)
-                .take_while(|w| w.known)
-                .count();
-            if streak + known_after + 2 < n {
-                continue;
-            }
-            let l = match streak {
-                0 => 0,
-                _ => {
-                    1 + words[i - streak..i]
-                        .windows(2)
-                        .rev()
-                        .take(n)
-                        .take_while(|p| follows(&p[0], &p[1]))
-                        .count()
-                }
+            // The template words before and after that follow each other as in the template
+            // (in ordinary text these are short), the words on either side included.
+            let l = match i.checked_sub(1) {
+                Some(before) if words[before].known => 1 + usize::from(links[before].back),
+                _ => 0,
             };
-            let r = match known_after {
-                0 => 0,
-                _ => {
-                    1 + words[i + 1..=i + known_after]
-                        .windows(2)
-                        .take(n)
-                        .take_while(|p| follows(&p[0], &p[1]))
-                        .count()
-                }
+            let r = match words.get(i + 1) {
+                Some(after) if after.known => 1 + usize::from(links[i + 1].ahead),
+                _ => 0,
             };
             if l + r + 2 < n {
                 continue;
@@ -1160,23 +1203,17 @@ impl<'a> Scanner<'a> {
     /// so filler that happens to be a template word does not break it. A run of `min_span` words
     /// counts if it is a fingerprinted run, has filler somewhere (a single inserted word is
     /// enough) and spreads over at most twice its length.
-    fn match_interleaved(&self, words: &[Word], hits: &mut Vec<Hit>) {
+    fn match_interleaved(&self, words: &[Word], links: &[Link], hits: &mut Vec<Hit>) {
         let n = self.fp.min_span() as usize;
-        // The word that continues a run from each word depends on that word alone, so it is
-        // found once per word, and the length of the run from each word (up to n) read from the
-        // end: only runs that reach n words are followed and checked.
-        let mut next: Vec<Option<usize>> = vec![None; words.len()];
-        let mut reach = vec![0; words.len()];
-        for (i, from) in words.iter().enumerate().rev().filter(|(_, w)| w.known) {
-            next[i] = (i + 1..words.len().min(i + 2 + MAX_FILLER)).find(|&j| {
-                words[j].known && self.fp.pairs.contains(extend(from.hash, words[j].hash))
-            });
-            reach[i] = next[i].map_or(1, |j| (reach[j] + 1).min(n));
-        }
         let mut chain = Vec::with_capacity(n);
-        for first in (0..words.len()).filter(|&i| reach[i] == n) {
+        for first in (0..words.len()).filter(|&i| usize::from(links[i].reach) == n) {
             chain.clear();
-            chain.extend(std::iter::successors(Some(first), |&i| next[i]).take(n));
+            chain.extend(
+                std::iter::successors(Some(first), |&i| {
+                    Some(links[i].next as usize).filter(|&j| j < words.len())
+                })
+                .take(n),
+            );
             let last = chain[n - 1];
             let spread = last - first + 1;
             let gaps = chain.windows(2).filter(|w| w[1] > w[0] + 1).count();

@@ -94,6 +94,14 @@ impl Packed {
         })
     }
 
+    /// `word` packed, when it is 1..=8 ASCII letters and digits (lowercased).
+    pub fn of(word: &[u8]) -> Option<Self> {
+        (word.len() <= Self::MAX_LEN)
+            .then(|| Self::at(word, 0))
+            .flatten()
+            .filter(|p| p.len == word.len())
+    }
+
     /// The canonical form (see [`canonical`]), computed on all letters at once.
     pub fn canonical(self) -> Self {
         // 0x80 in each byte that is a letter (0x61..=0x7a; digits and padding stay below 0x80).
@@ -115,6 +123,12 @@ impl Packed {
             bits: forward.min(backward),
             len: self.len,
         }
+    }
+
+    /// The packed bits: the word's identity (two words are the same word if these are equal),
+    /// never zero.
+    pub fn bits(self) -> u64 {
+        self.bits
     }
 
     /// The word's bytes as a little-endian `u64` (first byte lowest, zero-padded), and its length.
@@ -446,6 +460,18 @@ mod tests {
             let sip = siphasher::sip::SipHasher13::new_with_keys(key[0], key[1]);
             let packed = Packed::at(word.as_bytes(), 0).unwrap();
             proptest::prop_assert_eq!(hasher.sip_packed(packed), sip.hash(word.as_bytes()));
+        }
+
+        /// A short word handed over as bytes (a part of a word, letters of a spaced run) is
+        /// hashed through the packed path: the same value as its canonical bytes.
+        #[test]
+        fn a_short_word_as_bytes_hashes_as_its_canonical_form(word in "[a-z0-9]{1,12}", key: [u64; 2]) {
+            let hasher = super::super::WordHasher::new(key);
+            let sip = siphasher::sip::SipHasher13::new_with_keys(key[0], key[1]);
+            proptest::prop_assert_eq!(
+                hasher.hash(Normalised::Bytes(word.as_bytes()), &mut Vec::new()),
+                sip.hash(&canon(&word))
+            );
         }
     }
 
