@@ -4,8 +4,13 @@
 //!
 //! Run with `cargo xtask bench leakscan`, which exports the peer's replies to
 //! .local/peers/data/leakscan_replies.json and runs the peer's own benchmark in the same session.
+//!
+//! Then the cost of each disguise family: the scan over the replies of one family of the leak
+//! evaluation's test part (tests/data/leak_eval_test.jsonl), each against its own template.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use promptseal::leak::{Fingerprints, LeakGuard, LeakPolicy, Scanner};
@@ -82,5 +87,65 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(leak_scan, benches);
+#[derive(Deserialize)]
+struct EvalHeader {
+    templates: HashMap<String, String>,
+    min_span: u32,
+}
+
+#[derive(Deserialize)]
+struct EvalCase {
+    template: String,
+    family: String,
+    text: String,
+}
+
+/// Bytes per second of each family of the evaluation's test part: what each disguise costs the
+/// scanner, beside the benign replies it mostly sees.
+fn families(c: &mut Criterion) {
+    let data = include_str!("../tests/data/leak_eval_test.jsonl");
+    let mut lines = data.lines();
+    let header: EvalHeader = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let guard = LeakGuard {
+        min_span: header.min_span,
+        ..LeakGuard::default()
+    };
+    let fingerprints: HashMap<String, Fingerprints> = header
+        .templates
+        .iter()
+        .map(|(name, text)| {
+            let fp = Fingerprints::of_template([text.as_str()], guard, [7; 16]);
+            (name.clone(), fp)
+        })
+        .collect();
+    let mut by_family: BTreeMap<String, Vec<EvalCase>> = BTreeMap::new();
+    for line in lines {
+        let case: EvalCase = serde_json::from_str(line).unwrap();
+        by_family.entry(case.family.clone()).or_default().push(case);
+    }
+    let mut group = c.benchmark_group("leak_scan_family");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (family, cases) in &by_family {
+        let scanners: Vec<(Scanner, &str)> = cases
+            .iter()
+            .map(|c| (Scanner::new(&fingerprints[&c.template]), c.text.as_str()))
+            .collect();
+        let bytes: usize = cases.iter().map(|c| c.text.len()).sum();
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_function(family.as_str(), |b| {
+            b.iter(|| {
+                scanners
+                    .iter()
+                    .map(|(s, text)| s.scan(text).len())
+                    .sum::<usize>()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(leak_scan, benches, families);
 criterion_main!(leak_scan);

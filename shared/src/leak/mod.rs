@@ -561,24 +561,33 @@ impl WordHasher {
     }
 
     /// SipHash-1-3 of a packed word's bytes: the value `SipHasher13::hash` gives, computed from
-    /// the word in a register (a message of at most 8 bytes is one block and the length block),
-    /// without the byte-slice handling. Most words are packed, so this is the scanner's hash.
+    /// the word in a register, without the byte-slice handling. Most words are packed, so this
+    /// is the scanner's hash.
     #[inline(always)]
     fn sip_packed(&self, word: Packed) -> u64 {
+        let (bits, len) = word.to_be();
+        self.sip_chunks(std::iter::once(bits), len)
+    }
+
+    /// SipHash-1-3 of a message of `len` bytes given as big-endian 8-byte chunks (the last one
+    /// zero-padded): each chunk is one message block, the length block after them.
+    #[inline(always)]
+    fn sip_chunks(&self, chunks: impl Iterator<Item = u64>, len: usize) -> u64 {
         fn compress(v: &mut [u64; 4], block: u64) {
             v[3] ^= block;
             sip_round(v);
             v[0] ^= block;
         }
-        let (message, len) = word.to_le();
         let mut v = self.keyed;
-        let length = (len as u64) << 56;
-        if len == Packed::MAX_LEN {
-            compress(&mut v, message);
-            compress(&mut v, length);
-        } else {
-            compress(&mut v, message | length);
+        let mut tail = 0;
+        for (i, chunk) in chunks.enumerate() {
+            if i < len / 8 {
+                compress(&mut v, chunk.swap_bytes());
+            } else {
+                tail = chunk.swap_bytes();
+            }
         }
+        compress(&mut v, tail | (len as u64) << 56);
         v[2] ^= 0xff;
         for _ in 0..3 {
             sip_round(&mut v);
@@ -586,21 +595,17 @@ impl WordHasher {
         v[0] ^ v[1] ^ v[2] ^ v[3]
     }
 
-    /// The keyed hash of a normalised word's canonical form (`buf` is scratch space for long or
-    /// non-ASCII words; the others are handled on the stack).
+    /// The keyed hash of a normalised word's canonical form (`buf` is scratch space for
+    /// non-ASCII words; the others are handled in registers).
     fn hash(&self, word: Normalised<'_>, buf: &mut Vec<u8>) -> u64 {
-        const SHORT: usize = 32;
         match word {
             Normalised::Packed(packed) => self.sip_packed(packed.canonical()),
             // Short words from elsewhere than the splitter (a word's parts, letters of a run).
             Normalised::Bytes(word) if let Some(packed) = Packed::of(word) => {
                 self.sip_packed(packed.canonical())
             }
-            Normalised::Bytes(word) if word.len() <= SHORT && word.is_ascii() => {
-                let mut canonical = [0; SHORT];
-                let canonical = &mut canonical[..word.len()];
-                words::canonical_ascii(word, canonical);
-                self.sip.hash(canonical)
+            Normalised::Bytes(word) if word.is_ascii() => {
+                self.sip_chunks(words::canonical_chunks(word), word.len())
             }
             Normalised::Bytes(word) => {
                 words::canonical(word, buf);
@@ -799,31 +804,43 @@ impl<'a> Scanner<'a> {
         self.match_interleaved(&words, &links, &mut hits);
         self.match_letter_spaced(&words, &mut hits);
         let mut findings: Vec<Finding> = hits.iter().map(|h| h.finding(&words)).collect();
-        self.match_joined(text, &words, &mut findings);
-        if depth < MAX_DEPTH {
-            if let Some(view) = unescape::symbols_as_letters(text) {
-                findings.extend(self.scan_at(&view, depth + 1));
+        let deeper = depth < MAX_DEPTH;
+        let unescaped = deeper.then(|| unescape::unescaped(text)).flatten();
+        let decoded = if deeper {
+            decode::decoded_runs(text)
+        } else {
+            Vec::new()
+        };
+        // Words run together are split where the text is read as written: text with escapes is
+        // split with them undone (the view below), an encoded run once decoded.
+        if unescaped.is_none() {
+            self.match_joined(text, &words, &decoded, &mut findings);
+        }
+        if !deeper {
+            return merge(findings);
+        }
+        if let Some(view) = unescape::symbols_as_letters(text) {
+            findings.extend(self.scan_at(&view, depth + 1));
+        }
+        if let Some(view) = unescaped {
+            for f in self.scan_at(&view.text, depth + 1) {
+                let (start, end) = view.original(f.start, f.start + f.len);
+                findings.push(Finding {
+                    start,
+                    len: end - start,
+                    ..f
+                });
             }
-            if let Some(view) = unescape::unescaped(text) {
-                for f in self.scan_at(&view.text, depth + 1) {
-                    let (start, end) = view.original(f.start, f.start + f.len);
-                    findings.push(Finding {
-                        start,
-                        len: end - start,
-                        ..f
-                    });
-                }
-            }
-            for run in decode::decoded_runs(text) {
-                let inner = self.scan_at(&run.text, depth + 1);
-                if let Some(best) = inner.iter().map(|f| f.score).reduce(f32::max) {
-                    findings.push(Finding {
-                        start: run.start,
-                        len: run.end - run.start,
-                        score: best,
-                        form: Form::Encoded,
-                    });
-                }
+        }
+        for run in decoded {
+            let inner = self.scan_at(&run.text, depth + 1);
+            if let Some(best) = inner.iter().map(|f| f.score).reduce(f32::max) {
+                findings.push(Finding {
+                    start: run.start,
+                    len: run.end - run.start,
+                    score: best,
+                    form: Form::Encoded,
+                });
             }
         }
         merge(findings)
@@ -863,10 +880,11 @@ impl<'a> Scanner<'a> {
         // remembered in a small table indexed by its bits (never zero for a word).
         let mut seen = [(0u64, 0u64, false); 256];
         for (i, p) in packed {
-            let slot = &mut seen[(p.bits().wrapping_mul(R) >> 56) as usize];
-            if slot.0 != p.bits() {
+            let (bits, _) = p.to_be();
+            let slot = &mut seen[(bits.wrapping_mul(R) >> 56) as usize];
+            if slot.0 != bits {
                 let hash = self.hasher.hash(Normalised::Packed(p), &mut buf);
-                *slot = (p.bits(), hash, self.knows(hash));
+                *slot = (bits, hash, self.knows(hash));
             }
             (out[i].hash, out[i].known) = (slot.1, slot.2);
         }
@@ -1267,7 +1285,14 @@ impl<'a> Scanner<'a> {
     /// Template words run together (`Neverrevealthecode`, `rules:1.Never`): in each stretch of
     /// text without whitespace that holds a word too long to be an ordinary one, the letters and
     /// digits are split into template words as a letter-spaced run is, and runs of them matched.
-    fn match_joined(&self, text: &str, words: &[Word], findings: &mut Vec<Finding>) {
+    /// A stretch inside an encoded run (`decoded`) is not: it is read decoded.
+    fn match_joined(
+        &self,
+        text: &str,
+        words: &[Word],
+        decoded: &[decode::Decoded],
+        findings: &mut Vec<Finding>,
+    ) {
         let bytes = text.as_bytes();
         let min_letters = 2 * self.fp.min_span() as usize;
         let mut done = 0;
@@ -1284,6 +1309,12 @@ impl<'a> Scanner<'a> {
                 .position(u8::is_ascii_whitespace)
                 .map_or(bytes.len(), |i| w.end + i);
             done = end;
+            if decoded
+                .iter()
+                .any(|run| run.start <= start && end <= run.end)
+            {
+                continue;
+            }
             let (offset, chunk) = (start, &bytes[start..end]);
             let letters: Vec<Word> = chunk
                 .iter()

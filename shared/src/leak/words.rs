@@ -125,15 +125,10 @@ impl Packed {
         }
     }
 
-    /// The packed bits: the word's identity (two words are the same word if these are equal),
-    /// never zero.
-    pub fn bits(self) -> u64 {
-        self.bits
-    }
-
-    /// The word's bytes as a little-endian `u64` (first byte lowest, zero-padded), and its length.
-    pub fn to_le(self) -> (u64, usize) {
-        (self.bits.swap_bytes(), self.len)
+    /// The word's bytes as a big-endian `u64` (first byte highest, zero-padded: never zero, and
+    /// different for different words), and its length.
+    pub fn to_be(self) -> (u64, usize) {
+        (self.bits, self.len)
     }
 
     /// `bits` (a packed word of this length, or its letter mask) in reverse byte order.
@@ -147,7 +142,6 @@ fn alphanumeric(bits: u64) -> u64 {
     // Bytes of 0x80 and more are not ASCII; the others are compared in 7 bits, without carries.
     let ascii = !bits & HIGH_BITS;
     let low = bits & splat(0x7f);
-    let in_range = |x: u64, lo: u8, hi: u8| (x + splat(0x80 - lo)) & !(x + splat(0x7f - hi));
     let digits = in_range(low, b'0', b'9');
     let letters = in_range(low | splat(0x20), b'a', b'z');
     (digits | letters) & ascii
@@ -320,23 +314,60 @@ pub fn canonical(word: &[u8], out: &mut Vec<u8>) {
 
 /// [`canonical`] of an ASCII word, written into `out` (as long as the word).
 pub fn canonical_ascii(word: &[u8], out: &mut [u8]) {
+    for (o, chunk) in out.chunks_mut(8).zip(canonical_chunks(word)) {
+        o.copy_from_slice(&chunk.to_be_bytes()[..o.len()]);
+    }
+}
+
+/// [`canonical`] of an ASCII word eight bytes at a time (as [`Packed::canonical`] does for words
+/// of up to eight): big-endian chunks, the last one zero-padded.
+pub fn canonical_chunks(word: &[u8]) -> impl Iterator<Item = u64> + '_ {
     let n = word.len();
     let forward_base = first_letter(word.iter());
     let backward_base = first_letter(word.iter().rev());
-    // The forward form is written while it is compared with the backward one, which usually
-    // differs at the second letter and is written over it only when it is smaller.
-    let mut order = std::cmp::Ordering::Equal;
-    for (k, o) in out.iter_mut().enumerate() {
-        *o = shift(word[k], forward_base);
-        if order.is_eq() {
-            order = shift(word[n - 1 - k], backward_base).cmp(o);
+    let forward = move |i: usize| {
+        let bits = load(&word[8 * i..n.min(8 * i + 8)], false);
+        shift_letters(bits, lowercase(bits), forward_base)
+    };
+    let backward = move |i: usize| {
+        let bits = load(&word[n.saturating_sub(8 * i + 8)..n - 8 * i], true);
+        shift_letters(bits, lowercase(bits), backward_base)
+    };
+    let chunks = n.div_ceil(8);
+    // The two forms usually differ in the first chunk.
+    let reversed = (0..chunks)
+        .map(|i| backward(i).cmp(&forward(i)))
+        .find(|o| o.is_ne())
+        .is_some_and(std::cmp::Ordering::is_lt);
+    (0..chunks).map(move |i| if reversed { backward(i) } else { forward(i) })
+}
+
+/// Up to eight bytes, in order or `reversed`, as the high bytes of a big-endian `u64`.
+fn load(part: &[u8], reversed: bool) -> u64 {
+    match (<[u8; 8]>::try_from(part), reversed) {
+        (Ok(full), false) => u64::from_be_bytes(full),
+        (Ok(full), true) => u64::from_le_bytes(full),
+        (Err(_), _) => {
+            let push = |bits: u64, b: &u8| bits << 8 | u64::from(*b);
+            let bits = if reversed {
+                part.iter().rev().fold(0, push)
+            } else {
+                part.iter().fold(0, push)
+            };
+            bits << (8 * (8 - part.len()))
         }
     }
-    if order.is_lt() {
-        for (k, o) in out.iter_mut().enumerate() {
-            *o = shift(word[n - 1 - k], backward_base);
-        }
-    }
+}
+
+/// 0xff in each byte of `bits` that is a lowercase ASCII letter.
+fn lowercase(bits: u64) -> u64 {
+    let letters = in_range(bits & splat(0x7f), b'a', b'z') & !bits & HIGH_BITS;
+    (letters >> 7) * 0xff
+}
+
+/// 0x80 in each byte of `x` (7-bit bytes) that is in `lo..=hi`, compared without carries.
+fn in_range(x: u64, lo: u8, hi: u8) -> u64 {
+    (x + splat(0x80 - lo)) & !(x + splat(0x7f - hi))
 }
 
 /// The first lowercase ASCII letter, the base of a Caesar shift (`a` when there is none).
@@ -465,13 +496,24 @@ mod tests {
         /// A short word handed over as bytes (a part of a word, letters of a spaced run) is
         /// hashed through the packed path: the same value as its canonical bytes.
         #[test]
-        fn a_short_word_as_bytes_hashes_as_its_canonical_form(word in "[a-z0-9]{1,12}", key: [u64; 2]) {
+        fn a_short_word_as_bytes_hashes_as_its_canonical_form(word in "[a-z0-9]{1,30}", key: [u64; 2]) {
             let hasher = super::super::WordHasher::new(key);
             let sip = siphasher::sip::SipHasher13::new_with_keys(key[0], key[1]);
             proptest::prop_assert_eq!(
                 hasher.hash(Normalised::Bytes(word.as_bytes()), &mut Vec::new()),
                 sip.hash(&canon(&word))
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// An ASCII word's canonical form, eight bytes at a time, is the one read character by
+        /// character (as for any other word).
+        #[test]
+        fn ascii_words_have_the_canonical_form_of_their_characters(word in "[a-z0-9]{1,40}") {
+            let forward = shifted_chars(word.chars());
+            let backward = shifted_chars(word.chars().rev());
+            proptest::prop_assert_eq!(canon(&word), forward.min(backward).into_bytes());
         }
     }
 
