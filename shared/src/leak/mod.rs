@@ -854,14 +854,20 @@ impl<'a> Scanner<'a> {
 
     fn words(&self, text: &str) -> Vec<Word> {
         let mut out = Vec::with_capacity(text.len() / 5);
-        // Short ASCII words (most) are hashed after the text is split, in a loop of their own.
-        let mut packed = Vec::with_capacity(text.len() / 5);
         let mut buf = Vec::new();
+        // Short words repeat (`the`, `to`, `you`): each is hashed and looked up once per text,
+        // remembered in a small table indexed by its bits (never zero for a word).
+        let mut seen = [(0u64, 0u64, false); 256];
         for_each_word(text, |start, end, word| {
             let (hash, known) = match word {
                 Normalised::Packed(p) => {
-                    packed.push((out.len(), p));
-                    (0, false)
+                    let (bits, _) = p.to_be();
+                    let slot = &mut seen[(bits.wrapping_mul(R) >> 56) as usize];
+                    if slot.0 != bits {
+                        let hash = self.hasher.hash(word, &mut buf);
+                        *slot = (bits, hash, self.knows(hash));
+                    }
+                    (slot.1, slot.2)
                 }
                 word => {
                     let hash = self.hasher.hash(word, &mut buf);
@@ -876,18 +882,6 @@ impl<'a> Scanner<'a> {
                 single: word.single().unwrap_or(0),
             });
         });
-        // Short words repeat (`the`, `to`, `you`): each is hashed and looked up once per text,
-        // remembered in a small table indexed by its bits (never zero for a word).
-        let mut seen = [(0u64, 0u64, false); 256];
-        for (i, p) in packed {
-            let (bits, _) = p.to_be();
-            let slot = &mut seen[(bits.wrapping_mul(R) >> 56) as usize];
-            if slot.0 != bits {
-                let hash = self.hasher.hash(Normalised::Packed(p), &mut buf);
-                *slot = (bits, hash, self.knows(hash));
-            }
-            (out[i].hash, out[i].known) = (slot.1, slot.2);
-        }
         let mut after_known = false;
         for w in &mut out {
             let word = &text.as_bytes()[w.start..w.end];
