@@ -1081,6 +1081,14 @@ impl<'a> Scanner<'a> {
     /// neighbour), and the run is then checked as any other.
     fn match_repaired(&self, text: &str, words: &[Word], links: &[Link], hits: &mut Vec<Hit>) {
         let n = self.fp.min_span() as usize;
+        // Runs found as written (few): a word next to one is read only if the run it could make
+        // reaches beyond it, and a word between two is taken with them.
+        let found = hits.len();
+        let in_found = |k: usize, hits: &[Hit]| {
+            hits[..found]
+                .iter()
+                .any(|h| h.form != Form::Canary && h.start <= k && k <= h.end)
+        };
         for (i, w) in words.iter().enumerate() {
             if w.known {
                 continue;
@@ -1096,6 +1104,22 @@ impl<'a> Scanner<'a> {
                 _ => 0,
             };
             if l + r + 2 < n {
+                continue;
+            }
+            let before = l > 0 && in_found(i - 1, hits);
+            let after = r > 0 && in_found(i + 1, hits);
+            if before && after {
+                hits.push(Hit {
+                    start: i - 1,
+                    end: i + 1,
+                    covered: 2,
+                    words: 3,
+                    form: Form::Text,
+                });
+                continue;
+            }
+            // A found run on one side and nothing on the other: nothing to add but this word.
+            if before && r == 0 || after && l == 0 {
                 continue;
             }
             let word = &text.as_bytes()[w.start..w.end];
