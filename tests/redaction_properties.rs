@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 use export_logs::export::{ExportKind, Window, prepare};
-use promptseal::assembly::{
-    Assembled, Block, BlockKind, ContextDocument, assemble, block_map_entries,
-};
+use promptseal::assembly::{Assembled, Block, BlockKind, ContextDocument, assemble};
 use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakGuard, LeakPolicy, Scanner};
+use promptseal::metadata::RequestMetadata;
 use promptseal::records::{
     PartKind, PayloadRecord, RecordPrompt, SCHEMA_VERSION, Source, StoredRecord, TokenUsage,
 };
@@ -66,13 +65,16 @@ fn block_json(block: &Block, role: Option<Role>) -> Value {
 
 /// The `ModelInvocationLog` record Bedrock writes for this request (as the stand-in does).
 fn invocation_log(assembled: &Assembled, reply: &str) -> String {
-    let mut metadata = json!({
-        "tenant_id": "acme", "template_id": "generated", "template_version": "1",
-        "request_id": "r-1",
-    });
-    for (k, v) in block_map_entries(&assembled.block_map()) {
-        metadata[k] = json!(v);
+    let metadata = RequestMetadata {
+        tenant_id: "acme".into(),
+        principal: None,
+        template_id: "generated".into(),
+        template_version: 1,
+        request_id: Some("r-1".into()),
+        block_map: assembled.block_map(),
     }
+    .to_entries()
+    .unwrap();
     json!({
         "schemaType": "ModelInvocationLog", "schemaVersion": "1.0",
         "timestamp": "2026-11-22T09:00:00Z", "accountId": "111122223333",

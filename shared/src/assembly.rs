@@ -132,16 +132,6 @@ impl Assembled {
     }
 }
 
-/// The longest `requestMetadata` value Bedrock accepts: a longer block map is split over
-/// several keys.
-pub const METADATA_MAX_VALUE: usize = 256;
-/// The most `requestMetadata` keys Bedrock accepts.
-pub const METADATA_MAX_KEYS: usize = 16;
-/// The keys that carry ids: tenant, principal, template id, template version, request id.
-pub const METADATA_ID_KEYS: usize = 5;
-/// The longest block map a request can carry beside its ids.
-pub const MAX_BLOCK_MAP_LEN: usize = (METADATA_MAX_KEYS - METADATA_ID_KEYS) * METADATA_MAX_VALUE;
-
 /// The longest block map of a prompt whose system part outputs at most `system` values and
 /// whose messages at most `messages[i]` each: every output can start a user block and the ISV
 /// block after it, promptseal's framing block adds a count, and the context documents a run.
@@ -159,34 +149,6 @@ pub fn block_map_bound(system: usize, messages: &[usize]) -> usize {
 
 /// Digits of the largest count of context documents a request may bring.
 const MAX_CONTEXT_RUN_DIGITS: usize = 4;
-
-/// The `requestMetadata` entries that carry `map`: `block_map`, then `block_map_2`, ... .
-pub fn block_map_entries(map: &str) -> Vec<(String, String)> {
-    map.as_bytes()
-        .chunks(METADATA_MAX_VALUE)
-        .enumerate()
-        .map(|(i, chunk)| {
-            let key = match i {
-                0 => "block_map".to_owned(),
-                i => format!("block_map_{}", i + 1),
-            };
-            let value = std::str::from_utf8(chunk).expect("the block map is ASCII");
-            (key, value.to_owned())
-        })
-        .collect()
-}
-
-/// The block map put back together from the entries [`block_map_entries`] made.
-pub fn block_map_from_metadata<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Option<String> {
-    let mut map = get("block_map")?.to_owned();
-    for i in 2.. {
-        match get(&format!("block_map_{i}")) {
-            Some(part) => map.push_str(part),
-            None => break,
-        }
-    }
-    Some(map)
-}
 
 /// A block map read back: the kind of every system block and of every block of every message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod envelope;
 pub mod fingerprints;
 pub mod leak;
+pub mod metadata;
 pub mod records;
 pub mod render;
 pub mod syntax;

@@ -12,7 +12,8 @@ use minijinja::value::{DynObject, Object, Value};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use zeroize::Zeroizing;
 
-use crate::assembly::{MAX_BLOCK_MAP_LEN, block_map_bound};
+use crate::assembly::block_map_bound;
+use crate::metadata::MAX_BLOCK_MAP_LEN;
 use crate::syntax::max_outputs;
 use crate::template::{DefinitionError, MAX_TEMPLATE_BYTES, Role, TemplateText, VariableSpec};
 

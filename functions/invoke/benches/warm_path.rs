@@ -33,6 +33,7 @@ use promptseal::assembly::assemble;
 use promptseal::envelope::{CachePolicy, EncryptionContext, Envelope};
 use promptseal::fingerprints::FingerprintStore;
 use promptseal::leak::{LeakGuard, LeakPolicy, Scanner};
+use promptseal::metadata::RequestMetadata;
 use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
 use promptseal::template::{
@@ -432,10 +433,15 @@ fn stages(
     });
     group.bench_function("7_converse_sdk_in_process", |b| {
         b.to_async(rt).iter(|| async {
-            let metadata = converse::request_metadata(
-                &[("tenant_id", &who.tenant_id), ("request_id", REQUEST_ID)],
-                &block_map,
-            )
+            let metadata = RequestMetadata {
+                tenant_id: who.tenant_id.clone(),
+                principal: None,
+                template_id: meta.template_id.clone(),
+                template_version: meta.version,
+                request_id: Some(REQUEST_ID.to_owned()),
+                block_map: block_map.clone(),
+            }
+            .to_entries()
             .unwrap();
             converse::call(
                 &deps.bedrock,

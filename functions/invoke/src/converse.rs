@@ -12,9 +12,7 @@ use aws_sdk_bedrockruntime::types::{
     GuardrailConverseContentBlock, GuardrailConverseTextBlock, GuardrailTrace,
     InferenceConfiguration, Message, StopReason, SystemContentBlock,
 };
-use promptseal::assembly::{
-    Assembled, Block, BlockKind, METADATA_MAX_KEYS, METADATA_MAX_VALUE, block_map_entries,
-};
+use promptseal::assembly::{Assembled, Block, BlockKind};
 use promptseal::template::{Guardrail, Role};
 use zeroize::Zeroizing;
 
@@ -56,33 +54,6 @@ pub struct ModelReply {
     pub stop_reason: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
-}
-
-/// True if `s` is a valid `requestMetadata` key or value.
-fn metadata_safe(s: &str) -> bool {
-    (1..=METADATA_MAX_VALUE).contains(&s.len())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || ":_@$#=/+,.-".contains(c))
-}
-
-/// The request metadata: ids and the block map (split over several keys when long). Values that
-/// Bedrock would refuse are left out rather than altered; a block map too long for the keys
-/// left is refused (`template put` refuses templates that can produce one, but values captured
-/// and repeated at render time can still split a prompt further).
-pub fn request_metadata(
-    ids: &[(&str, &str)],
-    block_map: &str,
-) -> Result<HashMap<String, String>, InvokeError> {
-    let mut metadata: HashMap<String, String> = ids
-        .iter()
-        .filter(|(_, v)| metadata_safe(v))
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    metadata.extend(block_map_entries(block_map));
-    if metadata.len() > METADATA_MAX_KEYS {
-        return Err(InvokeError::TooManyBlocks);
-    }
-    Ok(metadata)
 }
 
 fn system_block(block: &Block) -> SystemContentBlock {
@@ -197,44 +168,4 @@ pub async fn call(
         input_tokens: usage.map_or(0, |u| u.input_tokens().max(0) as u64),
         output_tokens: usage.map_or(0, |u| u.output_tokens().max(0) as u64),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metadata_holds_ids_and_the_block_map_within_bedrocks_limits() {
-        let long_map = format!(
-            "s:I,{}",
-            (0..200)
-                .map(|i| format!("m{i}:IU"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        let m = request_metadata(
-            &[
-                ("tenant_id", "acme"),
-                ("principal", "weird\u{0}name"),
-                ("request_id", "abc-123"),
-            ],
-            &long_map,
-        )
-        .unwrap();
-        assert_eq!(m["tenant_id"], "acme");
-        assert!(!m.contains_key("principal"), "unsafe values are left out");
-        let rebuilt =
-            promptseal::assembly::block_map_from_metadata(|k| m.get(k).map(String::as_str));
-        assert_eq!(rebuilt.as_deref(), Some(long_map.as_str()));
-        assert!(m.len() <= METADATA_MAX_KEYS);
-        assert!(m.iter().all(|(k, v)| metadata_safe(k) && metadata_safe(v)));
-
-        // One key more than Bedrock accepts is refused, not sent (and no assert fires).
-        let too_long = "s:".to_owned() + &"IU".repeat(8 * METADATA_MAX_VALUE);
-        let ids = [("tenant_id", "acme"), ("request_id", "abc-123")];
-        assert!(matches!(
-            request_metadata(&ids, &too_long),
-            Err(InvokeError::TooManyBlocks)
-        ));
-    }
 }

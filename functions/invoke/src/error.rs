@@ -10,6 +10,7 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use promptseal::envelope::EnvelopeError;
 use promptseal::fingerprints::FingerprintError;
+use promptseal::metadata::TooManyBlocks;
 use promptseal::records::RecordError;
 use promptseal::render::RenderError;
 use promptseal::template::VariableError;
@@ -344,6 +345,12 @@ impl From<UsageError> for InvokeError {
 impl From<RecordError> for InvokeError {
     fn from(e: RecordError) -> Self {
         Self::Store(Box::new(e))
+    }
+}
+
+impl From<TooManyBlocks> for InvokeError {
+    fn from(_: TooManyBlocks) -> Self {
+        Self::TooManyBlocks
     }
 }
 

@@ -9,6 +9,7 @@ use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
 use promptseal::assembly::assemble;
 use promptseal::leak::{Fingerprints, GuardAction, GuardReport, KnownText, Scanner};
+use promptseal::metadata::RequestMetadata;
 use promptseal::records::{
     PayloadRecord, PayloadStore, RecordPrompt, SCHEMA_VERSION, Source, TokenUsage, Written,
     timestamp_micros,
@@ -325,17 +326,15 @@ pub async fn ask_model(
     // The caller's own input and documents coming back are not a leak (as redact-log reads
     // them from the invocation log: the blocks as sent).
     let known = KnownText::of(assembled.tenant_texts(), fingerprints.min_span());
-    let version = meta.version.to_string();
-    let metadata = converse::request_metadata(
-        &[
-            ("tenant_id", &who.tenant_id),
-            ("principal", &who.principal),
-            ("template_id", &meta.template_id),
-            ("template_version", &version),
-            ("request_id", request_id),
-        ],
-        &assembled.block_map(),
-    )?;
+    let metadata = RequestMetadata {
+        tenant_id: who.tenant_id.clone(),
+        principal: Some(who.principal.clone()),
+        template_id: meta.template_id.clone(),
+        template_version: meta.version,
+        request_id: Some(request_id.to_owned()),
+        block_map: assembled.block_map(),
+    }
+    .to_entries()?;
     let mut reply = converse::call(
         &deps.bedrock,
         ModelCall {

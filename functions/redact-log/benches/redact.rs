@@ -6,9 +6,9 @@
 //! one core: the peer's unit.
 //!
 //! The corpus carries the peer's block map (`isv_blocks: "sys:0,msg0:0,msg0:2"`); before timing,
-//! each record's requestMetadata is rewritten to promptseal's (`block_map: "s:I,m0:IUI"`) and the
-//! events are encoded again. Run with `cargo xtask bench redact`, which generates the corpus and
-//! runs the peer's own benchmark after this one.
+//! each record's requestMetadata is rewritten as invoke writes it (`RequestMetadata`, block map
+//! `s:I,m0:IUI`) and the events are encoded again. Run with `cargo xtask bench redact`, which
+//! generates the corpus and runs the peer's own benchmark after this one.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -20,6 +20,7 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakGuard, LeakPolicy};
+use promptseal::metadata::RequestMetadata;
 use redact_log::invocation_log::{self, BodyRef, InvocationLog};
 use serde_json::{Value, json};
 
@@ -63,9 +64,17 @@ fn events() -> (Vec<Vec<u8>>, usize) {
             for log_event in payload["logEvents"].as_array_mut().unwrap() {
                 let mut record: Value =
                     serde_json::from_str(log_event["message"].as_str().unwrap()).unwrap();
-                let md = record["requestMetadata"].as_object_mut().unwrap();
-                assert_eq!(md.remove("isv_blocks").unwrap(), "sys:0,msg0:0,msg0:2");
-                md.insert("block_map".into(), json!("s:I,m0:IUI"));
+                let md = &record["requestMetadata"];
+                assert_eq!(md["isv_blocks"], "sys:0,msg0:0,msg0:2");
+                let ours = RequestMetadata {
+                    tenant_id: md["tenant_id"].as_str().unwrap().into(),
+                    principal: None,
+                    template_id: md["template_id"].as_str().unwrap().into(),
+                    template_version: md["template_version"].as_str().unwrap().parse().unwrap(),
+                    request_id: None,
+                    block_map: "s:I,m0:IUI".into(),
+                };
+                record["requestMetadata"] = json!(ours.to_entries().unwrap());
                 log_event["message"] = json!(record.to_string());
             }
             let raw = payload.to_string();

@@ -13,8 +13,9 @@ use std::io::Read;
 
 use base64::Engine;
 use flate2::read::GzDecoder;
-use promptseal::assembly::{BlockKind, BlockMap, block_map_from_metadata};
+use promptseal::assembly::{BlockKind, BlockMap};
 use promptseal::leak::{Fingerprints, KnownText, Scanner};
+use promptseal::metadata::{RequestMetadata, Unattributed};
 use promptseal::records::{
     Part, PartKind, PayloadRecord, Place, RecordMessage, SCHEMA_VERSION, Source, TokenUsage,
     prompt_part, reformat_timestamp,
@@ -198,21 +199,16 @@ pub struct Attribution {
 
 pub fn attribute(log: &InvocationLog<'_>) -> Result<Attribution, Skip> {
     let md = &log.request_metadata;
-    let get = |k: &str| md.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let tenant_id = get("tenant_id").ok_or(Skip::Unattributed("no tenant"))?;
-    let template_id = get("template_id").ok_or(Skip::Unattributed("no template"))?;
-    let version = get("template_version")
-        .and_then(|v| v.parse().ok())
-        .ok_or(Skip::Unattributed("no template version"))?;
-    let map = block_map_from_metadata(|k| md.get(k).map(String::as_str))
-        .ok_or(Skip::Unattributed("no block map"))?;
-    let map = BlockMap::parse(&map).map_err(|_| Skip::Unattributed("malformed block map"))?;
+    let meta = RequestMetadata::from_entries(|k| md.get(k).map(String::as_str))
+        .map_err(|Unattributed(why)| Skip::Unattributed(why))?;
+    let map =
+        BlockMap::parse(&meta.block_map).map_err(|_| Skip::Unattributed("malformed block map"))?;
     Ok(Attribution {
-        tenant_id: tenant_id.to_owned(),
-        template_id: template_id.to_owned(),
-        version,
-        request_id: get("request_id").map(str::to_owned),
-        principal: get("principal").map(str::to_owned),
+        tenant_id: meta.tenant_id,
+        template_id: meta.template_id,
+        version: meta.template_version,
+        request_id: meta.request_id,
+        principal: meta.principal,
         map,
     })
 }
