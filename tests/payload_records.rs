@@ -5,50 +5,14 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use promptseal::leak::{GuardAction, GuardReport};
-use promptseal::records::{
-    Part, PartKind, PayloadRecord, RecordMessage, SCHEMA_VERSION, Source, TokenUsage, Written,
-    timestamp_micros,
-};
-use promptseal::template::Role;
+use promptseal::fixtures::payload_record;
+use promptseal::records::{PayloadRecord, Written, timestamp_micros};
 
+/// The shared fixture, with the user's `input`.
 fn record(tenant: &str, model_request_id: &str, input: &str) -> PayloadRecord {
-    PayloadRecord {
-        schema_version: SCHEMA_VERSION,
-        tenant_id: tenant.into(),
-        request_id: format!("req-{model_request_id}"),
-        model_request_id: model_request_id.into(),
-        time: timestamp_micros(SystemTime::now()),
-        source: Source::Invoke,
-        principal: Some("user-1".into()),
-        template_id: "support".into(),
-        template_version: 2,
-        model_id: "anthropic.claude".into(),
-        system: vec![Part {
-            kind: PartKind::Isv,
-            document_id: None,
-            text: "[isv:system support@2]".into(),
-        }],
-        messages: vec![RecordMessage {
-            role: Role::User,
-            content: vec![Part {
-                kind: PartKind::UserInput,
-                document_id: None,
-                text: input.into(),
-            }],
-        }],
-        output: "It shipped.".into(),
-        stop_reason: Some("end_turn".into()),
-        guard: GuardReport {
-            action: GuardAction::Passed,
-            findings: 0,
-            forms: vec![],
-        },
-        usage: TokenUsage {
-            input_tokens: 10,
-            output_tokens: 3,
-        },
-    }
+    let mut record = payload_record(tenant, model_request_id);
+    record.messages[0].content[0].text = input.into();
+    record
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use promptseal::assembly::{Assembled, Block, BlockKind, ContextDocument, assembl
 use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakGuard, LeakPolicy, Scanner};
 use promptseal::metadata::RequestMetadata;
 use promptseal::records::{
-    PartKind, PayloadRecord, RecordPrompt, SCHEMA_VERSION, Source, StoredRecord, TokenUsage,
+    Exchange, PartKind, PayloadRecord, RecordPrompt, Source, StoredRecord, TokenUsage,
 };
 use promptseal::render::Renderer;
 use promptseal::template::{MessagePart, Role, TemplateText};
@@ -63,9 +63,9 @@ fn block_json(block: &Block, role: Option<Role>) -> Value {
     }
 }
 
-/// The `ModelInvocationLog` record Bedrock writes for this request (as the stand-in does).
-fn invocation_log(assembled: &Assembled, reply: &str) -> String {
-    let metadata = RequestMetadata {
+/// What invoke sends with this request.
+fn request_metadata(assembled: &Assembled) -> RequestMetadata {
+    RequestMetadata {
         tenant_id: "acme".into(),
         principal: None,
         template_id: "generated".into(),
@@ -73,8 +73,11 @@ fn invocation_log(assembled: &Assembled, reply: &str) -> String {
         request_id: Some("r-1".into()),
         block_map: assembled.block_map(),
     }
-    .to_entries()
-    .unwrap();
+}
+
+/// The `ModelInvocationLog` record Bedrock writes for this request (as the stand-in does).
+fn invocation_log(assembled: &Assembled, reply: &str) -> String {
+    let metadata = request_metadata(assembled).to_entries().unwrap();
     json!({
         "schemaType": "ModelInvocationLog", "schemaVersion": "1.0",
         "timestamp": "2026-11-22T09:00:00Z", "accountId": "111122223333",
@@ -244,24 +247,18 @@ proptest! {
         // invoke's record.
         let (guard, replacement) = Scanner::new(&c.fp).guard(&c.reply, LeakPolicy::Redact);
         let prompt = RecordPrompt::of(&c.assembled, "generated", 1);
-        let from_invoke = PayloadRecord {
-            schema_version: SCHEMA_VERSION,
-            tenant_id: "acme".into(),
-            request_id: "r-1".into(),
+        let exchange = Exchange {
+            source: Source::Invoke,
             model_request_id: "m-1".into(),
             time: "2026-11-22T09:00:00Z".into(),
-            source: Source::Invoke,
-            principal: None,
-            template_id: "generated".into(),
-            template_version: 1,
             model_id: "anthropic.claude".into(),
-            system: prompt.system,
-            messages: prompt.messages,
+            prompt,
             output: replacement.unwrap_or_else(|| c.reply.clone()),
             stop_reason: Some("end_turn".into()),
             guard,
             usage: TokenUsage::default(),
         };
+        let from_invoke = PayloadRecord::new(request_metadata(&c.assembled), exchange);
 
         // redact-log's record, from the invocation log of the same request.
         let from_log = redact_log_record(&invocation_log(&c.assembled, &c.reply), &c.fp).unwrap();

@@ -6,6 +6,8 @@ pub mod assembly;
 pub mod dynamo;
 pub mod envelope;
 pub mod fingerprints;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod leak;
 pub mod metadata;
 pub mod records;

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::assembly::{Assembled, BlockKind, unwrap_block};
 use crate::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
 use crate::leak::GuardReport;
+use crate::metadata::RequestMetadata;
 use crate::template::Role;
 
 /// The version of the record format below; every stored and exported record carries it.
@@ -97,6 +98,53 @@ pub struct PayloadRecord {
     pub stop_reason: Option<String>,
     pub guard: GuardReport,
     pub usage: TokenUsage,
+}
+
+/// One model call as the writer of its record saw it: everything a record holds besides whose
+/// request it was.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub source: Source,
+    /// Bedrock's request id (the record's key).
+    pub model_request_id: String,
+    /// When the request was made (RFC 3339, UTC).
+    pub time: String,
+    pub model_id: String,
+    pub prompt: RecordPrompt,
+    /// The reply after the output leak guard.
+    pub output: String,
+    pub stop_reason: Option<String>,
+    pub guard: GuardReport,
+    pub usage: TokenUsage,
+}
+
+impl PayloadRecord {
+    /// The record of one model call: whose request it was (the metadata invoke sent with it and
+    /// redact-log reads back from the invocation log) and what was exchanged. Every writer builds
+    /// its records here, so that they read alike whoever wrote them. Without invoke's request id,
+    /// the record goes by Bedrock's.
+    pub fn new(meta: RequestMetadata, exchange: Exchange) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            request_id: meta
+                .request_id
+                .unwrap_or_else(|| exchange.model_request_id.clone()),
+            tenant_id: meta.tenant_id,
+            model_request_id: exchange.model_request_id,
+            time: exchange.time,
+            source: exchange.source,
+            principal: meta.principal,
+            template_id: meta.template_id,
+            template_version: meta.template_version,
+            model_id: exchange.model_id,
+            system: exchange.prompt.system,
+            messages: exchange.prompt.messages,
+            output: exchange.output,
+            stop_reason: exchange.stop_reason,
+            guard: exchange.guard,
+            usage: exchange.usage,
+        }
+    }
 }
 
 /// Where in the request a block sits, for its placeholder.

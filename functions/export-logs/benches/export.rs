@@ -8,10 +8,8 @@
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use export_logs::export::{ExportKind, Window, prepare};
-use promptseal::leak::{GuardAction, GuardReport};
-use promptseal::records::{
-    Part, PartKind, PayloadRecord, RecordMessage, SCHEMA_VERSION, Source, StoredRecord, TokenUsage,
-};
+use promptseal::fixtures::payload_record;
+use promptseal::records::{Part, PartKind, PayloadRecord, RecordMessage, StoredRecord, TokenUsage};
 use promptseal::template::Role;
 use promptseal::tenants::ExportDestination;
 
@@ -47,26 +45,20 @@ fn records() -> Vec<StoredRecord> {
     let isv = |place: &str| Part {
         kind: PartKind::Isv,
         document_id: None,
-        text: format!("[isv:{place} support-reply@3]"),
+        text: format!("[isv:{place} support@2]"),
     };
     (0..RECORDS)
         .map(|i| StoredRecord {
             position: format!("2026-11-22T09:00:00.{i:06}Z#m-{i}"),
             record: PayloadRecord {
-                schema_version: SCHEMA_VERSION,
-                tenant_id: "acme".into(),
                 request_id: format!("c0ffee00-0000-4000-8000-{i:012}"),
-                model_request_id: format!("6f1c2d3e-0000-4000-a000-{i:012}"),
                 time: format!(
                     "2026-11-22T09:{:02}:{:02}.{:06}Z",
                     i / 3600 % 60,
                     i / 60 % 60,
                     i
                 ),
-                source: Source::Invoke,
                 principal: Some("7f3c9a2e-1b4d-4c6e-9f0a-2d8e5b7c1a3f".into()),
-                template_id: "support-reply".into(),
-                template_version: 3,
                 model_id: "anthropic.claude-3-haiku-20240307-v1:0".into(),
                 system: vec![isv("system"), isv("system")],
                 messages: vec![RecordMessage {
@@ -86,16 +78,11 @@ fn records() -> Vec<StoredRecord> {
                     ],
                 }],
                 output: text(&mut seed, 1500),
-                stop_reason: Some("end_turn".into()),
-                guard: GuardReport {
-                    action: GuardAction::Passed,
-                    findings: 0,
-                    forms: vec![],
-                },
                 usage: TokenUsage {
                     input_tokens: 600,
                     output_tokens: 350,
                 },
+                ..payload_record("acme", &format!("6f1c2d3e-0000-4000-a000-{i:012}"))
             },
         })
         .collect()

@@ -571,34 +571,16 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use promptseal::leak::{GuardAction, GuardReport};
-    use promptseal::records::{PayloadRecord, Source, TokenUsage};
+    use promptseal::fixtures::payload_record;
+    use promptseal::records::PayloadRecord;
     use std::io::Read;
 
     fn stored(i: usize) -> StoredRecord {
         StoredRecord {
             position: format!("2026-11-22T09:00:0{i}.000000Z#m-{i}"),
             record: PayloadRecord {
-                schema_version: SCHEMA_VERSION,
-                tenant_id: "acme".into(),
-                request_id: format!("r-{i}"),
-                model_request_id: format!("m-{i}"),
                 time: format!("2026-11-22T09:00:0{i}Z"),
-                source: Source::Invoke,
-                principal: None,
-                template_id: "t".into(),
-                template_version: 1,
-                model_id: "m".into(),
-                system: vec![],
-                messages: vec![],
-                output: format!("answer {i}"),
-                stop_reason: None,
-                guard: GuardReport {
-                    action: GuardAction::Passed,
-                    findings: 0,
-                    forms: vec![],
-                },
-                usage: TokenUsage::default(),
+                ..payload_record("acme", &format!("m-{i}"))
             },
         }
     }

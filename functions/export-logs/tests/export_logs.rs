@@ -11,10 +11,8 @@ use export_logs::export::{
 };
 use export_logs::handler::{Deps, handle};
 use export_logs::state::ExportState;
-use promptseal::leak::{GuardAction, GuardReport};
-use promptseal::records::{
-    PayloadRecord, PayloadStore, SCHEMA_VERSION, Source, TokenUsage, Written, timestamp_micros,
-};
+use promptseal::fixtures::payload_record;
+use promptseal::records::{PayloadRecord, PayloadStore, SCHEMA_VERSION, Written};
 use promptseal::tenants::{ExportDestination, PayloadLogging, Quotas, TenantRegistry, TenantSpec};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -23,31 +21,6 @@ struct World {
     deps: Deps,
     s3: aws_sdk_s3::Client,
     bucket: String,
-}
-
-fn record(tenant: &str, id: &str) -> PayloadRecord {
-    PayloadRecord {
-        schema_version: SCHEMA_VERSION,
-        tenant_id: tenant.into(),
-        request_id: format!("req-{id}"),
-        model_request_id: id.into(),
-        time: timestamp_micros(SystemTime::now()),
-        source: Source::Invoke,
-        principal: None,
-        template_id: "support-reply".into(),
-        template_version: 1,
-        model_id: "anthropic.claude".into(),
-        system: vec![],
-        messages: vec![],
-        output: format!("answer {id}"),
-        stop_reason: Some("end_turn".into()),
-        guard: GuardReport {
-            action: GuardAction::Passed,
-            findings: 0,
-            forms: vec![],
-        },
-        usage: TokenUsage::default(),
-    }
 }
 
 impl World {
@@ -112,7 +85,7 @@ impl World {
             self.deps
                 .exporter
                 .records
-                .put(&record(tenant, id), 7)
+                .put(&payload_record(tenant, id), 7)
                 .await
                 .unwrap();
         }
@@ -254,7 +227,7 @@ async fn a_record_committed_after_its_window_closed_is_delivered_once_by_the_nex
         .deps
         .exporter
         .records
-        .put_stamped(&record("acme", "late"), 7, stamped)
+        .put_stamped(&payload_record("acme", "late"), 7, stamped)
         .await
         .unwrap();
     assert_eq!(written, Written::Stored);
@@ -268,7 +241,7 @@ async fn a_record_committed_after_its_window_closed_is_delivered_once_by_the_nex
         .deps
         .exporter
         .records
-        .put_stamped(&record("acme", "late"), 7, stamped)
+        .put_stamped(&payload_record("acme", "late"), 7, stamped)
         .await
         .unwrap();
     assert_eq!(again, Written::AlreadyStored);

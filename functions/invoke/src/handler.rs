@@ -11,7 +11,7 @@ use promptseal::assembly::assemble;
 use promptseal::leak::{Fingerprints, GuardAction, GuardReport, KnownText, Scanner};
 use promptseal::metadata::RequestMetadata;
 use promptseal::records::{
-    PayloadRecord, PayloadStore, RecordPrompt, SCHEMA_VERSION, Source, TokenUsage, Written,
+    Exchange, PayloadRecord, PayloadStore, RecordPrompt, Source, TokenUsage, Written,
     timestamp_micros,
 };
 use promptseal::render::Renderer;
@@ -85,6 +85,8 @@ pub fn model_timeout(configured: Duration, deadline: Option<SystemTime>) -> Dura
 pub struct Answer {
     pub reply: ModelReply,
     pub guard: GuardReport,
+    /// Whose request it was, as sent to Bedrock.
+    pub metadata: RequestMetadata,
     /// The prompt as a payload record keeps it, when one is to be written.
     pub prompt: Option<RecordPrompt>,
 }
@@ -185,6 +187,7 @@ async fn invoke(
     let Answer {
         reply,
         guard,
+        metadata,
         prompt,
     } = match answer {
         Ok(answer) => answer,
@@ -229,22 +232,15 @@ async fn invoke(
     }
 
     if let Some(prompt) = prompt {
-        let record = PayloadRecord {
-            schema_version: SCHEMA_VERSION,
-            tenant_id: who.tenant_id.clone(),
-            request_id: request_id.to_owned(),
+        let exchange = Exchange {
+            source: Source::Invoke,
             model_request_id: reply
                 .model_request_id
                 .clone()
                 .unwrap_or_else(|| request_id.to_owned()),
             time: timestamp_micros(started_at),
-            source: Source::Invoke,
-            principal: Some(who.principal.clone()),
-            template_id: meta.template_id.clone(),
-            template_version: meta.version,
             model_id: meta.settings.model_id.clone(),
-            system: prompt.system,
-            messages: prompt.messages,
+            prompt,
             output: reply.text.to_string(),
             stop_reason: Some(reply.stop_reason.clone()),
             guard: guard.clone(),
@@ -253,6 +249,7 @@ async fn invoke(
                 output_tokens: reply.output_tokens,
             },
         };
+        let record = PayloadRecord::new(metadata, exchange);
         write_record(deps, &tenant, &record).await;
     }
 
@@ -333,8 +330,7 @@ pub async fn ask_model(
         template_version: meta.version,
         request_id: Some(request_id.to_owned()),
         block_map: assembled.block_map(),
-    }
-    .to_entries()?;
+    };
     let mut reply = converse::call(
         &deps.bedrock,
         ModelCall {
@@ -343,7 +339,7 @@ pub async fn ask_model(
             max_tokens: limits.max_tokens,
             temperature: limits.temperature,
             guardrail: meta.settings.guardrail.as_ref(),
-            metadata,
+            metadata: metadata.to_entries()?,
         },
         model_timeout(limits.timeout, limits.deadline),
     )
@@ -363,6 +359,7 @@ pub async fn ask_model(
     Ok(Answer {
         reply,
         guard,
+        metadata,
         prompt,
     })
 }

@@ -122,7 +122,7 @@ fn redact_event(event: &[u8], fps: &HashMap<(String, u32), Fingerprints>) -> (Ve
     for log_event in &data.log_events {
         let log = InvocationLog::parse(&log_event.message).unwrap();
         let who = invocation_log::attribute(&log).unwrap();
-        let fp = &fps[&(who.template_id.clone(), who.version)];
+        let fp = &fps[&(who.meta.template_id.clone(), who.meta.template_version)];
         let (BodyRef::Inline(input), BodyRef::Inline(output)) =
             (log.input_body().unwrap(), log.output_body().unwrap())
         else {

@@ -189,23 +189,27 @@ async fn record_one(
         Err(skip) => return Ok(Outcome::Skipped(skip)),
     };
     // Whether the tenant opted in, asked once per batch.
-    let days = match retention.get(&who.tenant_id) {
+    let days = match retention.get(&who.meta.tenant_id) {
         Some(days) => *days,
         None => {
             let days = deps
                 .tenants
-                .get(&who.tenant_id)
+                .get(&who.meta.tenant_id)
                 .await?
                 .filter(|t| t.spec.payload_logging.enabled)
                 .map(|t| t.spec.payload_logging.retention_days);
-            retention.insert(who.tenant_id.clone(), days);
+            retention.insert(who.meta.tenant_id.clone(), days);
             days
         }
     };
     let Some(days) = days else {
         return Ok(Outcome::NotOptedIn);
     };
-    let fingerprints = match deps.fingerprints.get(&who.template_id, who.version).await {
+    let fingerprints = match deps
+        .fingerprints
+        .get(&who.meta.template_id, who.meta.template_version)
+        .await
+    {
         Ok(fp) => fp,
         Err(FingerprintError::Missing { .. }) => {
             return Ok(Outcome::Skipped(Skip::Unattributed("no fingerprints")));

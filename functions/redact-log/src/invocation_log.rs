@@ -17,8 +17,8 @@ use promptseal::assembly::{BlockKind, BlockMap};
 use promptseal::leak::{Fingerprints, KnownText, Scanner};
 use promptseal::metadata::{RequestMetadata, Unattributed};
 use promptseal::records::{
-    Part, PartKind, PayloadRecord, Place, RecordMessage, SCHEMA_VERSION, Source, TokenUsage,
-    prompt_part, reformat_timestamp,
+    Exchange, Part, PartKind, PayloadRecord, Place, RecordMessage, RecordPrompt, Source,
+    TokenUsage, prompt_part, reformat_timestamp,
 };
 use promptseal::template::Role;
 use serde::Deserialize;
@@ -189,11 +189,8 @@ fn body_ref<'a>(inline: Option<&'a RawValue>, s3: Option<&str>) -> Result<BodyRe
 /// Whose request it was, from the `requestMetadata` invoke attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribution {
-    pub tenant_id: String,
-    pub template_id: String,
-    pub version: u32,
-    pub request_id: Option<String>,
-    pub principal: Option<String>,
+    pub meta: RequestMetadata,
+    /// `meta`'s block map, read.
     pub map: BlockMap,
 }
 
@@ -203,14 +200,7 @@ pub fn attribute(log: &InvocationLog<'_>) -> Result<Attribution, Skip> {
         .map_err(|Unattributed(why)| Skip::Unattributed(why))?;
     let map =
         BlockMap::parse(&meta.block_map).map_err(|_| Skip::Unattributed("malformed block map"))?;
-    Ok(Attribution {
-        tenant_id: meta.tenant_id,
-        template_id: meta.template_id,
-        version: meta.template_version,
-        request_id: meta.request_id,
-        principal: meta.principal,
-        map,
-    })
+    Ok(Attribution { meta, map })
 }
 
 /// A request body reduced to its blocks: the text of each (None for a block with no text).
@@ -444,7 +434,7 @@ pub fn redact(
     );
     let known = KnownText::of(tenant_texts(), fingerprints.min_span());
     let scanner = sealed.with_sent(&sent).with_known(&known);
-    let (id, version) = (who.template_id.as_str(), who.version);
+    let (id, version) = (who.meta.template_id.as_str(), who.meta.template_version);
     let part = |kind: BlockKind, place, text: Option<String>| match (kind, text) {
         (BlockKind::Isv, _) => prompt_part(kind, place, "", id, version),
         (_, Some(text)) => prompt_part(kind, place, &text, id, version),
@@ -481,19 +471,12 @@ pub fn redact(
     // The version's own policy, as invoke applied it: a reply it withheld is withheld here too.
     let (guard, replacement) = scanner.guard(&reply.text, fingerprints.policy());
     let tokens = |n: Option<u64>| n.unwrap_or(0);
-    Ok(PayloadRecord {
-        schema_version: SCHEMA_VERSION,
-        request_id: who.request_id.unwrap_or_else(|| log.request_id.clone()),
-        tenant_id: who.tenant_id,
+    let exchange = Exchange {
+        source: Source::InvocationLog,
         model_request_id: log.request_id.clone(),
         time,
-        source: Source::InvocationLog,
-        principal: who.principal,
-        template_id: who.template_id,
-        template_version: who.version,
         model_id: log.model_id.clone(),
-        system,
-        messages,
+        prompt: RecordPrompt { system, messages },
         output: replacement.unwrap_or(reply.text),
         stop_reason: reply.stop_reason,
         guard,
@@ -501,5 +484,6 @@ pub fn redact(
             input_tokens: tokens(log.input.as_ref().and_then(|i| i.input_token_count)),
             output_tokens: tokens(log.output.as_ref().and_then(|o| o.output_token_count)),
         },
-    })
+    };
+    Ok(PayloadRecord::new(who.meta, exchange))
 }
