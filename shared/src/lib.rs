@@ -4,6 +4,7 @@
 
 pub mod assembly;
 pub mod dynamo;
+pub mod env;
 pub mod envelope;
 pub mod fingerprints;
 #[cfg(any(test, feature = "fixtures"))]

@@ -2,13 +2,7 @@
 
 use std::time::Duration;
 
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{0} must be set")]
-    Missing(&'static str),
-    #[error("{0} must be a positive whole number")]
-    Invalid(&'static str),
-}
+use promptseal::env::{Env, EnvError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -25,33 +19,19 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::read(&promptseal::env::process())
     }
 
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let value = |name| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let required = |name: &'static str| value(name).ok_or(ConfigError::Missing(name));
-        let number = |name: &'static str, default: u64| match value(name) {
-            None => Ok(default),
-            Some(v) => v.parse::<u64>().map_err(|_| ConfigError::Invalid(name)),
-        };
-        let positive = |name: &'static str, default: u64| match number(name, default)? {
-            0 => Err(ConfigError::Invalid(name)),
-            n => usize::try_from(n).map_err(|_| ConfigError::Invalid(name)),
-        };
+    pub fn read(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
         Ok(Self {
-            payload_records_table: required("PAYLOAD_RECORDS_TABLE")?,
-            tenants_table: required("TENANTS_TABLE")?,
-            export_state_table: required("EXPORT_STATE_TABLE")?,
-            settle: Duration::from_secs(number("EXPORT_SETTLE_SECONDS", 60)?),
-            records_per_object: positive("EXPORT_RECORDS_PER_OBJECT", 10_000)?,
-            max_object_bytes: positive("EXPORT_MAX_OBJECT_BYTES", 64 * 1024 * 1024)?,
-            objects_per_run: positive("EXPORT_OBJECTS_PER_RUN", 20)?,
+            payload_records_table: env.required("PAYLOAD_RECORDS_TABLE")?,
+            tenants_table: env.required("TENANTS_TABLE")?,
+            export_state_table: env.required("EXPORT_STATE_TABLE")?,
+            settle: Duration::from_secs(env.number("EXPORT_SETTLE_SECONDS", 60)?),
+            records_per_object: env.positive("EXPORT_RECORDS_PER_OBJECT", 10_000)?,
+            max_object_bytes: env.positive("EXPORT_MAX_OBJECT_BYTES", 64 * 1024 * 1024)?,
+            objects_per_run: env.positive("EXPORT_OBJECTS_PER_RUN", 20)?,
         })
     }
 }
@@ -60,34 +40,34 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn lookup(extra: &'static [(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| {
+    fn lookup(extra: &'static [(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        Env::new(move |name: &str| {
             extra
                 .iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
                 .or_else(|| name.ends_with("_TABLE").then(|| format!("t-{name}")))
-        }
+        })
     }
 
     #[test]
     fn defaults_apply_and_bad_values_are_refused() {
-        let c = Config::from_lookup(lookup(&[])).unwrap();
+        let c = Config::read(&lookup(&[])).unwrap();
         assert_eq!(c.settle, Duration::from_secs(60));
         assert_eq!(c.records_per_object, 10_000);
         assert_eq!(
-            Config::from_lookup(lookup(&[("EXPORT_STATE_TABLE", " ")])),
-            Err(ConfigError::Missing("EXPORT_STATE_TABLE"))
+            Config::read(&lookup(&[("EXPORT_STATE_TABLE", " ")])),
+            Err(EnvError::Missing("EXPORT_STATE_TABLE"))
         );
         for bad in [
             ("EXPORT_SETTLE_SECONDS", "soon"),
             ("EXPORT_RECORDS_PER_OBJECT", "0"),
         ] {
             let extra: &'static [(&str, &str)] = Box::leak(Box::new([bad]));
-            assert_eq!(
-                Config::from_lookup(lookup(extra)),
-                Err(ConfigError::Invalid(bad.0))
-            );
+            assert!(matches!(
+                Config::read(&lookup(extra)),
+                Err(EnvError::Invalid { name, .. }) if name == bad.0
+            ));
         }
     }
 }

@@ -30,6 +30,7 @@ use invoke::logging_guard::{CheckReuse, LoggingGuard};
 use lambda_http::RequestExt;
 use lambda_http::http::{Response, StatusCode};
 use promptseal::assembly::assemble;
+use promptseal::env::Env;
 use promptseal::envelope::{CachePolicy, EncryptionContext, Envelope};
 use promptseal::fingerprints::FingerprintStore;
 use promptseal::leak::{LeakGuard, LeakPolicy, Scanner};
@@ -234,7 +235,7 @@ async fn warm(inputs: Inputs) -> Warm {
     let item = fingerprints_item(&text, settings.leak_guard);
     let sdk = canned_aws(inputs.converse_response, item).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let config = Config::from_lookup(|name| {
+    let config = Config::read(&Env::new(|name: &str| {
         let value = match name {
             "DEPLOYMENT_MODE" => "tenant-hosted",
             "TENANT_CLAIM" => TENANT_CLAIM,
@@ -248,7 +249,7 @@ async fn warm(inputs: Inputs) -> Warm {
             _ => return None,
         };
         Some(value.to_owned())
-    })
+    }))
     .unwrap();
     let kms = aws_sdk_kms::Client::new(&sdk);
     let envelope = Envelope::new(kms.clone(), "alias/bench", CachePolicy::default());

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use promptseal::env::{Env, EnvError};
+
 /// Who runs the model, and so who may receive Bedrock's text logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeploymentMode {
@@ -46,55 +48,24 @@ pub const MAX_LOGGING_CHECK_AGE_SECONDS: u64 = 30;
 /// timeouts are kept in this order by a test).
 pub const DEFAULT_MODEL_TIMEOUT_MS: u64 = 25_000;
 
-fn at_most(name: &'static str, value: u64, limit: u64) -> Result<u64, ConfigError> {
-    if value > limit {
-        return Err(ConfigError::Invalid {
-            name,
-            problem: format!("at most {limit}"),
-        });
-    }
-    Ok(value)
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("environment variable {0} is required")]
-    Missing(&'static str),
-    #[error("environment variable {name} has an invalid value: {problem}")]
-    Invalid { name: &'static str, problem: String },
-}
-
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::read(&promptseal::env::process())
     }
 
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            get(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
-                    name,
-                    problem: "expected a whole number".into(),
-                }),
-            }
-        };
-        let deployment_mode = match required("DEPLOYMENT_MODE")?.as_str() {
+    pub fn read(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
+        let deployment_mode = match env.required("DEPLOYMENT_MODE")?.as_str() {
             "isv-hosted" => DeploymentMode::IsvHosted,
             "tenant-hosted" => DeploymentMode::TenantHosted,
             _ => {
-                return Err(ConfigError::Invalid {
-                    name: "DEPLOYMENT_MODE",
-                    problem: "expected isv-hosted or tenant-hosted".into(),
-                });
+                return Err(EnvError::invalid(
+                    "DEPLOYMENT_MODE",
+                    "expected isv-hosted or tenant-hosted",
+                ));
             }
         };
-        let allow: Vec<String> = get("LOG_DESTINATION_ALLOW_LIST")
+        let allow: Vec<String> = env
+            .optional("LOG_DESTINATION_ALLOW_LIST")
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
@@ -105,45 +76,47 @@ impl Config {
             .iter()
             .find(|d| !(d.starts_with("cloudwatch:") || d.starts_with("s3:")))
         {
-            return Err(ConfigError::Invalid {
-                name: "LOG_DESTINATION_ALLOW_LIST",
-                problem: format!("{bad:?} is neither cloudwatch:<log group> nor s3:<bucket>"),
-            });
+            return Err(EnvError::invalid(
+                "LOG_DESTINATION_ALLOW_LIST",
+                format!("{bad:?} is neither cloudwatch:<log group> nor s3:<bucket>"),
+            ));
         }
         if deployment_mode == DeploymentMode::TenantHosted && !allow.is_empty() {
-            return Err(ConfigError::Invalid {
-                name: "LOG_DESTINATION_ALLOW_LIST",
-                problem: "must be empty when DEPLOYMENT_MODE is tenant-hosted".into(),
-            });
+            return Err(EnvError::invalid(
+                "LOG_DESTINATION_ALLOW_LIST",
+                "must be empty when DEPLOYMENT_MODE is tenant-hosted",
+            ));
         }
+        let max_age = MAX_LOGGING_CHECK_AGE_SECONDS;
         Ok(Self {
-            templates_table: required("TEMPLATES_TABLE")?,
-            tenants_table: required("TENANTS_TABLE")?,
-            usage_table: required("USAGE_TABLE")?,
-            template_key_id: required("TEMPLATE_KEY_ID")?,
-            fingerprints_table: required("FINGERPRINTS_TABLE")?,
-            payload_records_table: required("PAYLOAD_RECORDS_TABLE")?,
-            fingerprint_key_id: required("FINGERPRINT_KEY_ID")?,
+            templates_table: env.required("TEMPLATES_TABLE")?,
+            tenants_table: env.required("TENANTS_TABLE")?,
+            usage_table: env.required("USAGE_TABLE")?,
+            template_key_id: env.required("TEMPLATE_KEY_ID")?,
+            fingerprints_table: env.required("FINGERPRINTS_TABLE")?,
+            payload_records_table: env.required("PAYLOAD_RECORDS_TABLE")?,
+            fingerprint_key_id: env.required("FINGERPRINT_KEY_ID")?,
             deployment_mode,
             log_destination_allow_list: allow,
-            tenant_claim: get("TENANT_CLAIM").unwrap_or_else(|| "tenant_id".into()),
-            logging_check_ttl: Duration::from_secs(at_most(
+            tenant_claim: env
+                .optional("TENANT_CLAIM")
+                .unwrap_or_else(|| "tenant_id".into()),
+            logging_check_ttl: Duration::from_secs(env.at_most(
                 "LOGGING_CHECK_TTL_SECONDS",
-                number("LOGGING_CHECK_TTL_SECONDS", 5)?,
-                MAX_LOGGING_CHECK_AGE_SECONDS,
+                5,
+                max_age,
             )?),
-            logging_check_max_stale: Duration::from_secs(at_most(
+            logging_check_max_stale: Duration::from_secs(env.at_most(
                 "LOGGING_CHECK_MAX_STALE_SECONDS",
-                number("LOGGING_CHECK_MAX_STALE_SECONDS", 30)?,
-                MAX_LOGGING_CHECK_AGE_SECONDS,
+                30,
+                max_age,
             )?),
-            max_body_bytes: number("MAX_BODY_BYTES", 256 * 1024)? as usize,
-            model_timeout: Duration::from_millis(number(
-                "MODEL_TIMEOUT_MS",
-                DEFAULT_MODEL_TIMEOUT_MS,
-            )?),
-            key_cache_max_age: Duration::from_secs(number("KEY_CACHE_MAX_AGE_SECONDS", 300)?),
-            key_cache_max_uses: number("KEY_CACHE_MAX_USES", 1_000)? as u32,
+            max_body_bytes: env.number("MAX_BODY_BYTES", 256 * 1024)?,
+            model_timeout: Duration::from_millis(
+                env.number("MODEL_TIMEOUT_MS", DEFAULT_MODEL_TIMEOUT_MS)?,
+            ),
+            key_cache_max_age: Duration::from_secs(env.number("KEY_CACHE_MAX_AGE_SECONDS", 300)?),
+            key_cache_max_uses: env.number("KEY_CACHE_MAX_USES", 1_000)?,
         })
     }
 }
@@ -153,7 +126,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn lookup(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
         let map: HashMap<String, String> = [
             ("TEMPLATES_TABLE", "t"),
             ("TENANTS_TABLE", "n"),
@@ -168,26 +141,26 @@ mod tests {
         .chain(pairs)
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-        move |name| map.get(name).cloned()
+        Env::new(move |name: &str| map.get(name).cloned())
     }
 
     #[test]
     fn defaults_apply_and_required_variables_are_enforced() {
-        let c = Config::from_lookup(lookup(&[])).unwrap();
+        let c = Config::read(&lookup(&[])).unwrap();
         assert_eq!(c.tenant_claim, "tenant_id");
         assert_eq!(c.logging_check_ttl, Duration::from_secs(5));
         assert_eq!(c.logging_check_max_stale, Duration::from_secs(30));
         assert_eq!(c.model_timeout, Duration::from_secs(25));
         assert!(c.log_destination_allow_list.is_empty());
         assert_eq!(
-            Config::from_lookup(lookup(&[("USAGE_TABLE", " ")])).unwrap_err(),
-            ConfigError::Missing("USAGE_TABLE")
+            Config::read(&lookup(&[("USAGE_TABLE", " ")])).unwrap_err(),
+            EnvError::Missing("USAGE_TABLE")
         );
     }
 
     #[test]
     fn a_logging_check_is_never_relied_on_beyond_the_hard_maximum() {
-        let c = Config::from_lookup(lookup(&[
+        let c = Config::read(&lookup(&[
             ("LOGGING_CHECK_TTL_SECONDS", "0"),
             ("LOGGING_CHECK_MAX_STALE_SECONDS", "0"),
         ]))
@@ -198,18 +171,15 @@ mod tests {
             "LOGGING_CHECK_MAX_STALE_SECONDS",
         ] {
             assert_eq!(
-                Config::from_lookup(lookup(&[(name, "31")])).unwrap_err(),
-                ConfigError::Invalid {
-                    name,
-                    problem: "at most 30".into()
-                }
+                Config::read(&lookup(&[(name, "31")])).unwrap_err(),
+                EnvError::invalid(name, "at most 30")
             );
         }
     }
 
     #[test]
     fn allow_list_is_parsed_and_refused_in_tenant_hosted_mode() {
-        let c = Config::from_lookup(lookup(&[(
+        let c = Config::read(&lookup(&[(
             "LOG_DESTINATION_ALLOW_LIST",
             "cloudwatch:/aws/bedrock/isv, s3:isv-logs",
         )]))
@@ -219,15 +189,15 @@ mod tests {
             ["cloudwatch:/aws/bedrock/isv", "s3:isv-logs"]
         );
         assert!(
-            Config::from_lookup(lookup(&[
+            Config::read(&lookup(&[
                 ("DEPLOYMENT_MODE", "tenant-hosted"),
                 ("LOG_DESTINATION_ALLOW_LIST", "s3:x"),
             ]))
             .is_err()
         );
-        assert!(Config::from_lookup(lookup(&[("LOG_DESTINATION_ALLOW_LIST", "ftp:x")])).is_err());
-        assert!(Config::from_lookup(lookup(&[("DEPLOYMENT_MODE", "both")])).is_err());
-        assert!(Config::from_lookup(lookup(&[("MAX_BODY_BYTES", "lots")])).is_err());
+        assert!(Config::read(&lookup(&[("LOG_DESTINATION_ALLOW_LIST", "ftp:x")])).is_err());
+        assert!(Config::read(&lookup(&[("DEPLOYMENT_MODE", "both")])).is_err());
+        assert!(Config::read(&lookup(&[("MAX_BODY_BYTES", "lots")])).is_err());
     }
 
     /// template.yaml keeps invoke's timeouts in order: the model call ends (with the reserve for

@@ -1,9 +1,6 @@
 //! redact-log's configuration, from the environment.
 
-/// A required variable is missing or empty.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0} must be set")]
-pub struct Missing(pub &'static str);
+use promptseal::env::{Env, EnvError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -14,22 +11,16 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, Missing> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::read(&promptseal::env::process())
     }
 
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Missing> {
-        let required = |name: &'static str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-                .ok_or(Missing(name))
-        };
+    pub fn read(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
         Ok(Self {
-            payload_records_table: required("PAYLOAD_RECORDS_TABLE")?,
-            tenants_table: required("TENANTS_TABLE")?,
-            fingerprints_table: required("FINGERPRINTS_TABLE")?,
-            fingerprint_key_id: required("FINGERPRINT_KEY_ID")?,
+            payload_records_table: env.required("PAYLOAD_RECORDS_TABLE")?,
+            tenants_table: env.required("TENANTS_TABLE")?,
+            fingerprints_table: env.required("FINGERPRINTS_TABLE")?,
+            fingerprint_key_id: env.required("FINGERPRINT_KEY_ID")?,
         })
     }
 }
@@ -46,11 +37,11 @@ mod tests {
             "FINGERPRINTS_TABLE",
             "FINGERPRINT_KEY_ID",
         ];
-        let config = Config::from_lookup(|n| Some(format!("v-{n}"))).unwrap();
+        let config = Config::read(&Env::new(|n: &str| Some(format!("v-{n}")))).unwrap();
         assert_eq!(config.fingerprint_key_id, "v-FINGERPRINT_KEY_ID");
         for missing in all {
-            let got = Config::from_lookup(|n| (n != missing).then(|| "x".to_owned()));
-            assert_eq!(got, Err(Missing(missing)));
+            let got = Config::read(&Env::new(|n: &str| (n != missing).then(|| "x".to_owned())));
+            assert_eq!(got, Err(EnvError::Missing(missing)));
         }
     }
 }
