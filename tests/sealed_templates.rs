@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use promptseal::envelope::{CachePolicy, EncryptionContext, Envelope, EnvelopeError, Sealed};
 use promptseal::leak::{Fingerprints, Form, LeakGuard, Scanner};
 use promptseal::render::Renderer;
+use promptseal::sealed::{SealedStores, SealedTables};
 use promptseal::template::{
     DefinitionError, InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec,
     VersionStatus,
@@ -476,16 +477,11 @@ async fn kms_and_dynamodb_failures_are_typed_and_write_nothing() {
     let stack = common::fresh_stack().await;
     let renderer = Renderer::default();
 
-    let no_key = promptseal::templates::TemplateStore::new(
-        stack.ddb(),
-        stack.resources.table("TemplatesTable"),
-        promptseal::envelope::Envelope::new(
-            aws_sdk_kms::Client::new(&stack.config),
-            "alias/does-not-exist",
-            CachePolicy::default(),
-        ),
-        stack.fingerprint_store(),
-    );
+    let stores = SealedStores::new(&stack.config, stack.ddb());
+    let no_key = stores.templates(SealedTables {
+        template_key_id: "alias/does-not-exist".into(),
+        ..stack.resources.sealed_tables()
+    });
     let err = no_key
         .put(definition("k"), "op", true, &renderer)
         .await
@@ -497,12 +493,10 @@ async fn kms_and_dynamodb_failures_are_typed_and_write_nothing() {
     assert!(std::error::Error::source(&err).is_some(), "cause kept");
     assert!(no_key.head("k").await.unwrap().is_none());
 
-    let no_table = promptseal::templates::TemplateStore::new(
-        stack.ddb(),
-        "no-such-table",
-        stack.envelope(CachePolicy::default()),
-        stack.fingerprint_store(),
-    );
+    let no_table = stores.templates(SealedTables {
+        templates_table: "no-such-table".into(),
+        ..stack.resources.sealed_tables()
+    });
     let err = no_table.list().await.unwrap_err();
     let TemplateStoreError::Dynamo(dynamo) = &err else {
         panic!("expected a DynamoDB error, got {err:?}");

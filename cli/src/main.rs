@@ -10,10 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use promptseal::envelope::{CachePolicy, Envelope};
-use promptseal::fingerprints::FingerprintStore;
 use promptseal::leak::Scanner;
 use promptseal::render::Renderer;
+use promptseal::sealed::{SealedStores, SealedTables};
 use promptseal::template::TemplateDefinition;
 use promptseal::templates::TemplateStore;
 use promptseal::tenants::{
@@ -92,18 +91,12 @@ impl Config {
         sdk: &aws_config::SdkConfig,
         ddb: aws_sdk_dynamodb::Client,
     ) -> TemplateStore {
-        let kms = aws_sdk_kms::Client::new(sdk);
-        let fingerprints = FingerprintStore::new(
-            ddb.clone(),
-            self.fingerprints_table,
-            Envelope::new(kms.clone(), self.fingerprint_key_id, CachePolicy::default()),
-        );
-        TemplateStore::new(
-            ddb,
-            self.templates_table,
-            Envelope::new(kms, self.template_key_id, CachePolicy::default()),
-            fingerprints,
-        )
+        SealedStores::new(sdk, ddb).templates(SealedTables {
+            templates_table: self.templates_table,
+            template_key_id: self.template_key_id,
+            fingerprints_table: self.fingerprints_table,
+            fingerprint_key_id: self.fingerprint_key_id,
+        })
     }
 }
 

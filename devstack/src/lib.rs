@@ -20,6 +20,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
+use promptseal::sealed::SealedTables;
 use serde_yaml_ng::Value;
 
 pub const REGION: &str = "us-east-1";
@@ -192,6 +193,16 @@ impl Resources {
         self.key_aliases
             .get(logical_id)
             .unwrap_or_else(|| panic!("template.yaml declares no alias for key {logical_id}"))
+    }
+
+    /// Where the sealed stores live in this stack.
+    pub fn sealed_tables(&self) -> SealedTables {
+        SealedTables {
+            templates_table: self.table("TemplatesTable").to_owned(),
+            template_key_id: self.key_alias("TemplateKey").to_owned(),
+            fingerprints_table: self.table("FingerprintsTable").to_owned(),
+            fingerprint_key_id: self.key_alias("FingerprintKey").to_owned(),
+        }
     }
 
     /// The configuration variables the functions and the CLI read, named after the logical ids:

@@ -13,6 +13,7 @@ pub mod leak;
 pub mod metadata;
 pub mod records;
 pub mod render;
+pub mod sealed;
 pub mod syntax;
 pub mod telemetry;
 pub mod template;

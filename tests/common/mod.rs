@@ -7,6 +7,7 @@ use aws_config::SdkConfig;
 use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::fingerprints::FingerprintStore;
 use promptseal::records::PayloadStore;
+use promptseal::sealed::SealedStores;
 use promptseal::templates::TemplateStore;
 use promptseal::tenants::TenantRegistry;
 use promptseal::usage::UsageLedger;
@@ -46,24 +47,15 @@ impl Stack {
     }
 
     pub fn fingerprint_store(&self) -> FingerprintStore {
-        FingerprintStore::new(
-            self.ddb(),
-            self.resources.table("FingerprintsTable"),
-            Envelope::new(
-                aws_sdk_kms::Client::new(&self.config),
-                self.resources.key_alias("FingerprintKey"),
-                CachePolicy::default(),
-            ),
-        )
+        let tables = self.resources.sealed_tables();
+        SealedStores::new(&self.config, self.ddb())
+            .fingerprints(tables.fingerprints_table, tables.fingerprint_key_id)
     }
 
     pub fn template_store(&self, policy: CachePolicy) -> TemplateStore {
-        TemplateStore::new(
-            self.ddb(),
-            self.resources.table("TemplatesTable"),
-            self.envelope(policy),
-            self.fingerprint_store(),
-        )
+        SealedStores::new(&self.config, self.ddb())
+            .with_cache(policy)
+            .templates(self.resources.sealed_tables())
     }
 
     pub fn tenants(&self) -> TenantRegistry {

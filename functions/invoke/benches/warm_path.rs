@@ -37,11 +37,12 @@ use promptseal::leak::{LeakGuard, LeakPolicy, Scanner};
 use promptseal::metadata::RequestMetadata;
 use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
+use promptseal::sealed::{SealedStores, SealedTables};
 use promptseal::template::{
     InferenceBounds, MessagePart, Role, TemplateDefinition, TemplateText, VariableSpec,
     VersionMeta, VersionStatus, check_settings, check_variables,
 };
-use promptseal::templates::{StoredVersion, TemplateStore};
+use promptseal::templates::StoredVersion;
 use promptseal::tenants::TenantRegistry;
 use promptseal::usage::UsageLedger;
 use serde_json::{Value, json};
@@ -251,12 +252,10 @@ async fn warm(inputs: Inputs) -> Warm {
         Some(value.to_owned())
     }))
     .unwrap();
-    let kms = aws_sdk_kms::Client::new(&sdk);
-    let envelope = Envelope::new(kms.clone(), "alias/bench", CachePolicy::default());
-    let fingerprints = FingerprintStore::new(
-        ddb.clone(),
-        "bench",
-        Envelope::new(kms, "alias/bench", CachePolicy::default()),
+    let envelope = Envelope::new(
+        aws_sdk_kms::Client::new(&sdk),
+        "alias/bench",
+        CachePolicy::default(),
     );
     let renderer = Renderer::default();
     check_settings(TEMPLATE_ID, &settings).unwrap();
@@ -281,7 +280,12 @@ async fn warm(inputs: Inputs) -> Warm {
         sealed,
     };
     let deps = Deps {
-        templates: TemplateStore::new(ddb.clone(), "bench", envelope, fingerprints),
+        templates: SealedStores::new(&sdk, ddb.clone()).templates(SealedTables {
+            templates_table: "bench".into(),
+            template_key_id: "alias/bench".into(),
+            fingerprints_table: "bench".into(),
+            fingerprint_key_id: "alias/bench".into(),
+        }),
         tenants: TenantRegistry::new(ddb.clone(), "bench"),
         usage: UsageLedger::new(ddb.clone(), "bench"),
         records: PayloadStore::new(ddb, "bench"),

@@ -2,11 +2,10 @@
 //! cold start, then the handler behind lambda_http.
 
 use lambda_http::{Error, service_fn};
-use promptseal::envelope::{CachePolicy, Envelope};
-use promptseal::fingerprints::FingerprintStore;
+use promptseal::envelope::CachePolicy;
 use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
-use promptseal::templates::TemplateStore;
+use promptseal::sealed::{SealedStores, SealedTables};
 use promptseal::tenants::TenantRegistry;
 use promptseal::usage::UsageLedger;
 
@@ -25,24 +24,21 @@ async fn main() -> Result<(), Error> {
     );
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let ddb = promptseal::records::writer_client(aws_sdk_dynamodb::config::Builder::from(&sdk));
-    let kms = aws_sdk_kms::Client::new(&sdk);
     let cache = CachePolicy {
         max_age: config.key_cache_max_age,
         max_uses: config.key_cache_max_uses,
         ..CachePolicy::default()
     };
-    let fingerprints = FingerprintStore::new(
-        ddb.clone(),
-        config.fingerprints_table.clone(),
-        Envelope::new(kms.clone(), config.fingerprint_key_id.clone(), cache),
-    );
+    let templates = SealedStores::new(&sdk, ddb.clone())
+        .with_cache(cache)
+        .templates(SealedTables {
+            templates_table: config.templates_table.clone(),
+            template_key_id: config.template_key_id.clone(),
+            fingerprints_table: config.fingerprints_table.clone(),
+            fingerprint_key_id: config.fingerprint_key_id.clone(),
+        });
     let deps = Deps {
-        templates: TemplateStore::new(
-            ddb.clone(),
-            config.templates_table.clone(),
-            Envelope::new(kms, config.template_key_id.clone(), cache),
-            fingerprints,
-        ),
+        templates,
         tenants: TenantRegistry::new(ddb.clone(), config.tenants_table.clone()),
         usage: UsageLedger::new(ddb.clone(), config.usage_table.clone()),
         records: PayloadStore::new(ddb, config.payload_records_table.clone()),

@@ -2,9 +2,8 @@
 //! per cold start, then the handler behind lambda_runtime.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use promptseal::envelope::{CachePolicy, Envelope};
-use promptseal::fingerprints::FingerprintStore;
 use promptseal::records::PayloadStore;
+use promptseal::sealed::SealedStores;
 use promptseal::tenants::TenantRegistry;
 use serde_json::value::RawValue;
 
@@ -20,15 +19,8 @@ async fn main() -> Result<(), Error> {
     let deps = Deps {
         records: PayloadStore::new(ddb.clone(), config.payload_records_table),
         tenants: TenantRegistry::new(ddb.clone(), config.tenants_table),
-        fingerprints: FingerprintStore::new(
-            ddb,
-            config.fingerprints_table,
-            Envelope::new(
-                aws_sdk_kms::Client::new(&sdk),
-                config.fingerprint_key_id,
-                CachePolicy::default(),
-            ),
-        ),
+        fingerprints: SealedStores::new(&sdk, ddb)
+            .fingerprints(config.fingerprints_table, config.fingerprint_key_id),
         s3: aws_sdk_s3::Client::new(&sdk),
     };
     let deps = &deps;

@@ -8,13 +8,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use promptseal::envelope::{CachePolicy, Envelope};
-use promptseal::fingerprints::FingerprintStore;
 use promptseal::leak::{GuardAction, REDACTION_MARKER};
 use promptseal::records::{PartKind, PayloadRecord, PayloadStore, Source};
 use promptseal::render::Renderer;
+use promptseal::sealed::SealedStores;
 use promptseal::template::TemplateDefinition;
-use promptseal::templates::TemplateStore;
 use promptseal::tenants::{PayloadLogging, Quotas, TenantRegistry, TenantSpec};
 use redact_log::handler::{Deps, Summary, handle};
 use serde_json::{Value, json};
@@ -70,15 +68,11 @@ fn deps(
     Deps {
         records: PayloadStore::new(ddb.clone(), resources.table("PayloadRecordsTable")),
         tenants: TenantRegistry::new(ddb.clone(), resources.table("TenantsTable")),
-        fingerprints: FingerprintStore::new(
-            ddb,
-            resources.table("FingerprintsTable"),
-            Envelope::new(
-                aws_sdk_kms::Client::new(config),
-                resources.key_alias("FingerprintKey"),
-                CachePolicy::default(),
-            ),
-        ),
+        fingerprints: {
+            let tables = resources.sealed_tables();
+            SealedStores::new(config, ddb)
+                .fingerprints(tables.fingerprints_table, tables.fingerprint_key_id)
+        },
         s3: aws_sdk_s3::Client::from_conf(s3.build()),
     }
 }
@@ -99,18 +93,6 @@ impl World {
     async fn with_policy(policy: &str) -> Self {
         let (config, resources) = promptseal_devstack::fresh_resources().await;
         let ddb = aws_sdk_dynamodb::Client::new(&config);
-        let kms = aws_sdk_kms::Client::new(&config);
-        let fingerprints = || {
-            FingerprintStore::new(
-                ddb.clone(),
-                resources.table("FingerprintsTable"),
-                Envelope::new(
-                    kms.clone(),
-                    resources.key_alias("FingerprintKey"),
-                    CachePolicy::default(),
-                ),
-            )
-        };
         let definition: TemplateDefinition = toml::from_str(&format!(
             r#"
             id = "support-reply"
@@ -135,19 +117,11 @@ impl World {
             "#
         ))
         .unwrap();
-        TemplateStore::new(
-            ddb.clone(),
-            resources.table("TemplatesTable"),
-            Envelope::new(
-                kms.clone(),
-                resources.key_alias("TemplateKey"),
-                CachePolicy::default(),
-            ),
-            fingerprints(),
-        )
-        .put(definition, "test", true, &Renderer::default())
-        .await
-        .unwrap();
+        SealedStores::new(&config, ddb.clone())
+            .templates(resources.sealed_tables())
+            .put(definition, "test", true, &Renderer::default())
+            .await
+            .unwrap();
         let tenants = TenantRegistry::new(ddb.clone(), resources.table("TenantsTable"));
         for (id, enabled) in [("acme", true), ("globex", false)] {
             tenants

@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use aws_config::SdkConfig;
 use bedrock_standin::Control;
 use bedrock_standin::converse::Behaviour;
-use promptseal::envelope::{CachePolicy, Envelope};
-use promptseal::fingerprints::FingerprintStore;
 use promptseal::leak::{LeakGuard, LeakPolicy};
 use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
+use promptseal::sealed::SealedStores;
 use promptseal::template::{InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec};
 use promptseal::templates::TemplateStore;
 use promptseal::tenants::{PayloadLogging, Quotas, TenantRegistry, TenantSpec};
@@ -130,24 +129,8 @@ impl World {
     }
 
     pub fn templates(&self) -> TemplateStore {
-        TemplateStore::new(
-            aws_sdk_dynamodb::Client::new(&self.config),
-            self.resources.table("TemplatesTable"),
-            Envelope::new(
-                aws_sdk_kms::Client::new(&self.config),
-                self.resources.key_alias("TemplateKey"),
-                CachePolicy::default(),
-            ),
-            FingerprintStore::new(
-                aws_sdk_dynamodb::Client::new(&self.config),
-                self.resources.table("FingerprintsTable"),
-                Envelope::new(
-                    aws_sdk_kms::Client::new(&self.config),
-                    self.resources.key_alias("FingerprintKey"),
-                    CachePolicy::default(),
-                ),
-            ),
-        )
+        SealedStores::new(&self.config, aws_sdk_dynamodb::Client::new(&self.config))
+            .templates(self.resources.sealed_tables())
     }
 
     pub fn tenants(&self) -> TenantRegistry {
