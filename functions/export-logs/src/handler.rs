@@ -11,6 +11,7 @@ use aws_smithy_types::date_time::{DateTime, Format};
 use promptseal::records::timestamp_micros;
 use promptseal::telemetry::{MetricRecord, Unit};
 use promptseal::tenants::{Tenant, TenantError, TenantRegistry};
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -19,14 +20,6 @@ use crate::export::{Delivered, ExportError, ExportKind, Exporter, Window};
 pub struct Deps {
     pub tenants: TenantRegistry,
     pub exporter: Exporter,
-}
-
-#[derive(Debug, Deserialize)]
-struct Event {
-    #[serde(rename = "detail-type", default)]
-    pub detail_type: String,
-    #[serde(default)]
-    pub detail: Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,7 +105,7 @@ fn exporting(tenant: &Tenant) -> bool {
 
 /// Handles one EventBridge event (any JSON: what is not an event of ours is refused).
 pub async fn handle(deps: &Deps, event: Value) -> Result<Summary, ExportLogsError> {
-    let result = match serde_json::from_value::<Event>(event) {
+    let result = match serde_json::from_value::<EventBridgeEvent>(event) {
         Ok(event) => match event.detail_type.as_str() {
             "Scheduled Event" => scheduled(deps).await,
             "ExportRequested" => on_demand(deps, event.detail).await,
