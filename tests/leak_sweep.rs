@@ -17,7 +17,6 @@
 mod common;
 mod sweep;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -730,7 +729,7 @@ impl Sweep {
         let messages: Vec<String> = log.iter().map(Value::to_string).collect();
         let redact = self.start("redact-log", &[]);
 
-        let summary = self.deliver(&redact, &subscription_event(&messages));
+        let summary = self.deliver(&redact, &promptseal_devstack::subscription_event(&messages));
         assert!(summary["stored"].as_u64() > Some(0), "{summary}");
 
         for name in ["bad-base64", "bad-gzip"] {
@@ -742,7 +741,10 @@ impl Sweep {
         wrong_type["output"] = json!(format!("not an object: {first}"));
         let summary = self.deliver(
             &redact,
-            &subscription_event(&[first[..first.len() / 2].to_owned(), wrong_type.to_string()]),
+            &promptseal_devstack::subscription_event(&[
+                first[..first.len() / 2].to_owned(),
+                wrong_type.to_string(),
+            ]),
         );
         assert_eq!(summary["malformed"].as_u64(), Some(2), "{summary}");
 
@@ -756,7 +758,7 @@ impl Sweep {
         let mut batch = messages.clone();
         batch.push(unknown_version.to_string());
         batch.push(unknown_tenant.to_string());
-        self.deliver(&redact, &subscription_event(&batch));
+        self.deliver(&redact, &promptseal_devstack::subscription_event(&batch));
         self.keep_output(redact);
     }
 
@@ -942,24 +944,6 @@ fn http_event(tenant: &str, body: String) -> Value {
     event["requestContext"]["authorizer"]["jwt"]["claims"]["tenant_id"] = json!(tenant);
     event["body"] = json!(body);
     event
-}
-
-/// A CloudWatch Logs subscription event carrying `messages`.
-fn subscription_event(messages: &[String]) -> Value {
-    let payload = json!({
-        "messageType": "DATA_MESSAGE",
-        "owner": promptseal_devstack::ACCOUNT_ID,
-        "logGroup": "/aws/bedrock/modelinvocations",
-        "logStream": "aws/bedrock/modelinvocations",
-        "subscriptionFilters": ["promptseal"],
-        "logEvents": messages.iter().enumerate()
-            .map(|(i, m)| json!({ "id": i.to_string(), "timestamp": 0, "message": m }))
-            .collect::<Vec<_>>(),
-    });
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(payload.to_string().as_bytes()).unwrap();
-    let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
-    json!({ "awslogs": { "data": data } })
 }
 
 /// A time as on-demand export events give it (seconds, UTC).

@@ -361,7 +361,9 @@ pub fn run(root: &Path) -> Result<()> {
         log.len()
     );
     let redact_log = start("redact-log", &[])?;
-    let summary = redact_log.invoke(&subscription_event(&log)?)?;
+    let summary = redact_log.invoke(&promptseal_devstack::subscription_event(
+        &log.iter().map(Value::to_string).collect::<Vec<_>>(),
+    ))?;
     println!("redact-log: {summary}");
     if summary["already_stored"] != 1 {
         bail!("invoke's record of step 12 should have been found already stored");
@@ -432,26 +434,6 @@ pub fn run(root: &Path) -> Result<()> {
 
     println!("\ndemo finished; stopping the local stack");
     Ok(())
-}
-
-/// A CloudWatch Logs subscription event carrying `records` as log events, as Lambda receives it.
-fn subscription_event(records: &[Value]) -> Result<Value> {
-    use base64::Engine;
-    use std::io::Write;
-    let payload = serde_json::json!({
-        "messageType": "DATA_MESSAGE",
-        "owner": "000000000000",
-        "logGroup": "/aws/bedrock/invocations",
-        "logStream": "aws/bedrock/modelinvocations",
-        "subscriptionFilters": ["promptseal-redact-log"],
-        "logEvents": records.iter().enumerate().map(|(i, r)| serde_json::json!({
-            "id": i.to_string(), "timestamp": 0, "message": r.to_string(),
-        })).collect::<Vec<_>>(),
-    });
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(payload.to_string().as_bytes())?;
-    let data = base64::engine::general_purpose::STANDARD.encode(gz.finish()?);
-    Ok(serde_json::json!({ "awslogs": { "data": data } }))
 }
 
 /// A sample event from `events/invoke/`.

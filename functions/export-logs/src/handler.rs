@@ -7,11 +7,11 @@
 
 use std::time::SystemTime;
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_smithy_types::date_time::{DateTime, Format};
 use promptseal::records::timestamp_micros;
 use promptseal::telemetry::{MetricRecord, Unit};
 use promptseal::tenants::{Tenant, TenantError, TenantRegistry};
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

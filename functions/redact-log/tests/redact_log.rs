@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use base64::Engine;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use promptseal::leak::{GuardAction, REDACTION_MARKER};
@@ -38,19 +37,7 @@ fn fixture(name: &str) -> Value {
 
 /// A subscription event carrying `messages` as its log events.
 fn subscription_event(messages: &[String]) -> Vec<u8> {
-    let payload = json!({
-        "messageType": "DATA_MESSAGE",
-        "logGroup": "/aws/bedrock/modelinvocations",
-        "logEvents": messages.iter().enumerate()
-            .map(|(i, m)| json!({ "id": i.to_string(), "timestamp": 0, "message": m }))
-            .collect::<Vec<_>>(),
-    });
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(payload.to_string().as_bytes()).unwrap();
-    let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
-    json!({ "awslogs": { "data": data } })
-        .to_string()
-        .into_bytes()
+    serde_json::to_vec(&promptseal_devstack::subscription_event(messages)).unwrap()
 }
 
 /// redact-log's stores over a world's resources, with S3 at `s3_endpoint` (the emulator's when
