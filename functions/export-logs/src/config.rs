@@ -19,10 +19,6 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, EnvError> {
-        Self::read(&promptseal::env::process())
-    }
-
     pub fn read(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
         Ok(Self {
             payload_records_table: env.required("PAYLOAD_RECORDS_TABLE")?,

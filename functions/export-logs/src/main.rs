@@ -13,7 +13,7 @@ use export_logs::state::ExportState;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     promptseal::telemetry::init(env!("CARGO_CRATE_NAME"));
-    let config = Config::from_env()?;
+    let config = Config::read(&promptseal::env::process())?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let deps = Deps {

@@ -49,10 +49,6 @@ pub const MAX_LOGGING_CHECK_AGE_SECONDS: u64 = 30;
 pub const DEFAULT_MODEL_TIMEOUT_MS: u64 = 25_000;
 
 impl Config {
-    pub fn from_env() -> Result<Self, EnvError> {
-        Self::read(&promptseal::env::process())
-    }
-
     pub fn read(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Self, EnvError> {
         let deployment_mode = match env.required("DEPLOYMENT_MODE")?.as_str() {
             "isv-hosted" => DeploymentMode::IsvHosted,

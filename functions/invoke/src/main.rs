@@ -16,7 +16,7 @@ use invoke::logging_guard::{CheckReuse, LoggingGuard};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     promptseal::telemetry::init(env!("CARGO_CRATE_NAME"));
-    let config = Config::from_env()?;
+    let config = Config::read(&promptseal::env::process())?;
     tracing::info!(
         deployment_mode = ?config.deployment_mode,
         allowed_log_destinations = config.log_destination_allow_list.len(),
