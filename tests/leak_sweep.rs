@@ -17,7 +17,6 @@
 mod common;
 mod sweep;
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_bedrock::types::{CloudWatchConfig, LoggingConfig};
@@ -311,7 +310,7 @@ impl Sweep {
     /// Starts a function binary with this sweep's log format and level, its resources and `env`.
     fn start(&self, binary: &str, env: &[(&str, &str)]) -> Running {
         let log_dir = std::env::temp_dir().join(promptseal_devstack::unique_name("sweep"));
-        let path = binary_path(binary);
+        let path = common::binary_path(binary);
         let function = EmulatedFunction::start(
             &FunctionSpec {
                 venv: &common::root().join(".venv"),
@@ -915,22 +914,6 @@ impl Sweep {
 struct Running {
     name: String,
     function: EmulatedFunction,
-}
-
-/// A function binary built beside this test (`target/<profile>/<name>`).
-fn binary_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: `cargo test --workspace` builds it (or `cargo build --bins`)",
-        path.display()
-    );
-    path
 }
 
 fn fixture(name: &str) -> Value {

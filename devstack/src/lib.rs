@@ -4,8 +4,10 @@
 //! functions themselves behind cargo-lambda's runtime emulator.
 
 mod function;
+mod runtime;
 
 pub use function::{EmulatedFunction, FunctionSpec};
+pub use runtime::first_poll;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -386,6 +388,126 @@ fn reference(v: &Value) -> Result<&str> {
     match v {
         Value::Tagged(t) if t.tag == "Ref" => t.value.as_str().context("!Ref takes a logical id"),
         other => bail!("expected !Ref, found {other:?}"),
+    }
+}
+
+/// The environment template.yaml gives the function `logical_id`, each value resolved as a
+/// deployment with the parameters' defaults would resolve it (`parameters` overrides some):
+/// `!Ref` of a parameter is its value, `!Ref` of a resource and `!GetAtt` of one are what
+/// `resource` says they are (a table's name, a key's alias), and `!If` follows the condition.
+pub fn function_environment(
+    template: &Path,
+    logical_id: &str,
+    parameters: &[(&str, &str)],
+    resource: impl Fn(&str) -> String,
+) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(template)
+        .with_context(|| format!("reading {}", template.display()))?;
+    let doc: Value = serde_yaml_ng::from_str(&text)?;
+    let parameter = |name: &str| -> Option<String> {
+        parameters
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+            .or_else(|| match &doc["Parameters"][name]["Default"] {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+    };
+    let variables = doc["Resources"][logical_id]["Properties"]["Environment"]["Variables"]
+        .as_mapping()
+        .with_context(|| format!("template.yaml gives {logical_id} no environment"))?;
+    variables
+        .iter()
+        .map(|(name, value)| {
+            let name = name.as_str().context("a variable name")?.to_owned();
+            let value = resolve(&doc, value, &parameter, &resource)
+                .with_context(|| format!("{logical_id}: {name}"))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// One environment value of template.yaml, resolved (see [`function_environment`]).
+fn resolve(
+    doc: &Value,
+    value: &Value,
+    parameter: &dyn Fn(&str) -> Option<String>,
+    resource: &dyn Fn(&str) -> String,
+) -> Result<String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Tagged(t) if t.tag == "Ref" => {
+            let id = t.value.as_str().context("!Ref takes a logical id")?;
+            Ok(parameter(id).unwrap_or_else(|| resource(id)))
+        }
+        Value::Tagged(t) if t.tag == "GetAtt" => {
+            let target = t
+                .value
+                .as_str()
+                .context("!GetAtt takes Resource.Attribute")?;
+            Ok(resource(target.split('.').next().unwrap_or(target)))
+        }
+        Value::Tagged(t) if t.tag == "If" => {
+            let Some([condition, then, otherwise]) = t.value.as_sequence().map(Vec::as_slice)
+            else {
+                bail!("!If takes [condition, value, value]");
+            };
+            let condition = condition.as_str().context("!If names a condition")?;
+            let chosen = if holds(doc, &doc["Conditions"][condition], parameter)? {
+                then
+            } else {
+                otherwise
+            };
+            resolve(doc, chosen, parameter, resource)
+        }
+        other => bail!("unsupported value {other:?}"),
+    }
+}
+
+/// Whether a template condition holds for the parameters (`!Equals`, `!Not`, `!And`, `!Or`,
+/// `!Condition`, over `!Ref` of parameters and literals).
+fn holds(
+    doc: &Value,
+    condition: &Value,
+    parameter: &dyn Fn(&str) -> Option<String>,
+) -> Result<bool> {
+    let Value::Tagged(t) = condition else {
+        bail!("unsupported condition {condition:?}");
+    };
+    let all = || t.value.as_sequence().context("a condition list");
+    let value = |v: &Value| -> Result<String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Tagged(r) if r.tag == "Ref" => {
+                let id = r.value.as_str().context("!Ref takes a logical id")?;
+                parameter(id).with_context(|| format!("{id} is not a parameter"))
+            }
+            other => bail!("unsupported operand {other:?}"),
+        }
+    };
+    match t.tag.to_string().trim_start_matches('!') {
+        "Equals" => match all()?.as_slice() {
+            [a, b] => Ok(value(a)? == value(b)?),
+            _ => bail!("!Equals takes two values"),
+        },
+        "Not" => match all()?.as_slice() {
+            [c] => Ok(!holds(doc, c, parameter)?),
+            _ => bail!("!Not takes one condition"),
+        },
+        "And" => all()?
+            .iter()
+            .try_fold(true, |acc, c| Ok(acc && holds(doc, c, parameter)?)),
+        "Or" => all()?
+            .iter()
+            .try_fold(false, |acc, c| Ok(acc || holds(doc, c, parameter)?)),
+        "Condition" => {
+            let name = t.value.as_str().context("!Condition names a condition")?;
+            holds(doc, &doc["Conditions"][name], parameter)
+        }
+        other => bail!("unsupported condition !{other}"),
     }
 }
 

@@ -23,6 +23,22 @@ pub fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A function binary built beside this test (`target/<profile>/<name>`).
+pub fn binary_path(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test --workspace` builds it (or `cargo build --bins`)",
+        path.display()
+    );
+    path
+}
+
 pub fn bedrock_endpoint() -> String {
     promptseal_devstack::endpoint_from_env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
 }

@@ -13,11 +13,9 @@
 //! - `export`: export-logs' serialise + compress + digest of 10,000 records (criterion; the peers
 //!   have no exporter to compare with).
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -53,11 +51,11 @@ fn cold_start(root: &Path, runs: usize) -> Result<()> {
     let binary = target.join("release/invoke");
     let size = std::fs::metadata(&binary)?.len();
     // One unmeasured start so the binary is in the page cache, as the peer's script does.
-    cold_once(&binary)?;
+    cold_once(root, &binary)?;
     let mut times = Vec::with_capacity(runs);
     let mut rss = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let (t, kib) = cold_once(&binary)?;
+        let (t, kib) = cold_once(root, &binary)?;
         times.push(t.as_secs_f64() * 1000.0);
         rss.push(kib as f64 / 1024.0);
     }
@@ -227,77 +225,24 @@ fn stats(xs: &mut [f64]) -> (f64, f64, f64) {
     (median, xs[0], xs[n - 1])
 }
 
-/// Starts the binary against a fresh listener; returns the time to its first `next` request and
-/// its peak RSS in KiB at that moment.
-fn cold_once(binary: &Path) -> Result<(Duration, u64)> {
-    let listener = TcpListener::bind(("127.0.0.1", 0))?;
-    let port = listener.local_addr()?.port();
-    let dummy = [
-        ("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}")),
-        ("AWS_LAMBDA_FUNCTION_NAME", "invoke".into()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "1".into()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "bench".into()),
-        ("AWS_SECRET_ACCESS_KEY", "bench".into()),
-        ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ("TEMPLATES_TABLE", "bench-templates".into()),
-        ("TENANTS_TABLE", "bench-tenants".into()),
-        ("USAGE_TABLE", "bench-usage".into()),
-        ("TEMPLATE_KEY_ID", "alias/bench".into()),
-        ("DEPLOYMENT_MODE", "tenant-hosted".into()),
-    ];
-    let started = Instant::now();
-    let mut child = Command::new(binary)
-        .env_clear()
-        .envs(dummy)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    // Accept blocks (no busy loop stealing a core from the process measured); a watchdog
-    // unblocks it by connecting itself if the binary dies or stalls.
-    let pid = child.id();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && process_alive(pid) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = std::net::TcpStream::connect(("127.0.0.1", port));
-    });
-    let result = (|| {
-        let (stream, _) = listener.accept()?;
-        let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line)?;
-        let elapsed = started.elapsed();
-        if !line.starts_with("GET /2018-06-01/runtime/invocation/next") {
-            bail!("invoke died or stalled before polling for an event (first request: {line:?})");
-        }
-        Ok((elapsed, peak_rss_kib(pid)?))
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
-    result
-}
-
-/// Running, not a zombie.
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit(')')
-                .next()
-                .map(|rest| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc status")
+/// Starts the binary as Lambda would, with the environment template.yaml gives invoke (resources
+/// named `bench-<logical id>`, never reached) and dummy credentials; returns the time to its first
+/// poll for an event and its peak RSS in KiB at that moment.
+fn cold_once(root: &Path, binary: &Path) -> Result<(Duration, u64)> {
+    let mut env = promptseal_devstack::function_environment(
+        &root.join("template.yaml"),
+        "InvokeFunction",
+        &[],
+        |id| format!("bench-{id}"),
+    )?;
+    env.extend(
+        [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "bench"),
+            ("AWS_SECRET_ACCESS_KEY", "bench"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    promptseal_devstack::first_poll(binary, &env)
 }

@@ -1,0 +1,67 @@
+//! Every function binary starts with exactly the environment template.yaml gives it and reaches
+//! the Lambda runtime API's poll for an event: a variable the code requires but the template
+//! does not set (or sets to something the code refuses) fails here, not in a deployment. Both
+//! deployment modes, since values differ between them.
+
+mod common;
+
+use promptseal_devstack::{first_poll, function_environment};
+
+const FUNCTIONS: [(&str, &str); 3] = [
+    ("InvokeFunction", "invoke"),
+    ("RedactLogFunction", "redact-log"),
+    ("ExportLogsFunction", "export-logs"),
+];
+
+/// What template.yaml gives `function` for `mode`, plus the credentials and region Lambda adds.
+fn environment(function: &str, mode: &str) -> Vec<(String, String)> {
+    let mut env = function_environment(
+        &common::root().join("template.yaml"),
+        function,
+        &[
+            ("DeploymentMode", mode),
+            ("BedrockLogGroupName", "/aws/bedrock/modelinvocations"),
+        ],
+        |id| format!("test-{id}"),
+    )
+    .unwrap();
+    env.extend(
+        [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    env
+}
+
+#[test]
+fn every_function_starts_with_the_environment_template_yaml_gives_it() {
+    for mode in ["isv-hosted", "tenant-hosted"] {
+        for (function, binary) in FUNCTIONS {
+            let env = environment(function, mode);
+            if let Err(e) = first_poll(&common::binary_path(binary), &env) {
+                panic!("{function} ({mode}) with {env:?}: {e:#}");
+            }
+        }
+    }
+}
+
+/// The check can fail: without one of its variables a function stops before polling, and says
+/// which.
+#[test]
+fn a_function_missing_a_variable_stops_before_its_first_poll() {
+    for (function, binary) in FUNCTIONS {
+        let mut env = environment(function, "isv-hosted");
+        let (missing, _) = env
+            .iter()
+            .find(|(k, _)| k.ends_with("_TABLE"))
+            .cloned()
+            .unwrap();
+        env.retain(|(k, _)| *k != missing);
+        let err = first_poll(&common::binary_path(binary), &env).unwrap_err();
+        assert!(format!("{err:#}").contains(&missing), "{function}: {err:#}");
+    }
+}
