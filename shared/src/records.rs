@@ -1,7 +1,8 @@
 //! Payload records: what a tenant that opted in gets to keep of each request. The tenant's own
 //! text (user input, its context documents) and the guarded reply are kept verbatim; every ISV
 //! part is replaced by a placeholder naming what was there (`[isv:system support-agent@3]`). invoke
-//! and redact-log build the same record from the same blocks, through [`prompt_part`].
+//! and redact-log build the same record from the same blocks, through [`prompt_part`], and every
+//! record through [`PayloadRecord::new`] from the request's metadata and what was exchanged.
 //!
 //! Stored one item per request in a table keyed by tenant, gzip-compressed, expiring (TTL) after
 //! the tenant's retention; written once per model request id, so retries add nothing.
