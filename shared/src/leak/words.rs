@@ -487,7 +487,7 @@ mod tests {
         /// sealed with the byte-wise hash still match.
         #[test]
         fn a_packed_word_hashes_as_its_bytes(word in "[a-z0-9]{1,8}", key: [u64; 2]) {
-            let hasher = super::super::WordHasher::new(key);
+            let hasher = crate::leak::hash::WordHasher::new(key);
             let sip = siphasher::sip::SipHasher13::new_with_keys(key[0], key[1]);
             let packed = Packed::at(word.as_bytes(), 0).unwrap();
             proptest::prop_assert_eq!(hasher.sip_packed(packed), sip.hash(word.as_bytes()));
@@ -497,7 +497,7 @@ mod tests {
         /// hashed through the packed path: the same value as its canonical bytes.
         #[test]
         fn a_short_word_as_bytes_hashes_as_its_canonical_form(word in "[a-z0-9]{1,30}", key: [u64; 2]) {
-            let hasher = super::super::WordHasher::new(key);
+            let hasher = crate::leak::hash::WordHasher::new(key);
             let sip = siphasher::sip::SipHasher13::new_with_keys(key[0], key[1]);
             proptest::prop_assert_eq!(
                 hasher.hash(Normalised::Bytes(word.as_bytes()), &mut Vec::new()),
