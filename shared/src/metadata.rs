@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 /// The longest `requestMetadata` value Bedrock accepts: a longer block map is split over
 /// several keys.
-pub const MAX_VALUE: usize = 256;
+const MAX_VALUE: usize = 256;
 /// The most `requestMetadata` keys Bedrock accepts.
-pub const MAX_KEYS: usize = 16;
+const MAX_KEYS: usize = 16;
 /// The keys that carry ids: tenant, principal, template id, template version, request id.
 const ID_KEYS: usize = 5;
 /// The longest block map a request can carry beside its ids.
@@ -103,7 +103,7 @@ impl RequestMetadata {
 }
 
 /// Whether Bedrock accepts `s` as a `requestMetadata` key or value.
-pub fn allowed(s: &str) -> bool {
+fn allowed(s: &str) -> bool {
     (1..=MAX_VALUE).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c.is_whitespace() || ":_@$#=/+,.-".contains(c))

@@ -454,9 +454,9 @@ impl<'a> Scanner<'a> {
         let n = self.fp.min_span() as usize;
         // Runs found as written (few): a word next to one is read only if the run it could make
         // reaches beyond it, and a word between two is taken with them.
-        let found = hits.len();
+        let as_written = hits.len();
         let in_found = |k: usize, hits: &[Hit]| {
-            hits[..found]
+            hits[..as_written]
                 .iter()
                 .any(|h| h.form != Form::Canary && h.start <= k && k <= h.end)
         };
@@ -477,9 +477,9 @@ impl<'a> Scanner<'a> {
             if l + r + 2 < n {
                 continue;
             }
-            let before = l > 0 && in_found(i - 1, hits);
-            let after = r > 0 && in_found(i + 1, hits);
-            if before && after {
+            let found_before = l > 0 && in_found(i - 1, hits);
+            let found_after = r > 0 && in_found(i + 1, hits);
+            if found_before && found_after {
                 hits.push(Hit {
                     start: i - 1,
                     end: i + 1,
@@ -490,7 +490,7 @@ impl<'a> Scanner<'a> {
                 continue;
             }
             // A found run on one side and nothing on the other: nothing to add but this word.
-            if before && r == 0 || after && l == 0 {
+            if found_before && r == 0 || found_after && l == 0 {
                 continue;
             }
             let word = &text.as_bytes()[w.start..w.end];
