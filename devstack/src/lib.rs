@@ -391,10 +391,11 @@ fn reference(v: &Value) -> Result<&str> {
     }
 }
 
-/// The environment template.yaml gives the function `logical_id`, each value resolved as a
-/// deployment with the parameters' defaults would resolve it (`parameters` overrides some):
-/// `!Ref` of a parameter is its value, `!Ref` of a resource and `!GetAtt` of one are what
-/// `resource` says they are (a table's name, a key's alias), and `!If` follows the condition.
+/// The environment the function `logical_id` would start with: the variables template.yaml gives
+/// it, each value resolved as a deployment with the parameters' defaults would resolve it
+/// (`parameters` overrides some; `!Ref` of a parameter is its value, `!Ref` of a resource and
+/// `!GetAtt` of one are what `resource` says they are, and `!If` follows the condition), and the
+/// region and (dummy) credentials Lambda adds, with no instance metadata to fall back on.
 pub fn function_environment(
     template: &Path,
     logical_id: &str,
@@ -418,7 +419,7 @@ pub fn function_environment(
     let variables = doc["Resources"][logical_id]["Properties"]["Environment"]["Variables"]
         .as_mapping()
         .with_context(|| format!("template.yaml gives {logical_id} no environment"))?;
-    variables
+    let mut env = variables
         .iter()
         .map(|(name, value)| {
             let name = name.as_str().context("a variable name")?.to_owned();
@@ -426,7 +427,17 @@ pub fn function_environment(
                 .with_context(|| format!("{logical_id}: {name}"))?;
             Ok((name, value))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    env.extend(
+        [
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    Ok(env)
 }
 
 /// One environment value of template.yaml, resolved (see [`function_environment`]).
@@ -440,7 +451,7 @@ fn resolve(
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Tagged(t) if t.tag == "Ref" => {
-            let id = t.value.as_str().context("!Ref takes a logical id")?;
+            let id = reference(value)?;
             Ok(parameter(id).unwrap_or_else(|| resource(id)))
         }
         Value::Tagged(t) if t.tag == "GetAtt" => {
@@ -482,7 +493,7 @@ fn holds(
         match v {
             Value::String(s) => Ok(s.clone()),
             Value::Tagged(r) if r.tag == "Ref" => {
-                let id = r.value.as_str().context("!Ref takes a logical id")?;
+                let id = reference(v)?;
                 parameter(id).with_context(|| format!("{id} is not a parameter"))
             }
             other => bail!("unsupported operand {other:?}"),

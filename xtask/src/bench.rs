@@ -226,23 +226,14 @@ fn stats(xs: &mut [f64]) -> (f64, f64, f64) {
 }
 
 /// Starts the binary as Lambda would, with the environment template.yaml gives invoke (resources
-/// named `bench-<logical id>`, never reached) and dummy credentials; returns the time to its first
-/// poll for an event and its peak RSS in KiB at that moment.
+/// named `bench-<logical id>`, never reached); returns the time to its first poll for an event
+/// and its peak RSS in KiB at that moment.
 fn cold_once(root: &Path, binary: &Path) -> Result<(Duration, u64)> {
-    let mut env = promptseal_devstack::function_environment(
+    let env = promptseal_devstack::function_environment(
         &root.join("template.yaml"),
         "InvokeFunction",
         &[],
         |id| format!("bench-{id}"),
     )?;
-    env.extend(
-        [
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "bench"),
-            ("AWS_SECRET_ACCESS_KEY", "bench"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
     promptseal_devstack::first_poll(binary, &env)
 }
