@@ -23,13 +23,13 @@ use aws_sdk_bedrock::types::{CloudWatchConfig, LoggingConfig};
 use base64::Engine as _;
 use bedrock_standin::Control;
 use bedrock_standin::converse::{Behaviour, Intervention};
-use promptseal::leak::{LeakGuard, LeakPolicy, REDACTION_MARKER};
+use promptseal::leak::{LeakPolicy, LeakSettings, REDACTION_MARKER};
 use promptseal::records::timestamp_micros;
 use promptseal::render::Renderer;
 use promptseal::template::{
     Guardrail, InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec,
 };
-use promptseal::tenants::{ExportDestination, PayloadLogging, Quotas, TenantSpec, TenantStatus};
+use promptseal::tenant::{ExportDestination, PayloadLogging, Quotas, TenantSpec, TenantStatus};
 use promptseal_devstack::{EmulatedFunction, FunctionSpec};
 use serde_json::{Value, json};
 use sweep::{Audience, Canary, Evidence, Owner};
@@ -194,9 +194,9 @@ impl Sweep {
                 temperature_default: 0.2,
             },
             guardrail: None,
-            leak_guard: LeakGuard {
+            leak_guard: LeakSettings {
                 policy,
-                ..LeakGuard::default()
+                ..LeakSettings::default()
             },
             variables: [("product", true), ("question", true)]
                 .into_iter()
@@ -671,7 +671,7 @@ impl Sweep {
         }
     }
 
-    /// The logging guard refuses while Bedrock would log prompt text.
+    /// The logging check refuses while Bedrock would log prompt text.
     async fn invoke_with_logging_on(&mut self) {
         let invoke = self.start("invoke", &self.invoke_env());
         let body = self.ask("acme", "sweep-block");

@@ -6,7 +6,8 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use promptseal::fixtures::payload_record;
-use promptseal::records::{PayloadRecord, Written, timestamp_micros};
+use promptseal::records::{PayloadRecord, timestamp_micros};
+use promptseal::store::records::Written;
 
 /// The shared fixture, with the user's `input`.
 fn record(tenant: &str, model_request_id: &str, input: &str) -> PayloadRecord {

@@ -9,14 +9,13 @@ use std::io::Read;
 
 use export_logs::export::{ExportKind, Window, prepare};
 use promptseal::assembly::{Assembled, Block, BlockKind, ContextDocument, assemble};
-use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakGuard, LeakPolicy, Scanner};
+use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakPolicy, LeakSettings, Scanner};
 use promptseal::metadata::RequestMetadata;
-use promptseal::records::{
-    Exchange, PartKind, PayloadRecord, RecordPrompt, Source, StoredRecord, TokenUsage,
-};
+use promptseal::records::{Exchange, PartKind, PayloadRecord, RecordPrompt, Source, TokenUsage};
 use promptseal::render::Renderer;
+use promptseal::store::records::StoredRecord;
 use promptseal::template::{MessagePart, Role, TemplateText};
-use promptseal::tenants::ExportDestination;
+use promptseal::tenant::ExportDestination;
 use proptest::prelude::*;
 use redact_log::invocation_log::{self, InvocationLog};
 use serde_json::{Value, json};
@@ -176,7 +175,7 @@ fn case() -> impl Strategy<Value = Case> {
                 };
                 let fp = Fingerprints::of_template(
                     text.parts().map(|(_, p)| p),
-                    LeakGuard {
+                    LeakSettings {
                         policy: LeakPolicy::Redact,
                         min_span: DEFAULT_MIN_SPAN,
                     },
@@ -245,7 +244,7 @@ proptest! {
     #[test]
     fn no_template_run_survives_in_records_or_exports_and_tenant_text_is_kept(c in case()) {
         // invoke's record.
-        let (guard, replacement) = Scanner::new(&c.fp).guard(&c.reply, LeakPolicy::Redact);
+        let (guard, replacement) = Scanner::new(&c.fp).enforce(&c.reply, LeakPolicy::Redact);
         let prompt = RecordPrompt::of(&c.assembled, "generated", 1);
         let exchange = Exchange {
             source: Source::Invoke,

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use promptseal::envelope::{CachePolicy, EncryptionContext, Envelope, EnvelopeError, Sealed};
-use promptseal::leak::{Fingerprints, Form, LeakGuard, Scanner};
+use promptseal::leak::{Fingerprints, Form, LeakSettings, Scanner};
 use promptseal::render::Renderer;
-use promptseal::sealed::{SealedStores, SealedTables};
+use promptseal::store::sealed::{SealedStores, SealedTables};
+use promptseal::store::templates::TemplateStoreError;
 use promptseal::template::{
     DefinitionError, InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec,
     VersionStatus,
 };
-use promptseal::templates::TemplateStoreError;
 
 const CANARY: &str = "CANARY-7f3a-SYSTEM-PROMPT";
 
@@ -171,14 +171,14 @@ async fn refingerprint_gives_a_version_sealed_earlier_what_this_release_fingerpr
         .await
         .unwrap();
     // What an earlier release stored: no run from the system text into the message.
-    let guard = LeakGuard::default();
+    let settings = LeakSettings::default();
     let earlier = Fingerprints::of_template(
         [
             def.system.as_str(),
             "{{ part_boundary }}",
             &def.messages[0].text,
         ],
-        guard,
+        settings,
         [5; 16],
     );
     store
@@ -200,7 +200,7 @@ async fn refingerprint_gives_a_version_sealed_earlier_what_this_release_fingerpr
         found.iter().map(|f| f.form).collect::<Vec<_>>(),
         [Form::Text]
     );
-    assert_eq!(fp.policy(), guard.policy);
+    assert_eq!(fp.policy(), settings.policy);
     // Still one item for the version, still nothing of the text in the clear.
     let items = fingerprint_items(&stack).await;
     assert_eq!(items.len(), 1);

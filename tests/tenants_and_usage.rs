@@ -2,7 +2,7 @@
 
 mod common;
 
-use promptseal::tenants::{
+use promptseal::tenant::{
     ExportDestination, PayloadLogging, Quotas, TenantError, TenantSpec, TenantStatus,
 };
 

@@ -12,13 +12,12 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use promptseal::leak::Scanner;
 use promptseal::render::Renderer;
-use promptseal::sealed::{SealedStores, SealedTables};
+use promptseal::store::sealed::{SealedStores, SealedTables};
+use promptseal::store::templates::TemplateStore;
+use promptseal::store::tenants::TenantRegistry;
+use promptseal::store::usage::UsageLedger;
 use promptseal::template::TemplateDefinition;
-use promptseal::templates::TemplateStore;
-use promptseal::tenants::{
-    ExportDestination, PayloadLogging, Quotas, TenantRegistry, TenantSpec, TenantStatus,
-};
-use promptseal::usage::UsageLedger;
+use promptseal::tenant::{ExportDestination, PayloadLogging, Quotas, TenantSpec, TenantStatus};
 
 use output::Output;
 
@@ -502,8 +501,8 @@ async fn scan_line(
     version: Option<u32>,
     text: &str,
 ) -> Result<Result<Verdict, LineError>> {
-    use promptseal::fingerprints::FingerprintError;
-    use promptseal::templates::TemplateStoreError;
+    use promptseal::store::fingerprints::FingerprintError;
+    use promptseal::store::templates::TemplateStoreError;
     let wanted = (template_id.to_owned(), version);
     let resolved = match versions.get(&wanted) {
         Some(&v) => Ok(v),

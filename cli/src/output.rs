@@ -4,10 +4,10 @@ use std::io::Write;
 
 use anyhow::Result;
 use promptseal::leak::{Finding, LeakPolicy};
+use promptseal::store::templates::TemplateSummary;
+use promptseal::store::usage::UsageRecord;
 use promptseal::template::{TemplateText, VersionMeta};
-use promptseal::templates::TemplateSummary;
-use promptseal::tenants::{ExportDestination, Tenant};
-use promptseal::usage::UsageRecord;
+use promptseal::tenant::{ExportDestination, Tenant};
 use serde::Serialize;
 use serde_json::json;
 

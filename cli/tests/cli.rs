@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use promptseal::usage::UsageLedger;
+use promptseal::store::usage::UsageLedger;
 use promptseal_devstack::Resources;
 use serde_json::{Value, json};
 

@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
-use promptseal::sealed::SealedTables;
+use promptseal::store::sealed::SealedTables;
 use serde_yaml_ng::Value;
 
 pub const REGION: &str = "us-east-1";

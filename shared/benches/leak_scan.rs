@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use promptseal::leak::{Fingerprints, LeakGuard, LeakPolicy, Scanner};
+use promptseal::leak::{Fingerprints, LeakPolicy, LeakSettings, Scanner};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -49,7 +49,7 @@ fn benches(c: &mut Criterion) {
     };
     let fp = Fingerprints::of_template(
         corpus.template_parts.iter().map(String::as_str),
-        LeakGuard::default(),
+        LeakSettings::default(),
         [9; 16],
     );
     let scanner = Scanner::new(&fp).with_canary("zq0123456789abcdef");
@@ -85,7 +85,7 @@ fn benches(c: &mut Criterion) {
             corpus
                 .replies
                 .iter()
-                .map(|r| scanner.guard(r, LeakPolicy::Redact).0.findings)
+                .map(|r| scanner.enforce(r, LeakPolicy::Redact).0.findings)
                 .sum::<usize>()
         });
     });
@@ -111,15 +111,15 @@ fn families(c: &mut Criterion) {
     let data = include_str!("../tests/data/leak_eval_test.jsonl");
     let mut lines = data.lines();
     let header: EvalHeader = serde_json::from_str(lines.next().unwrap()).unwrap();
-    let guard = LeakGuard {
+    let settings = LeakSettings {
         min_span: header.min_span,
-        ..LeakGuard::default()
+        ..LeakSettings::default()
     };
     let fingerprints: HashMap<String, Fingerprints> = header
         .templates
         .iter()
         .map(|(name, text)| {
-            let fp = Fingerprints::of_template([text.as_str()], guard, [7; 16]);
+            let fp = Fingerprints::of_template([text.as_str()], settings, [7; 16]);
             (name.clone(), fp)
         })
         .collect();

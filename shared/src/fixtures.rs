@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use crate::leak::{GuardAction, GuardReport};
+use crate::leak::{LeakAction, LeakReport};
 use crate::metadata::RequestMetadata;
 use crate::records::{
     Exchange, Part, PartKind, PayloadRecord, RecordMessage, RecordPrompt, Source, TokenUsage,
@@ -41,8 +41,8 @@ pub fn payload_record(tenant: &str, model_request_id: &str) -> PayloadRecord {
         },
         output: format!("answer {model_request_id}"),
         stop_reason: Some("end_turn".into()),
-        guard: GuardReport {
-            action: GuardAction::Passed,
+        guard: LeakReport {
+            action: LeakAction::Passed,
             findings: 0,
             forms: vec![],
         },

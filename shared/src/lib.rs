@@ -3,23 +3,19 @@
 //! stores are concrete adapters around real SDK clients.
 
 pub mod assembly;
-pub mod dynamo;
 pub mod env;
 pub mod envelope;
-pub mod fingerprints;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod leak;
 pub mod metadata;
 pub mod records;
 pub mod render;
-pub mod sealed;
+pub mod store;
 pub mod syntax;
 pub mod telemetry;
 pub mod template;
-pub mod templates;
-pub mod tenants;
-pub mod usage;
+pub mod tenant;
 
 /// `N` random bytes from the OS.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

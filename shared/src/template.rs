@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::leak::{LeakGuard, MIN_SPAN_RANGE};
+use crate::leak::{LeakSettings, MIN_SPAN_RANGE};
 
 /// Longest accepted template text (system part plus message parts), in bytes.
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
@@ -113,7 +113,7 @@ pub struct TemplateDefinition {
     pub variables: Vec<VariableSpec>,
     /// What a reply that repeats this template gets (default: withheld, 8 words count).
     #[serde(default)]
-    pub leak_guard: LeakGuard,
+    pub leak_guard: LeakSettings,
     pub system: String,
     pub messages: Vec<MessagePart>,
 }
@@ -144,7 +144,7 @@ pub struct TemplateSettings {
     pub guardrail: Option<Guardrail>,
     pub variables: Vec<VariableSpec>,
     #[serde(default)]
-    pub leak_guard: LeakGuard,
+    pub leak_guard: LeakSettings,
 }
 
 /// Whether a version may be used, and by whom.
@@ -397,7 +397,7 @@ mod tests {
             },
             guardrail: None,
             variables: schema(),
-            leak_guard: LeakGuard::default(),
+            leak_guard: LeakSettings::default(),
         }
     }
 

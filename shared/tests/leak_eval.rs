@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use promptseal::leak::{Fingerprints, LeakGuard, Scanner};
+use promptseal::leak::{Fingerprints, LeakSettings, Scanner};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -56,13 +56,13 @@ fn evaluate(data: &str) -> Results {
         .templates
         .iter()
         .map(|(name, text)| {
-            let guard = LeakGuard {
+            let settings = LeakSettings {
                 min_span: header.min_span,
-                ..LeakGuard::default()
+                ..LeakSettings::default()
             };
             (
                 name.as_str(),
-                Fingerprints::of_template([text.as_str()], guard, [7; 16]),
+                Fingerprints::of_template([text.as_str()], settings, [7; 16]),
             )
         })
         .collect();

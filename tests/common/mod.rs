@@ -5,12 +5,12 @@
 
 use aws_config::SdkConfig;
 use promptseal::envelope::{CachePolicy, Envelope};
-use promptseal::fingerprints::FingerprintStore;
-use promptseal::records::PayloadStore;
-use promptseal::sealed::SealedStores;
-use promptseal::templates::TemplateStore;
-use promptseal::tenants::TenantRegistry;
-use promptseal::usage::UsageLedger;
+use promptseal::store::fingerprints::FingerprintStore;
+use promptseal::store::records::PayloadStore;
+use promptseal::store::sealed::SealedStores;
+use promptseal::store::templates::TemplateStore;
+use promptseal::store::tenants::TenantRegistry;
+use promptseal::store::usage::UsageLedger;
 use promptseal_devstack::Resources;
 
 pub struct Stack {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use bedrock_standin::Control;
 use bedrock_standin::converse::Behaviour;
 
-use promptseal::records::PayloadStore;
+use promptseal::store::records::PayloadStore;
 
 use crate::{cargo, ensure_venv, stack};
 

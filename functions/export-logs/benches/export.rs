@@ -9,9 +9,10 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use export_logs::export::{ExportKind, Window, prepare};
 use promptseal::fixtures::payload_record;
-use promptseal::records::{Part, PartKind, PayloadRecord, RecordMessage, StoredRecord, TokenUsage};
+use promptseal::records::{Part, PartKind, PayloadRecord, RecordMessage, TokenUsage};
+use promptseal::store::records::StoredRecord;
 use promptseal::template::Role;
-use promptseal::tenants::ExportDestination;
+use promptseal::tenant::ExportDestination;
 
 const RECORDS: usize = 10_000;
 

@@ -14,10 +14,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use promptseal::records::{
-    PayloadStore, RecordError, SCHEMA_VERSION, StoredRecord, timestamp_micros,
-};
-use promptseal::tenants::ExportDestination;
+use promptseal::records::{SCHEMA_VERSION, timestamp_micros};
+use promptseal::store::records::{PayloadStore, RecordError, StoredRecord};
+use promptseal::tenant::ExportDestination;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

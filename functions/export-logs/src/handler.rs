@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_smithy_types::date_time::{DateTime, Format};
 use promptseal::records::timestamp_micros;
+use promptseal::store::tenants::TenantRegistry;
 use promptseal::telemetry::{MetricRecord, Unit};
-use promptseal::tenants::{Tenant, TenantError, TenantRegistry};
+use promptseal::tenant::{Tenant, TenantError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -2,8 +2,8 @@
 //! per cold start, then the handler behind lambda_runtime.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use promptseal::records::PayloadStore;
-use promptseal::tenants::TenantRegistry;
+use promptseal::store::records::PayloadStore;
+use promptseal::store::tenants::TenantRegistry;
 
 use export_logs::config::Config;
 use export_logs::export::{Exporter, ObjectLimits};

@@ -4,7 +4,7 @@
 //! (`progress`: the objects written), saved after every object.
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use promptseal::dynamo::{self, DynamoError, MalformedItem, s};
+use promptseal::store::dynamo::{self, DynamoError, MalformedItem, s};
 
 use crate::export::Progress;
 

@@ -12,8 +12,10 @@ use export_logs::export::{
 use export_logs::handler::{Deps, handle};
 use export_logs::state::ExportState;
 use promptseal::fixtures::payload_record;
-use promptseal::records::{PayloadRecord, PayloadStore, SCHEMA_VERSION, Written};
-use promptseal::tenants::{ExportDestination, PayloadLogging, Quotas, TenantRegistry, TenantSpec};
+use promptseal::records::{PayloadRecord, SCHEMA_VERSION};
+use promptseal::store::records::{PayloadStore, Written};
+use promptseal::store::tenants::TenantRegistry;
+use promptseal::tenant::{ExportDestination, PayloadLogging, Quotas, TenantSpec};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

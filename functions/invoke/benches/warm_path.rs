@@ -26,25 +26,25 @@ use invoke::config::Config;
 use invoke::converse::{self, ModelCall};
 use invoke::handler::{self, CallLimits, Deps};
 use invoke::identity::{self, Caller};
-use invoke::logging_guard::{CheckReuse, LoggingGuard};
+use invoke::logging_check::{CheckReuse, LoggingCheck};
 use lambda_http::RequestExt;
 use lambda_http::http::{Response, StatusCode};
 use promptseal::assembly::assemble;
 use promptseal::env::Env;
 use promptseal::envelope::{CachePolicy, EncryptionContext, Envelope};
-use promptseal::fingerprints::FingerprintStore;
-use promptseal::leak::{LeakGuard, LeakPolicy, Scanner};
+use promptseal::leak::{LeakPolicy, LeakSettings, Scanner};
 use promptseal::metadata::RequestMetadata;
-use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
-use promptseal::sealed::{SealedStores, SealedTables};
+use promptseal::store::fingerprints::FingerprintStore;
+use promptseal::store::records::PayloadStore;
+use promptseal::store::sealed::{SealedStores, SealedTables};
+use promptseal::store::templates::StoredVersion;
+use promptseal::store::tenants::TenantRegistry;
+use promptseal::store::usage::UsageLedger;
 use promptseal::template::{
     InferenceBounds, MessagePart, Role, TemplateDefinition, TemplateText, VariableSpec,
     VersionMeta, VersionStatus, check_settings, check_variables,
 };
-use promptseal::templates::StoredVersion;
-use promptseal::tenants::TenantRegistry;
-use promptseal::usage::UsageLedger;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use zeroize::Zeroizing;
@@ -215,8 +215,8 @@ struct Warm {
 }
 
 /// A GetItem response with the version's fingerprints, sealed under the canned KMS data key.
-fn fingerprints_item(text: &TemplateText, guard: LeakGuard) -> String {
-    let fp = FingerprintStore::compute(text, guard);
+fn fingerprints_item(text: &TemplateText, settings: LeakSettings) -> String {
+    let fp = FingerprintStore::compute(text, settings);
     let ciphertext = promptseal::envelope::encrypt(
         &Zeroizing::new(DATA_KEY),
         &fp.to_bytes(),
@@ -289,7 +289,7 @@ async fn warm(inputs: Inputs) -> Warm {
         tenants: TenantRegistry::new(ddb.clone(), "bench"),
         usage: UsageLedger::new(ddb.clone(), "bench"),
         records: PayloadStore::new(ddb, "bench"),
-        guard: LoggingGuard::new(
+        logging: LoggingCheck::new(
             aws_sdk_bedrock::Client::new(&sdk),
             Vec::new(),
             CheckReuse {
@@ -468,7 +468,7 @@ fn stages(
         b.iter(|| {
             Scanner::new(&fingerprints)
                 .with_canary("zq0123456789abcdef")
-                .guard(&answer.reply.text, LeakPolicy::Block)
+                .enforce(&answer.reply.text, LeakPolicy::Block)
         });
     });
     group.bench_function("9_response_json", |b| {

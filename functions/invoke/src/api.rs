@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use promptseal::assembly::ContextDocument;
-use promptseal::leak::GuardReport;
+use promptseal::leak::LeakReport;
 use promptseal::template::{InferenceBounds, is_id};
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +51,7 @@ pub struct InvokeResponse {
     pub stop_reason: String,
     pub usage: Usage,
     /// What the output leak guard did (counts and forms, never text).
-    pub guard: GuardReport,
+    pub guard: LeakReport,
 }
 
 #[derive(Debug, Serialize)]

@@ -9,18 +9,18 @@ use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use promptseal::envelope::EnvelopeError;
-use promptseal::fingerprints::FingerprintError;
 use promptseal::metadata::TooManyBlocks;
-use promptseal::records::RecordError;
 use promptseal::render::RenderError;
+use promptseal::store::fingerprints::FingerprintError;
+use promptseal::store::records::RecordError;
+use promptseal::store::templates::TemplateStoreError;
+use promptseal::store::usage::UsageError;
 use promptseal::template::VariableError;
-use promptseal::templates::TemplateStoreError;
-use promptseal::tenants::TenantError;
-use promptseal::usage::UsageError;
+use promptseal::tenant::TenantError;
 use serde_json::json;
 
 use crate::converse::Intervened;
-use crate::logging_guard::GuardError;
+use crate::logging_check::LoggingCheckError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
@@ -62,7 +62,7 @@ pub enum InvokeError {
     #[error("the model is throttling requests")]
     ModelThrottled,
     #[error(transparent)]
-    LoggingGuard(#[from] GuardError),
+    LoggingCheck(#[from] LoggingCheckError),
     #[error("KMS is unavailable")]
     Kms(#[source] EnvelopeError),
     #[error("the template could not be opened")]
@@ -211,10 +211,10 @@ impl InvokeError {
             VersionDraft => ErrorCode::VersionDraft,
             QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             ModelThrottled => ErrorCode::ModelThrottled,
-            LoggingGuard(GuardError::TextLoggingEnabled { .. }) => {
+            LoggingCheck(LoggingCheckError::TextLoggingEnabled { .. }) => {
                 ErrorCode::InvocationLoggingEnabled
             }
-            LoggingGuard(GuardError::CheckFailed(_)) => ErrorCode::LoggingCheckFailed,
+            LoggingCheck(LoggingCheckError::CheckFailed(_)) => ErrorCode::LoggingCheckFailed,
             Kms(_) => ErrorCode::KmsUnavailable,
             TemplateIntegrity(_) => ErrorCode::TemplateIntegrity,
             Store(_) => ErrorCode::StoreUnavailable,
@@ -241,11 +241,11 @@ impl InvokeError {
     /// sentence for 5xx.
     pub fn public_message(&self) -> String {
         match self {
-            Self::LoggingGuard(GuardError::TextLoggingEnabled { .. }) => {
+            Self::LoggingCheck(LoggingCheckError::TextLoggingEnabled { .. }) => {
                 "Bedrock model invocation logging would record prompt text; the request was refused"
                     .into()
             }
-            Self::LoggingGuard(GuardError::CheckFailed(_)) => {
+            Self::LoggingCheck(LoggingCheckError::CheckFailed(_)) => {
                 "the Bedrock logging configuration could not be verified; the request was refused"
                     .into()
             }
@@ -406,7 +406,7 @@ mod tests {
                 "fingerprints_unreadable",
             ),
             (
-                InvokeError::LoggingGuard(GuardError::TextLoggingEnabled { count: 1 }),
+                InvokeError::LoggingCheck(LoggingCheckError::TextLoggingEnabled { count: 1 }),
                 503,
                 "invocation_logging_enabled",
             ),

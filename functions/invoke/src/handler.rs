@@ -1,6 +1,6 @@
 //! The handler: an API Gateway request in, the model's answer (or a mapped error) out. Order
 //! matters: identity, body, tenant and entitlement, quota, template metadata and request checks,
-//! then the logging guard, and only then is the template decrypted. The reply goes out only
+//! then the logging check, and only then is the template decrypted. The reply goes out only
 //! through the output leak guard.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -8,18 +8,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
 use promptseal::assembly::assemble;
-use promptseal::leak::{Fingerprints, GuardAction, GuardReport, KnownText, Scanner};
+use promptseal::leak::{Fingerprints, KnownText, LeakAction, LeakReport, Scanner};
 use promptseal::metadata::RequestMetadata;
 use promptseal::records::{
-    Exchange, PayloadRecord, PayloadStore, RecordPrompt, Source, TokenUsage, Written,
-    timestamp_micros,
+    Exchange, PayloadRecord, RecordPrompt, Source, TokenUsage, timestamp_micros,
 };
 use promptseal::render::Renderer;
+use promptseal::store::records::{PayloadStore, Written};
+use promptseal::store::templates::{StoredVersion, TemplateStore};
+use promptseal::store::tenants::TenantRegistry;
+use promptseal::store::usage::{UsageLedger, today};
 use promptseal::telemetry::{MetricRecord, Unit};
 use promptseal::template::{VersionMeta, VersionStatus, check_variables};
-use promptseal::templates::{StoredVersion, TemplateStore};
-use promptseal::tenants::{Tenant, TenantRegistry, TenantStatus};
-use promptseal::usage::{UsageLedger, today};
+use promptseal::tenant::{Tenant, TenantStatus};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -28,7 +29,7 @@ use crate::config::Config;
 use crate::converse::{self, ModelCall, ModelReply};
 use crate::error::InvokeError;
 use crate::identity::{Caller, caller};
-use crate::logging_guard::LoggingGuard;
+use crate::logging_check::LoggingCheck;
 
 /// Everything the handler needs, built once per cold start.
 pub struct Deps {
@@ -37,7 +38,7 @@ pub struct Deps {
     pub tenants: TenantRegistry,
     pub usage: UsageLedger,
     pub records: PayloadStore,
-    pub guard: LoggingGuard,
+    pub logging: LoggingCheck,
     pub bedrock: aws_sdk_bedrockruntime::Client,
     pub renderer: Renderer,
 }
@@ -50,7 +51,7 @@ struct Outcome {
     model_id: Option<String>,
     input_tokens: u64,
     output_tokens: u64,
-    guard: Option<GuardReport>,
+    guard: Option<LeakReport>,
     /// Age of the logging check the request relied on.
     logging_check_age: Option<Duration>,
 }
@@ -84,7 +85,7 @@ pub fn model_timeout(configured: Duration, deadline: Option<SystemTime>) -> Dura
 /// The model's reply after the output leak guard.
 pub struct Answer {
     pub reply: ModelReply,
-    pub guard: GuardReport,
+    pub guard: LeakReport,
     /// Whose request it was, as sent to Bedrock.
     pub metadata: RequestMetadata,
     /// The prompt as a payload record keeps it, when one is to be written.
@@ -167,7 +168,7 @@ async fn invoke(
     };
 
     // Fail closed: nothing is decrypted unless no text log could capture the prompt.
-    outcome.logging_check_age = Some(deps.guard.check().await?);
+    outcome.logging_check_age = Some(deps.logging.check().await?);
 
     // The day's request is reserved atomically before the model is called, so concurrent
     // instances never pass the tenant's daily request limit; given back only when the model
@@ -256,7 +257,7 @@ async fn invoke(
     if let Some(at) = reply.guardrail {
         return Err(InvokeError::GuardrailIntervened(at));
     }
-    if guard.action == GuardAction::Withheld {
+    if guard.action == LeakAction::Withheld {
         return Err(InvokeError::OutputWithheld);
     }
     Ok(response(request_id, meta, &reply, guard))
@@ -319,7 +320,7 @@ pub async fn ask_model(
     drop(rendered);
     // What the template computed at render time is ISV text too: the reply is also checked
     // against the ISV blocks as sent.
-    let sent = Fingerprints::of_sent(assembled.isv_pieces(), fingerprints.guard());
+    let sent = Fingerprints::of_sent(assembled.isv_pieces(), fingerprints.settings());
     // The caller's own input and documents coming back are not a leak (as redact-log reads
     // them from the invocation log: the blocks as sent).
     let known = KnownText::of(assembled.tenant_texts(), fingerprints.min_span());
@@ -352,7 +353,7 @@ pub async fn ask_model(
         .with_canary(&canary)
         .with_sent(&sent)
         .with_known(&known)
-        .guard(&reply.text, fingerprints.policy());
+        .enforce(&reply.text, fingerprints.policy());
     if let Some(text) = replacement {
         reply.text = Zeroizing::new(text);
     }
@@ -369,7 +370,7 @@ pub fn response(
     request_id: &str,
     meta: &VersionMeta,
     reply: &ModelReply,
-    guard: GuardReport,
+    guard: LeakReport,
 ) -> InvokeResponse {
     InvokeResponse {
         request_id: request_id.to_owned(),

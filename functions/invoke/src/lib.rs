@@ -7,6 +7,6 @@ pub mod converse;
 pub mod error;
 pub mod handler;
 pub mod identity;
-pub mod logging_guard;
+pub mod logging_check;
 #[cfg(test)]
 mod openapi_tests;

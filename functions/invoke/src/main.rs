@@ -3,15 +3,15 @@
 
 use lambda_http::{Error, service_fn};
 use promptseal::envelope::CachePolicy;
-use promptseal::records::PayloadStore;
 use promptseal::render::Renderer;
-use promptseal::sealed::{SealedStores, SealedTables};
-use promptseal::tenants::TenantRegistry;
-use promptseal::usage::UsageLedger;
+use promptseal::store::records::PayloadStore;
+use promptseal::store::sealed::{SealedStores, SealedTables};
+use promptseal::store::tenants::TenantRegistry;
+use promptseal::store::usage::UsageLedger;
 
 use invoke::config::Config;
 use invoke::handler::{self, Deps};
-use invoke::logging_guard::{CheckReuse, LoggingGuard};
+use invoke::logging_check::{CheckReuse, LoggingCheck};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -23,7 +23,8 @@ async fn main() -> Result<(), Error> {
         "invoke configured"
     );
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let ddb = promptseal::records::writer_client(aws_sdk_dynamodb::config::Builder::from(&sdk));
+    let ddb =
+        promptseal::store::records::writer_client(aws_sdk_dynamodb::config::Builder::from(&sdk));
     let cache = CachePolicy {
         max_age: config.key_cache_max_age,
         max_uses: config.key_cache_max_uses,
@@ -42,7 +43,7 @@ async fn main() -> Result<(), Error> {
         tenants: TenantRegistry::new(ddb.clone(), config.tenants_table.clone()),
         usage: UsageLedger::new(ddb.clone(), config.usage_table.clone()),
         records: PayloadStore::new(ddb, config.payload_records_table.clone()),
-        guard: LoggingGuard::new(
+        logging: LoggingCheck::new(
             aws_sdk_bedrock::Client::new(&sdk),
             config.log_destination_allow_list.clone(),
             CheckReuse {

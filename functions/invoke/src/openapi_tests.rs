@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use strum::VariantArray as _;
 
-use promptseal::leak::{GuardAction, GuardReport};
+use promptseal::leak::{LeakAction, LeakReport};
 use serde_json::Value;
 
 use crate::api::{self, InvokeResponse, Usage};
@@ -62,8 +62,8 @@ fn the_response_example_has_exactly_the_responses_fields() {
             output_tokens: 1,
             total_tokens: 2,
         },
-        guard: GuardReport {
-            action: GuardAction::Passed,
+        guard: LeakReport {
+            action: LeakAction::Passed,
             findings: 0,
             forms: vec![],
         },

@@ -5,7 +5,7 @@ mod harness;
 
 use bedrock_standin::converse::{Behaviour, Intervention};
 use harness::{World, as_tenant, event, with_body};
-use promptseal::tenants::{Quotas, TenantStatus};
+use promptseal::tenant::{Quotas, TenantStatus};
 use serde_json::{Value, json};
 
 const SYSTEM: &str = "You are Acme's support assistant. Escalate refunds over 50 EUR.";

@@ -19,7 +19,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakGuard, LeakPolicy};
+use promptseal::leak::{DEFAULT_MIN_SPAN, Fingerprints, LeakPolicy, LeakSettings};
 use promptseal::metadata::RequestMetadata;
 use redact_log::invocation_log::{self, BodyRef, InvocationLog};
 use serde_json::{Value, json};
@@ -102,7 +102,7 @@ fn fingerprints() -> HashMap<(String, u32), Fingerprints> {
             let fp = Fingerprints::of_template(
                 parts.iter().map(String::as_str),
                 // The peer redacts what it finds; so do these versions.
-                LeakGuard {
+                LeakSettings {
                     policy: LeakPolicy::Redact,
                     min_span: DEFAULT_MIN_SPAN,
                 },

@@ -12,10 +12,11 @@ use std::io::Read;
 
 use flate2::read::GzDecoder;
 use promptseal::envelope::EnvelopeError;
-use promptseal::fingerprints::{FingerprintError, FingerprintStore};
-use promptseal::records::{PayloadStore, RecordError, Written};
+use promptseal::store::fingerprints::{FingerprintError, FingerprintStore};
+use promptseal::store::records::{PayloadStore, RecordError, Written};
+use promptseal::store::tenants::TenantRegistry;
 use promptseal::telemetry::{MetricRecord, Unit};
-use promptseal::tenants::{TenantError, TenantRegistry};
+use promptseal::tenant::TenantError;
 use serde::Serialize;
 
 use crate::invocation_log::{self, BodyRef, InvocationLog, Skip};

@@ -417,7 +417,7 @@ pub fn redact(
     // blocks as sent, the tenant's own text coming back not counted.
     let sent = Fingerprints::of_sent(
         blocks().map(|(kind, text)| text.as_deref().filter(|_| *kind == BlockKind::Isv)),
-        fingerprints.guard(),
+        fingerprints.settings(),
     );
     let known = KnownText::of(tenant_texts(), fingerprints.min_span());
     let scanner = sealed.with_sent(&sent).with_known(&known);
@@ -456,7 +456,7 @@ pub fn redact(
         })
         .collect();
     // The version's own policy, as invoke applied it: a reply it withheld is withheld here too.
-    let (guard, replacement) = scanner.guard(&reply.text, fingerprints.policy());
+    let (guard, replacement) = scanner.enforce(&reply.text, fingerprints.policy());
     let tokens = |n: Option<u64>| n.unwrap_or(0);
     let exchange = Exchange {
         source: Source::InvocationLog,

@@ -2,9 +2,9 @@
 //! per cold start, then the handler behind lambda_runtime.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use promptseal::records::PayloadStore;
-use promptseal::sealed::SealedStores;
-use promptseal::tenants::TenantRegistry;
+use promptseal::store::records::PayloadStore;
+use promptseal::store::sealed::SealedStores;
+use promptseal::store::tenants::TenantRegistry;
 use serde_json::value::RawValue;
 
 use redact_log::config::Config;
@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
     promptseal::telemetry::init(env!("CARGO_CRATE_NAME"));
     let config = Config::read(&promptseal::env::process())?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let ddb = promptseal::records::writer_client(aws_sdk_dynamodb::config::Builder::from(&sdk));
+    let ddb =
+        promptseal::store::records::writer_client(aws_sdk_dynamodb::config::Builder::from(&sdk));
     let deps = Deps {
         records: PayloadStore::new(ddb.clone(), config.payload_records_table),
         tenants: TenantRegistry::new(ddb.clone(), config.tenants_table),

@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use aws_sdk_dynamodb::types::AttributeValue;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use promptseal::leak::{GuardAction, REDACTION_MARKER};
-use promptseal::records::{PartKind, PayloadRecord, PayloadStore, Source};
+use promptseal::leak::{LeakAction, REDACTION_MARKER};
+use promptseal::records::{PartKind, PayloadRecord, Source};
 use promptseal::render::Renderer;
-use promptseal::sealed::SealedStores;
+use promptseal::store::records::PayloadStore;
+use promptseal::store::sealed::SealedStores;
+use promptseal::store::tenants::TenantRegistry;
 use promptseal::template::TemplateDefinition;
-use promptseal::tenants::{PayloadLogging, Quotas, TenantRegistry, TenantSpec};
+use promptseal::tenant::{PayloadLogging, Quotas, TenantSpec};
 use redact_log::handler::{Deps, Summary, handle};
 use serde_json::{Value, json};
 
@@ -193,7 +195,7 @@ async fn a_reply_the_version_withholds_is_withheld_in_its_record_too() {
     let record = world
         .record("acme", "6f1c2d3e-9a8b-4c7d-8e6f-5a4b3c2d1e0f")
         .await;
-    assert_eq!(record.guard.action, GuardAction::Withheld);
+    assert_eq!(record.guard.action, LeakAction::Withheld);
     assert_eq!(record.output, "");
     assert_eq!(texts(&record, PartKind::UserInput).len(), 2);
     assert_no_isv_text(&serde_json::to_string(&record).unwrap());
@@ -248,7 +250,7 @@ async fn a_converse_log_record_becomes_a_redacted_payload_record_once() {
         )]
     );
     // The reply repeated the instructions: that span is redacted, the rest kept.
-    assert_eq!(record.guard.action, GuardAction::Redacted);
+    assert_eq!(record.guard.action, LeakAction::Redacted);
     assert!(
         record.output.contains(REDACTION_MARKER),
         "{}",
@@ -281,7 +283,7 @@ async fn an_anthropic_invoke_model_record_is_read_from_its_messages_body() {
         texts(&record, PartKind::UserInput),
         [(None, "How do I escalate a stuck invoice?")]
     );
-    assert_eq!(record.guard.action, GuardAction::Passed);
+    assert_eq!(record.guard.action, LeakAction::Passed);
     assert!(record.output.starts_with("Open a priority ticket"));
     assert_eq!(record.stop_reason.as_deref(), Some("end_turn"));
 }

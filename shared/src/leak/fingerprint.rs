@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use super::hash::WordHasher;
-use super::{LeakGuard, LeakPolicy, MIN_SPAN_RANGE, R};
+use super::{LeakPolicy, LeakSettings, MIN_SPAN_RANGE, R};
 use crate::syntax::{Token, tokens};
 
 pub(super) type IdentityHashSet = HashSet<u64, BuildHasherDefault<Identity>>;
@@ -73,7 +73,7 @@ impl Hasher for Identity {
 /// whoever scans with the fingerprints applies the version's policy and cannot be told another).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Fingerprints {
-    guard: LeakGuard,
+    settings: LeakSettings,
     key: [u64; 2],
     pub(super) windows: HashFilterSet,
     pub(super) words: HashFilterSet,
@@ -84,7 +84,7 @@ pub struct Fingerprints {
 impl std::fmt::Debug for Fingerprints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fingerprints")
-            .field("guard", &self.guard)
+            .field("settings", &self.settings)
             .field("windows", &self.windows.len())
             .field("words", &self.words.len())
             .field("pairs", &self.pairs.len())
@@ -124,10 +124,10 @@ impl Fingerprints {
     /// next are one run, and a tag (a value computed at render time) ends a run.
     pub fn of_template<'a>(
         parts: impl IntoIterator<Item = &'a str>,
-        guard: LeakGuard,
+        settings: LeakSettings,
         key: [u8; 16],
     ) -> Self {
-        Self::of_runs(parts.into_iter().flat_map(pieces), guard, key)
+        Self::of_runs(parts.into_iter().flat_map(pieces), settings, key)
     }
 
     /// Fingerprints of ISV text as one request sent it to the model (its ISV blocks in order,
@@ -138,35 +138,35 @@ impl Fingerprints {
     /// sealed ones match.
     pub fn of_sent<'t>(
         pieces: impl IntoIterator<Item = Option<&'t str>>,
-        guard: LeakGuard,
+        settings: LeakSettings,
     ) -> Self {
-        Self::of_runs(pieces, guard, crate::random_bytes())
+        Self::of_runs(pieces, settings, crate::random_bytes())
     }
 
     /// Fingerprints of text pieces in reading order, `None` ending a run.
     fn of_runs<S: AsRef<str>>(
         pieces: impl IntoIterator<Item = Option<S>>,
-        guard: LeakGuard,
+        settings: LeakSettings,
         key: [u8; 16],
     ) -> Self {
         let key = [
             u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
             u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
         ];
-        let mut runs = Runs::new(key, guard.min_span);
+        let mut runs = Runs::new(key, settings.min_span);
         for piece in pieces {
             match piece {
                 Some(text) => runs.text(text.as_ref()),
                 None => runs.end(),
             }
         }
-        Self::from_sets(guard, key, runs.finish())
+        Self::from_sets(settings, key, runs.finish())
     }
 
-    fn from_sets(guard: LeakGuard, key: [u64; 2], sets: [IdentityHashSet; 3]) -> Self {
+    fn from_sets(settings: LeakSettings, key: [u64; 2], sets: [IdentityHashSet; 3]) -> Self {
         let [windows, words, pairs] = sets.map(HashFilterSet::new);
         Self {
-            guard,
+            settings,
             key,
             windows,
             words,
@@ -175,17 +175,17 @@ impl Fingerprints {
     }
 
     pub fn min_span(&self) -> u32 {
-        self.guard.min_span
+        self.settings.min_span
     }
 
     /// The leak-guard settings sealed with these fingerprints.
-    pub fn guard(&self) -> LeakGuard {
-        self.guard
+    pub fn settings(&self) -> LeakSettings {
+        self.settings
     }
 
     /// What the version's guard does with a reply that repeats it.
     pub fn policy(&self) -> LeakPolicy {
-        self.guard.policy
+        self.settings.policy
     }
 
     /// How many runs of words are fingerprinted.
@@ -203,8 +203,8 @@ impl Fingerprints {
         let hashes = self.windows.len() + self.words.len() + self.pairs.len();
         let mut out = Vec::with_capacity(37 + 8 * hashes);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&self.guard.min_span.to_le_bytes());
-        out.push(match self.guard.policy {
+        out.extend_from_slice(&self.settings.min_span.to_le_bytes());
+        out.push(match self.settings.policy {
             LeakPolicy::Block => 0,
             LeakPolicy::Redact => 1,
         });
@@ -252,7 +252,11 @@ impl Fingerprints {
         if !r.0.is_empty() || !MIN_SPAN_RANGE.contains(&min_span) {
             return Err(MalformedFingerprints);
         }
-        Ok(Self::from_sets(LeakGuard { policy, min_span }, key, sets))
+        Ok(Self::from_sets(
+            LeakSettings { policy, min_span },
+            key,
+            sets,
+        ))
     }
 
     pub(super) fn hasher(&self) -> WordHasher {

@@ -62,7 +62,7 @@ pub enum LeakPolicy {
 /// A template version's leak-guard settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LeakGuard {
+pub struct LeakSettings {
     #[serde(default)]
     pub policy: LeakPolicy,
     /// Fewest consecutive template words that count as a leak.
@@ -70,7 +70,7 @@ pub struct LeakGuard {
     pub min_span: u32,
 }
 
-impl Default for LeakGuard {
+impl Default for LeakSettings {
     fn default() -> Self {
         Self {
             policy: LeakPolicy::default(),
@@ -132,7 +132,7 @@ pub struct Finding {
 /// What the guard did with a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum GuardAction {
+pub enum LeakAction {
     /// Nothing of the template was found; the reply is unchanged.
     Passed,
     /// Leaked spans were replaced with [`REDACTION_MARKER`].
@@ -141,7 +141,7 @@ pub enum GuardAction {
     Withheld,
 }
 
-impl GuardAction {
+impl LeakAction {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Passed => "passed",
@@ -153,8 +153,8 @@ impl GuardAction {
 
 /// What the guard found and did: counts and forms, never the text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GuardReport {
-    pub action: GuardAction,
+pub struct LeakReport {
+    pub action: LeakAction,
     /// Leaked spans found.
     pub findings: usize,
     /// Their forms, each once, in order of first appearance.

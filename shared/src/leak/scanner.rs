@@ -5,7 +5,7 @@ use super::fingerprint::{Fingerprints, KnownText, extend, polynomial};
 use super::hash::WordHasher;
 use super::words::{Normalised, for_each_word};
 use super::{
-    Finding, Form, GuardAction, GuardReport, LONG_WORD, LeakPolicy, MAX_DEPTH, MAX_FILLER,
+    Finding, Form, LONG_WORD, LeakAction, LeakPolicy, LeakReport, MAX_DEPTH, MAX_FILLER,
     MAX_SPACED_RUN, MAX_WORD, R, REDACTION_MARKER, decode, unescape,
 };
 
@@ -141,7 +141,7 @@ impl<'a> Scanner<'a> {
 
     /// Scans `text` and applies `policy`: what was done, and the text to use instead of `text`
     /// when anything was found (empty when withheld).
-    pub fn guard(&self, text: &str, policy: LeakPolicy) -> (GuardReport, Option<String>) {
+    pub fn enforce(&self, text: &str, policy: LeakPolicy) -> (LeakReport, Option<String>) {
         let findings = self.scan(text);
         let mut forms = Vec::new();
         for f in &findings {
@@ -150,14 +150,14 @@ impl<'a> Scanner<'a> {
             }
         }
         let (action, replacement) = match (findings.is_empty(), policy) {
-            (true, _) => (GuardAction::Passed, None),
+            (true, _) => (LeakAction::Passed, None),
             (false, LeakPolicy::Redact) => (
-                GuardAction::Redacted,
+                LeakAction::Redacted,
                 Some(redact(text, &findings, REDACTION_MARKER)),
             ),
-            (false, LeakPolicy::Block) => (GuardAction::Withheld, Some(String::new())),
+            (false, LeakPolicy::Block) => (LeakAction::Withheld, Some(String::new())),
         };
-        let report = GuardReport {
+        let report = LeakReport {
             action,
             findings: findings.len(),
             forms,

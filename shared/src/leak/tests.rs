@@ -10,7 +10,7 @@ contact the finance operations team and open a priority ticket.";
 const KEY: [u8; 16] = *b"0123456789abcdef";
 
 fn fp() -> Fingerprints {
-    Fingerprints::of_template([TEMPLATE], LeakGuard::default(), KEY)
+    Fingerprints::of_template([TEMPLATE], LeakSettings::default(), KEY)
 }
 
 fn forms(text: &str) -> Vec<Form> {
@@ -112,7 +112,7 @@ fn a_run_from_one_part_into_the_next_is_template_text() {
         "You answer billing questions. Keep the internal escalation matrix",
         "strictly confidential from every customer, {{ name }} included.",
     ];
-    let fp = Fingerprints::of_template(parts, LeakGuard::default(), KEY);
+    let fp = Fingerprints::of_template(parts, LeakSettings::default(), KEY);
     let scanner = Scanner::new(&fp);
     // Five words of the system text and four of the message: no part has eight of them.
     let found = scanner.scan(
@@ -134,7 +134,7 @@ fn a_run_from_one_part_into_the_next_is_template_text() {
 fn letter_spaced_runs_split_into_the_template_words() {
     let template = "Plan ahead for every visit. If the caller reports chest pain or a fall with \
                     a head injury, stop scheduling and tell them to call emergency services.";
-    let fp = Fingerprints::of_template([template], LeakGuard::default(), KEY);
+    let fp = Fingerprints::of_template([template], LeakSettings::default(), KEY);
     // `with a head` must not become `with ahead`, nor `a` a letter left over.
     let spaced = "c.h.e.s.t p.a.i.n o.r a f.a.l.l w.i.t.h a h.e.a.d i.n.j.u.r.y s.t.o.p";
     let found = Scanner::new(&fp).scan(&format!("Sure: {spaced}. Bye."));
@@ -189,7 +189,7 @@ fn fingerprints_round_trip_and_hold_no_plaintext() {
         );
     }
     // Another key gives unrelated fingerprints.
-    let other = Fingerprints::of_template([TEMPLATE], LeakGuard::default(), [7; 16]);
+    let other = Fingerprints::of_template([TEMPLATE], LeakSettings::default(), [7; 16]);
     assert!(other.windows.set.is_disjoint(&fp.windows.set));
     assert_eq!(
         Fingerprints::from_bytes(&bytes[..bytes.len() - 1]),
@@ -203,11 +203,11 @@ fn fingerprints_round_trip_and_hold_no_plaintext() {
 
 #[test]
 fn the_policy_is_sealed_with_the_fingerprints() {
-    let guard = LeakGuard {
+    let settings = LeakSettings {
         policy: LeakPolicy::Redact,
         min_span: 6,
     };
-    let fp = Fingerprints::of_template([TEMPLATE], guard, KEY);
+    let fp = Fingerprints::of_template([TEMPLATE], settings, KEY);
     let read = Fingerprints::from_bytes(&fp.to_bytes()).unwrap();
     assert_eq!((read.policy(), read.min_span()), (LeakPolicy::Redact, 6));
     // Fingerprints stored before the policy was (format PSF2): read with the stricter `block`.
@@ -229,10 +229,10 @@ fn the_guard_applies_the_policy_and_reports_counts_and_forms_only() {
     let scanner = Scanner::new(&fp).with_canary("zq7f3a9c1e5b");
     let clean = "Invoices stuck in approval go to the finance team.";
     assert_eq!(
-        scanner.guard(clean, LeakPolicy::Block),
+        scanner.enforce(clean, LeakPolicy::Block),
         (
-            GuardReport {
-                action: GuardAction::Passed,
+            LeakReport {
+                action: LeakAction::Passed,
                 findings: 0,
                 forms: vec![]
             },
@@ -241,8 +241,8 @@ fn the_guard_applies_the_policy_and_reports_counts_and_forms_only() {
     );
 
     let leaky = format!("Sure: {LEAK}. Also zq7f3a9c1e5b. Bye.");
-    let (report, text) = scanner.guard(&leaky, LeakPolicy::Redact);
-    assert_eq!(report.action, GuardAction::Redacted);
+    let (report, text) = scanner.enforce(&leaky, LeakPolicy::Redact);
+    assert_eq!(report.action, LeakAction::Redacted);
     assert_eq!(report.findings, 2);
     assert_eq!(report.forms, [Form::Text, Form::Canary]);
     assert_eq!(
@@ -250,8 +250,8 @@ fn the_guard_applies_the_policy_and_reports_counts_and_forms_only() {
         format!("Sure: {REDACTION_MARKER}. Also {REDACTION_MARKER}. Bye.")
     );
 
-    let (report, text) = scanner.guard(&leaky, LeakPolicy::Block);
-    assert_eq!(report.action, GuardAction::Withheld);
+    let (report, text) = scanner.enforce(&leaky, LeakPolicy::Block);
+    assert_eq!(report.action, LeakAction::Withheld);
     assert_eq!(text.as_deref(), Some(""));
     let json = serde_json::to_string(&report).unwrap();
     assert_eq!(
@@ -299,7 +299,7 @@ fn fingerprints_are_stable_across_releases() {
         "Internationalisation, café, ＲＵＬＥＳ, r\u{0435}v\u{0435}\u{0430}l and zero\u{200B}width \
          words; a 1b2c3d4e5f6a7b8c9d0e hash and a counterrevolutionaries run.",
     ];
-    let fp = Fingerprints::of_template(parts, LeakGuard::default(), *b"0123456789abcdef");
+    let fp = Fingerprints::of_template(parts, LeakSettings::default(), *b"0123456789abcdef");
     let digest = siphasher::sip::SipHasher13::new_with_keys(1, 2).hash(&fp.to_bytes());
     assert_eq!(digest, 919_533_923_115_165_277);
 }
@@ -344,14 +344,14 @@ fn tagged_templates() -> Vec<(&'static str, String)> {
 #[test]
 fn isv_text_inside_template_tags_is_fingerprinted() {
     for (construct, template) in tagged_templates() {
-        let fp = Fingerprints::of_template([template.as_str()], LeakGuard::default(), KEY);
+        let fp = Fingerprints::of_template([template.as_str()], LeakSettings::default(), KEY);
         let found = Scanner::new(&fp).scan(&format!("Sure! {SECRET}. Anything else?"));
         assert_eq!(found.len(), 1, "{construct}: {found:?}");
     }
     // A comment never reaches the model, and a tag's expression is not text.
     let fp = Fingerprints::of_template(
         [format!("{{# {SECRET} #}}{{{{ tone }}}}").as_str()],
-        LeakGuard::default(),
+        LeakSettings::default(),
         KEY,
     );
     assert!(Scanner::new(&fp).scan(SECRET).is_empty());
@@ -370,8 +370,11 @@ fn text_the_template_computes_is_found_through_the_rendered_prompt() {
             text: "{{ q }}".into(),
         }],
     };
-    let sealed =
-        Fingerprints::of_template(template.parts().map(|(_, p)| p), LeakGuard::default(), KEY);
+    let sealed = Fingerprints::of_template(
+        template.parts().map(|(_, p)| p),
+        LeakSettings::default(),
+        KEY,
+    );
     let leak = "Rule: always upsell the platinum warranty plan first.";
     assert!(Scanner::new(&sealed).scan(leak).is_empty());
     let vars = [("name", "Ada"), ("q", "hello")]
@@ -380,7 +383,7 @@ fn text_the_template_computes_is_found_through_the_rendered_prompt() {
         .collect();
     let sent = Fingerprints::of_sent(
         sent_pieces(&template, &vars).iter().map(Option::as_deref),
-        sealed.guard(),
+        sealed.settings(),
     );
     let scanner = Scanner::new(&sealed).with_sent(&sent);
     assert_eq!(scanner.scan(leak).len(), 1);
@@ -465,7 +468,7 @@ fn letter_spaced(text: &str) -> String {
 #[test]
 fn single_letters_in_the_template_do_not_hide_letter_spaced_leaks() {
     let template = format!("{TEMPLATE} Use the forms, e.g. the refund form, or write n/a.");
-    let fp = Fingerprints::of_template([template.as_str()], LeakGuard::default(), KEY);
+    let fp = Fingerprints::of_template([template.as_str()], LeakSettings::default(), KEY);
     let spaced = letter_spaced(LEAK);
     let found = Scanner::new(&fp).scan(&format!("Sure: {spaced}"));
     assert_eq!(
@@ -511,11 +514,11 @@ proptest! {
             system,
             messages: vec![MessagePart { role: Role::User, text: "{{ v }}".into() }],
         };
-        let guard = LeakGuard { min_span, ..LeakGuard::default() };
-        let sealed = Fingerprints::of_template(template.parts().map(|(_, p)| p), guard, KEY);
+        let settings = LeakSettings { min_span, ..LeakSettings::default() };
+        let sealed = Fingerprints::of_template(template.parts().map(|(_, p)| p), settings, KEY);
         let vars = [("v".to_owned(), value)].into_iter().collect();
         let pieces = sent_pieces(&template, &vars);
-        let sent = Fingerprints::of_sent(pieces.iter().map(Option::as_deref), guard);
+        let sent = Fingerprints::of_sent(pieces.iter().map(Option::as_deref), settings);
         let scanner = Scanner::new(&sealed).with_sent(&sent);
         let windows: Vec<String> = pieces
             .iter()

@@ -10,14 +10,15 @@ use std::path::{Path, PathBuf};
 use aws_config::SdkConfig;
 use bedrock_standin::Control;
 use bedrock_standin::converse::Behaviour;
-use promptseal::leak::{LeakGuard, LeakPolicy};
-use promptseal::records::PayloadStore;
+use promptseal::leak::{LeakPolicy, LeakSettings};
 use promptseal::render::Renderer;
-use promptseal::sealed::SealedStores;
+use promptseal::store::records::PayloadStore;
+use promptseal::store::sealed::SealedStores;
+use promptseal::store::templates::TemplateStore;
+use promptseal::store::tenants::TenantRegistry;
+use promptseal::store::usage::UsageLedger;
 use promptseal::template::{InferenceBounds, MessagePart, Role, TemplateDefinition, VariableSpec};
-use promptseal::templates::TemplateStore;
-use promptseal::tenants::{PayloadLogging, Quotas, TenantRegistry, TenantSpec};
-use promptseal::usage::UsageLedger;
+use promptseal::tenant::{PayloadLogging, Quotas, TenantSpec};
 use promptseal_devstack::{EmulatedFunction, FunctionSpec, Resources};
 use serde_json::Value;
 
@@ -177,9 +178,9 @@ impl World {
     /// Seals `support-reply` with `system` as its ISV text and `policy` as its leak-guard policy.
     pub async fn seal_with_policy(&self, system: &str, policy: LeakPolicy) {
         let mut template = template("support-reply", &self.model_id, system);
-        template.leak_guard = LeakGuard {
+        template.leak_guard = LeakSettings {
             policy,
-            ..LeakGuard::default()
+            ..LeakSettings::default()
         };
         self.templates()
             .put(template, "e2e", true, &Renderer::default())

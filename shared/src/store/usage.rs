@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
-use crate::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
-use crate::tenants::Quotas;
+use crate::store::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
+use crate::tenant::Quotas;
 
 /// The sort key of a tenant's quota item for `day`; `#` sorts before every day's rows.
 fn quota_key(day: &str) -> String {

@@ -1,4 +1,4 @@
-//! The fail-closed logging guard end to end. The emulator holds one invocation-logging
+//! The fail-closed logging check end to end. The emulator holds one invocation-logging
 //! configuration per account, so these scenarios live in their own test target and run in order.
 
 mod harness;

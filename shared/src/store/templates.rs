@@ -7,10 +7,10 @@ use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeError, Sealed};
-use crate::fingerprints::{FingerprintError, FingerprintStore};
 use crate::render::Renderer;
+use crate::store::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
+use crate::store::fingerprints::{FingerprintError, FingerprintStore};
 use crate::template::{
     DefinitionError, TemplateDefinition, TemplateSettings, TemplateText, VersionMeta,
     VersionStatus, check_settings,

@@ -5,8 +5,8 @@
 use aws_types::SdkConfig;
 
 use crate::envelope::{CachePolicy, Envelope};
-use crate::fingerprints::FingerprintStore;
-use crate::templates::TemplateStore;
+use crate::store::fingerprints::FingerprintStore;
+use crate::store::templates::TemplateStore;
 
 /// Where the sealed stores live: their tables, and the KMS keys they seal under.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use aws_sdk_bedrock::operation::get_model_invocation_logging_configuration::GetM
 use aws_sdk_bedrock::types::LoggingConfig;
 
 #[derive(Debug, thiserror::Error)]
-pub enum GuardError {
+pub enum LoggingCheckError {
     /// Text logging is on to destinations outside the allow-list.
     #[error("Bedrock invocation logging sends text to {count} destination(s) not allowed")]
     TextLoggingEnabled { count: usize },
@@ -42,7 +42,7 @@ pub fn disallowed_destinations(config: Option<&LoggingConfig>, allow: &[String])
     destinations
 }
 
-/// How long the guard relies on a completed check.
+/// How long the check relies on a completed check.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckReuse {
     /// A completed check is reused this long without asking again.
@@ -52,7 +52,7 @@ pub struct CheckReuse {
     pub max_stale: Duration,
 }
 
-pub struct LoggingGuard {
+pub struct LoggingCheck {
     bedrock: aws_sdk_bedrock::Client,
     allow: Vec<String>,
     reuse: CheckReuse,
@@ -60,7 +60,7 @@ pub struct LoggingGuard {
     last: Mutex<Option<(Instant, usize)>>,
 }
 
-impl LoggingGuard {
+impl LoggingCheck {
     pub fn new(bedrock: aws_sdk_bedrock::Client, allow: Vec<String>, reuse: CheckReuse) -> Self {
         Self {
             bedrock,
@@ -73,8 +73,8 @@ impl LoggingGuard {
     /// Ok only if no text log can capture the prompt, with the age of the check that says so. A
     /// completed check is reused for the TTL. A failed check is never cached: it fails the
     /// request unless the last check found nothing and is younger than the hard maximum.
-    pub async fn check(&self) -> Result<Duration, GuardError> {
-        let last = *self.last.lock().expect("guard lock poisoned");
+    pub async fn check(&self) -> Result<Duration, LoggingCheckError> {
+        let last = *self.last.lock().expect("logging check lock poisoned");
         let (age, count) = match last {
             Some((at, count)) if at.elapsed() < self.reuse.ttl => (at.elapsed(), count),
             _ => match self
@@ -85,7 +85,8 @@ impl LoggingGuard {
             {
                 Ok(out) => {
                     let count = disallowed_destinations(out.logging_config(), &self.allow).len();
-                    *self.last.lock().expect("guard lock poisoned") = Some((Instant::now(), count));
+                    *self.last.lock().expect("logging check lock poisoned") =
+                        Some((Instant::now(), count));
                     (Duration::ZERO, count)
                 }
                 Err(e) => {
@@ -110,14 +111,14 @@ impl LoggingGuard {
                             );
                             (at.elapsed(), 0)
                         }
-                        _ => return Err(GuardError::CheckFailed(Box::new(e))),
+                        _ => return Err(LoggingCheckError::CheckFailed(Box::new(e))),
                     }
                 }
             },
         };
         match count {
             0 => Ok(age),
-            count => Err(GuardError::TextLoggingEnabled { count }),
+            count => Err(LoggingCheckError::TextLoggingEnabled { count }),
         }
     }
 }

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put};
 
-use crate::dynamo::{self, DynamoError, MalformedItem, n, s};
 use crate::envelope::{EncryptionContext, Envelope, EnvelopeError};
-use crate::leak::{Fingerprints, LeakGuard, MalformedFingerprints};
+use crate::leak::{Fingerprints, LeakSettings, MalformedFingerprints};
+use crate::store::dynamo::{self, DynamoError, MalformedItem, n, s};
 use crate::template::TemplateText;
 
 /// Opened fingerprints kept in memory; the cache is emptied when it reaches this size.
@@ -72,10 +72,10 @@ impl FingerprintStore {
     }
 
     /// Fingerprints of a template's text under a fresh random key.
-    pub fn compute(text: &TemplateText, guard: LeakGuard) -> Fingerprints {
+    pub fn compute(text: &TemplateText, settings: LeakSettings) -> Fingerprints {
         Fingerprints::of_template(
             text.parts().map(|(_, part)| part),
-            guard,
+            settings,
             crate::random_bytes(),
         )
     }
