@@ -1,15 +1,29 @@
 //! The local stack: the AWS API emulator (moto's server mode, from the project venv) and the
-//! Bedrock runtime stand-in on loopback, and the provisioning of template.yaml's tables and keys in
-//! the emulator, named as a CloudFormation stack of a given name would name them. And the Lambda
-//! functions themselves behind cargo-lambda's runtime emulator.
+//! Bedrock runtime stand-in on loopback, the Lambda functions behind cargo-lambda's runtime
+//! emulator, the environment template.yaml gives each function, and the workspace chores around
+//! them (the project venv, cargo). With the `sdk` feature, also the provisioning of template.yaml's
+//! tables and keys in the emulator and the events the functions' tests send: those need the AWS
+//! SDK, which `cargo xtask` itself does without.
 
 mod function;
 mod runtime;
+mod workspace;
 
+#[cfg(feature = "sdk")]
+mod events;
+#[cfg(feature = "sdk")]
+mod provision;
+
+#[cfg(feature = "sdk")]
+pub use events::subscription_event;
 pub use function::{EmulatedFunction, FunctionSpec};
+#[cfg(feature = "sdk")]
+pub use provision::{Resources, emulator_config, fresh_resources, provision};
 pub use runtime::first_poll;
+pub use workspace::{
+    cargo, ensure_venv, path_with_venv, python_venv, run, target_dir, workspace_root,
+};
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,12 +31,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
-};
-use promptseal::store::sealed::SealedTables;
 use serde_yaml_ng::Value;
 
 pub const REGION: &str = "us-east-1";
@@ -40,7 +48,7 @@ pub struct LocalStack {
 }
 
 /// Where the stack's programs are and where their logs go.
-pub struct StackPaths {
+pub(crate) struct StackPaths {
     /// The venv holding moto.
     pub venv: PathBuf,
     /// `tools/aws_emulator.py`: moto's server app, one request at a time.
@@ -54,7 +62,7 @@ pub struct StackPaths {
 impl LocalStack {
     /// Starts the emulator and the stand-in on the given ports (0: any free port) and waits until
     /// both accept connections.
-    pub fn start(paths: &StackPaths, aws_port: u16, bedrock_port: u16) -> Result<Self> {
+    pub(crate) fn start(paths: &StackPaths, aws_port: u16, bedrock_port: u16) -> Result<Self> {
         std::fs::create_dir_all(&paths.logs)?;
         let aws_port = pick_port(aws_port)?;
         let bedrock_port = pick_port(bedrock_port)?;
@@ -128,11 +136,6 @@ impl LocalStack {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
     }
-
-    /// An SDK configuration for the emulator.
-    pub async fn sdk_config(&self) -> SdkConfig {
-        emulator_config(&self.aws_endpoint).await
-    }
 }
 
 impl Drop for LocalStack {
@@ -142,22 +145,6 @@ impl Drop for LocalStack {
             let _ = child.wait();
         }
     }
-}
-
-/// An SDK configuration for an emulator at `endpoint`, with its dummy credentials.
-pub async fn emulator_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new(REGION))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            ACCESS_KEY,
-            SECRET_KEY,
-            None,
-            None,
-            "promptseal-devstack",
-        ))
-        .load()
-        .await
 }
 
 fn log_file(dir: &Path, name: &str) -> Result<File> {
@@ -172,215 +159,6 @@ fn pick_port(port: u16) -> Result<u16> {
         return Ok(port);
     }
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
-}
-
-/// What provisioning created, by template.yaml logical id.
-#[derive(Debug, Clone, Default)]
-pub struct Resources {
-    pub stack_name: String,
-    /// Table logical id → table name.
-    pub tables: BTreeMap<String, String>,
-    /// Key logical id → alias name (`alias/...`), for keys that template.yaml gives an alias.
-    pub key_aliases: BTreeMap<String, String>,
-}
-
-impl Resources {
-    pub fn table(&self, logical_id: &str) -> &str {
-        self.tables
-            .get(logical_id)
-            .unwrap_or_else(|| panic!("template.yaml declares no table {logical_id}"))
-    }
-
-    pub fn key_alias(&self, logical_id: &str) -> &str {
-        self.key_aliases
-            .get(logical_id)
-            .unwrap_or_else(|| panic!("template.yaml declares no alias for key {logical_id}"))
-    }
-
-    /// Where the sealed stores live in this stack.
-    pub fn sealed_tables(&self) -> SealedTables {
-        SealedTables {
-            templates_table: self.table("TemplatesTable").to_owned(),
-            template_key_id: self.key_alias("TemplateKey").to_owned(),
-            fingerprints_table: self.table("FingerprintsTable").to_owned(),
-            fingerprint_key_id: self.key_alias("FingerprintKey").to_owned(),
-        }
-    }
-
-    /// The configuration variables the functions and the CLI read, named after the logical ids:
-    /// `TemplatesTable` → `TEMPLATES_TABLE`, `TemplateKey` → `TEMPLATE_KEY_ID`.
-    pub fn env(&self) -> Vec<(String, String)> {
-        let tables = self
-            .tables
-            .iter()
-            .map(|(id, name)| (screaming_snake(id), name.clone()));
-        let keys = self
-            .key_aliases
-            .iter()
-            .map(|(id, alias)| (format!("{}_ID", screaming_snake(id)), alias.clone()));
-        tables.chain(keys).collect()
-    }
-}
-
-fn screaming_snake(camel: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
-/// Creates template.yaml's DynamoDB tables and KMS keys (with their aliases) in the emulator, named
-/// for a stack called `stack_name`.
-pub async fn provision(config: &SdkConfig, template: &Path, stack_name: &str) -> Result<Resources> {
-    let text = std::fs::read_to_string(template)
-        .with_context(|| format!("reading {}", template.display()))?;
-    let doc: Value = serde_yaml_ng::from_str(&text)
-        .with_context(|| format!("parsing {}", template.display()))?;
-    let resources = doc
-        .get("Resources")
-        .and_then(Value::as_mapping)
-        .context("template has no Resources")?;
-    let ddb = aws_sdk_dynamodb::Client::new(config);
-    let kms = aws_sdk_kms::Client::new(config);
-    let mut out = Resources {
-        stack_name: stack_name.to_owned(),
-        ..Resources::default()
-    };
-    let mut key_ids = BTreeMap::new();
-
-    let of_type = |wanted: &'static str| {
-        resources
-            .iter()
-            .filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(wanted))
-            .map(|(id, r)| (id.as_str().unwrap_or_default().to_owned(), &r["Properties"]))
-    };
-
-    for (id, props) in of_type("AWS::DynamoDB::Table") {
-        let name = substitute(&props["TableName"], stack_name)
-            .with_context(|| format!("{id}: TableName"))?;
-        create_table(&ddb, &name, props)
-            .await
-            .with_context(|| format!("creating table {name}"))?;
-        out.tables.insert(id, name);
-    }
-    for (id, props) in of_type("AWS::KMS::Key") {
-        let description = props["Description"].as_str().unwrap_or(&id).to_owned();
-        let key = kms
-            .create_key()
-            .description(description)
-            .send()
-            .await
-            .with_context(|| format!("creating key {id}"))?;
-        let key_id = key
-            .key_metadata()
-            .map(|m| m.key_id().to_owned())
-            .context("CreateKey returned no key id")?;
-        key_ids.insert(id, key_id);
-    }
-    for (id, props) in of_type("AWS::KMS::Alias") {
-        let alias = substitute(&props["AliasName"], stack_name)
-            .with_context(|| format!("{id}: AliasName"))?;
-        let target =
-            reference(&props["TargetKeyId"]).with_context(|| format!("{id}: TargetKeyId"))?;
-        let key_id = key_ids
-            .get(target)
-            .with_context(|| format!("{id} targets {target}, which is not a key"))?;
-        kms.create_alias()
-            .alias_name(&alias)
-            .target_key_id(key_id)
-            .send()
-            .await
-            .with_context(|| format!("creating alias {alias}"))?;
-        out.key_aliases.insert(target.to_owned(), alias);
-    }
-    Ok(out)
-}
-
-async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, props: &Value) -> Result<()> {
-    let mut req = ddb
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest);
-    for def in props["AttributeDefinitions"]
-        .as_sequence()
-        .context("AttributeDefinitions")?
-    {
-        req = req.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(field(def, "AttributeName")?)
-                .attribute_type(ScalarAttributeType::from(field(def, "AttributeType")?))
-                .build()?,
-        );
-    }
-    req = req.set_key_schema(Some(key_schema(&props["KeySchema"])?));
-    for index in props
-        .get("LocalSecondaryIndexes")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
-        let lsi = LocalSecondaryIndex::builder()
-            .index_name(field(index, "IndexName")?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::from(field(
-                        &index["Projection"],
-                        "ProjectionType",
-                    )?))
-                    .build(),
-            )
-            .set_key_schema(Some(key_schema(&index["KeySchema"])?));
-        req = req.local_secondary_indexes(lsi.build()?);
-    }
-    req.send().await?;
-    if let Some(ttl) = props.get("TimeToLiveSpecification") {
-        ddb.update_time_to_live()
-            .table_name(name)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .attribute_name(field(ttl, "AttributeName")?)
-                    .enabled(ttl["Enabled"].as_bool().unwrap_or(false))
-                    .build()?,
-            )
-            .send()
-            .await?;
-    }
-    Ok(())
-}
-
-fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>> {
-    v.as_sequence()
-        .context("KeySchema")?
-        .iter()
-        .map(|key| {
-            Ok(KeySchemaElement::builder()
-                .attribute_name(field(key, "AttributeName")?)
-                .key_type(KeyType::from(field(key, "KeyType")?))
-                .build()?)
-        })
-        .collect()
-}
-
-fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str> {
-    v[name].as_str().with_context(|| format!("missing {name}"))
-}
-
-/// `!Sub "...${AWS::StackName}..."` (or a plain string) with the stack name filled in.
-fn substitute(v: &Value, stack_name: &str) -> Result<String> {
-    let raw = match v {
-        Value::String(s) => s.as_str(),
-        Value::Tagged(t) if t.tag == "Sub" => t.value.as_str().context("!Sub takes a string")?,
-        other => bail!("unsupported value {other:?}"),
-    };
-    let out = raw.replace("${AWS::StackName}", stack_name);
-    if out.contains("${") {
-        bail!("only ${{AWS::StackName}} can be substituted locally: {raw}");
-    }
-    Ok(out)
 }
 
 /// The logical id named by `!Ref X`.
@@ -545,76 +323,4 @@ pub fn unique_name(prefix: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// For tests: the running emulator (from `AWS_ENDPOINT_URL`) and template.yaml's resources,
-/// freshly created for a stack name of their own.
-pub async fn fresh_resources() -> (SdkConfig, Resources) {
-    let config = emulator_config(&endpoint_from_env("AWS_ENDPOINT_URL")).await;
-    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
-    let resources = provision(&config, &template, &unique_name("t"))
-        .await
-        .expect("provisioning template.yaml's resources in the emulator");
-    (config, resources)
-}
-
-/// A CloudWatch Logs subscription event delivering `messages` from Bedrock's invocation log
-/// group, as Lambda receives it: the payload (aws_lambda_events' `LogData`) gzipped and base64
-/// encoded under `awslogs.data`.
-pub fn subscription_event(messages: &[String]) -> serde_json::Value {
-    use aws_lambda_events::event::cloudwatch_logs::{LogData, LogEntry};
-    use base64::Engine;
-    use std::io::Write;
-    let mut data = LogData::default();
-    data.message_type = "DATA_MESSAGE".into();
-    data.owner = ACCOUNT_ID.into();
-    data.log_group = "/aws/bedrock/modelinvocations".into();
-    data.log_stream = "aws/bedrock/modelinvocations".into();
-    data.subscription_filters = vec!["promptseal-redact-log".into()];
-    data.log_events = messages
-        .iter()
-        .enumerate()
-        .map(|(i, message)| {
-            let mut entry = LogEntry::default();
-            entry.id = i.to_string();
-            entry.message = message.clone();
-            entry
-        })
-        .collect();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&serde_json::to_vec(&data).expect("log data serialises"))
-        .expect("writing to memory");
-    let gz = gz.finish().expect("writing to memory");
-    let encoded = base64::engine::general_purpose::STANDARD.encode(gz);
-    serde_json::json!({ "awslogs": { "data": encoded } })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn logical_ids_become_configuration_variables() {
-        assert_eq!(screaming_snake("TemplatesTable"), "TEMPLATES_TABLE");
-        let r = Resources {
-            stack_name: "s".into(),
-            tables: [("UsageTable".to_owned(), "s-usage".to_owned())].into(),
-            key_aliases: [("TemplateKey".to_owned(), "alias/s-templates".to_owned())].into(),
-        };
-        assert_eq!(
-            r.env(),
-            vec![
-                ("USAGE_TABLE".to_owned(), "s-usage".to_owned()),
-                ("TEMPLATE_KEY_ID".to_owned(), "alias/s-templates".to_owned()),
-            ]
-        );
-    }
-
-    #[test]
-    fn only_the_stack_name_is_substituted() {
-        let sub: Value = serde_yaml_ng::from_str("!Sub \"${AWS::StackName}-t\"").unwrap();
-        assert_eq!(substitute(&sub, "demo").unwrap(), "demo-t");
-        let other: Value = serde_yaml_ng::from_str("!Sub \"${AWS::Region}-t\"").unwrap();
-        assert!(substitute(&other, "demo").is_err());
-    }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, run};
+use promptseal_devstack::{cargo, python_venv, run, target_dir};
 
 pub fn run_bench(root: &Path, args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
@@ -47,7 +47,7 @@ fn cold_start(root: &Path, runs: usize) -> Result<()> {
     run(cargo()
         .current_dir(root)
         .args(["build", "--release", "--package", "invoke"]))?;
-    let target = crate::target_dir(root);
+    let target = target_dir(root);
     let binary = target.join("release/invoke");
     let size = std::fs::metadata(&binary)?.len();
     // One unmeasured start so the binary is in the page cache, as the peer's script does.
@@ -199,7 +199,7 @@ fn peers(root: &Path, needed_for: &str) -> Result<Option<PathBuf>> {
             std::fs::write(dir.join(entry.file_name()), std::fs::read(entry.path())?)?;
         }
     }
-    crate::python_venv(&dir.join(".venv"), &dir.join("requirements.txt"))?;
+    python_venv(&dir.join(".venv"), &dir.join("requirements.txt"))?;
     let python = dir.join(".venv/bin/python");
     run(Command::new(&python)
         .current_dir(&dir)

@@ -1,50 +1,28 @@
-//! Starting and stopping the local stack for `up`, `down`, `demo` and `test`.
+//! `up` and `down`: the local stack kept running for a shell to use.
 
 use std::path::Path;
+use std::process::Stdio;
 
-use anyhow::{Context, Result};
-use promptseal_devstack::{LocalStack, Resources, StackPaths};
-
-use crate::{cargo, ensure_venv, run};
+use anyhow::{Context, Result, bail};
+use promptseal_devstack::{LocalStack, cargo, ensure_venv};
 
 /// Ports `cargo xtask up` listens on, so a shell can be pointed at it once.
 const UP_AWS_PORT: u16 = 4566;
 const UP_BEDROCK_PORT: u16 = 4599;
 /// The stack name local resources are named for: the README's defaults.
-pub const STACK_NAME: &str = "promptseal";
-
-/// Builds the stand-in and starts the stack on the given ports (0: any free port).
-pub fn start(root: &Path, venv: &Path, aws_port: u16, bedrock_port: u16) -> Result<LocalStack> {
-    run(cargo()
-        .current_dir(root)
-        .args(["build", "--quiet", "--package", "bedrock-standin"]))?;
-    let target = crate::target_dir(root);
-    let paths = StackPaths {
-        venv: venv.to_path_buf(),
-        emulator: root.join("tools/aws_emulator.py"),
-        standin: target.join("debug/bedrock-standin"),
-        logs: root.join(".local/logs"),
-    };
-    LocalStack::start(&paths, aws_port, bedrock_port)
-}
-
-/// Creates template.yaml's resources for the stack `promptseal`.
-pub async fn provision(root: &Path, stack: &LocalStack) -> Result<Resources> {
-    let config = stack.sdk_config().await;
-    promptseal_devstack::provision(&config, &root.join("template.yaml"), STACK_NAME).await
-}
+const STACK_NAME: &str = "promptseal";
 
 pub fn up(root: &Path) -> Result<()> {
     let venv = ensure_venv(root)?;
-    let stack = start(root, &venv, UP_AWS_PORT, UP_BEDROCK_PORT)?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let resources = rt.block_on(provision(root, &stack))?;
+    let stack = LocalStack::start_in(root, &venv, UP_AWS_PORT, UP_BEDROCK_PORT)?;
+    let resources = provision(root, &stack)?;
     let env_file = root.join(".local/stack.env");
     let exports: String = stack
         .env()
         .into_iter()
-        .chain(resources.env())
-        .map(|(k, v)| format!("export {k}={v}\n"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(resources.lines().map(str::to_owned))
+        .map(|line| format!("export {line}\n"))
         .collect();
     std::fs::write(&env_file, &exports)?;
     let pids: Vec<String> = std::iter::once(std::process::id())
@@ -58,10 +36,30 @@ pub fn up(root: &Path) -> Result<()> {
     );
     println!("point a shell at it with:  source .local/stack.env");
     println!("stop it with Ctrl-C, or `cargo xtask down` from another shell");
-    rt.block_on(tokio::signal::ctrl_c())?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(tokio::signal::ctrl_c())?;
     drop(stack);
     let _ = std::fs::remove_file(root.join(".local/stack.pids"));
     Ok(())
+}
+
+/// Creates template.yaml's resources for the stack `promptseal`, through devstack's `provision`
+/// program (the AWS SDK lives there, not in xtask); returns its `NAME=value` lines.
+fn provision(root: &Path, stack: &LocalStack) -> Result<String> {
+    let out = cargo()
+        .current_dir(root)
+        .args(["run", "--quiet", "--package", "promptseal-devstack"])
+        .args(["--features", "sdk", "--bin", "provision", "--"])
+        .args([stack.aws_endpoint.as_str(), STACK_NAME])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running devstack's provision")?;
+    if !out.status.success() {
+        bail!("provisioning the local stack failed ({})", out.status);
+    }
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// Stops what `up` started, by the pids it recorded.

@@ -1,15 +1,18 @@
-//! `cargo xtask demo`: starts the local stack, seals the demo template, registers demo tenants,
-//! then sends real requests to the invoke function running under cargo-lambda's runtime emulator,
-//! pushes the stand-in's invocation log through redact-log and runs export-logs (both under the
-//! emulator too), printing each step, and stops everything it started.
+//! The demo, run as `cargo xtask demo` (or `cargo run -p promptseal-demo`): starts the local
+//! stack, seals the demo template, registers demo tenants, then sends real requests to the invoke
+//! function running under cargo-lambda's runtime emulator, pushes the stand-in's invocation log
+//! through redact-log and runs export-logs (both under the emulator too), printing each step, and
+//! stops everything it started.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_bedrock::types::{CloudWatchConfig, LoggingConfig};
 use aws_sdk_dynamodb::types::AttributeValue;
-use promptseal_devstack::{EmulatedFunction, FunctionSpec};
+use promptseal_devstack::{
+    EmulatedFunction, FunctionSpec, LocalStack, cargo, ensure_venv, target_dir, workspace_root,
+};
 use serde_json::Value;
 
 use bedrock_standin::Control;
@@ -17,8 +20,8 @@ use bedrock_standin::converse::Behaviour;
 
 use promptseal::store::records::PayloadStore;
 
-use crate::{cargo, ensure_venv, stack};
-
+/// The stack name the demo's resources are named for: the README's defaults.
+const STACK_NAME: &str = "promptseal";
 /// A phrase from the demo template's system prompt, looked for in what is stored.
 const SECRET_PHRASE: &str = "ESC-ORANGE";
 
@@ -62,9 +65,19 @@ fn step(title: &str) {
     println!("\n=== {title} ===");
 }
 
-pub fn run(root: &Path) -> Result<()> {
+fn main() -> ExitCode {
+    match run(&workspace_root()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(root: &Path) -> Result<()> {
     let venv = ensure_venv(root)?;
-    crate::run(cargo().current_dir(root).args([
+    promptseal_devstack::run(cargo().current_dir(root).args([
         "build",
         "--quiet",
         "--package",
@@ -76,10 +89,14 @@ pub fn run(root: &Path) -> Result<()> {
         "--package",
         "export-logs",
     ]))?;
-    let local = stack::start(root, &venv, 0, 0)?;
+    let local = LocalStack::start_in(root, &venv, 0, 0)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let resources = rt.block_on(stack::provision(root, &local))?;
-    let target = crate::target_dir(root);
+    let resources = rt.block_on(promptseal_devstack::provision(
+        &rt.block_on(local.sdk_config()),
+        &root.join("template.yaml"),
+        STACK_NAME,
+    ))?;
+    let target = target_dir(root);
     let cli = Cli {
         binary: target.join("debug/promptseal"),
         env: local.env().into_iter().chain(resources.env()).collect(),
@@ -87,9 +104,7 @@ pub fn run(root: &Path) -> Result<()> {
     };
     println!(
         "local stack: AWS emulator {}, Bedrock stand-in {}; tables and key created for stack {:?}",
-        local.aws_endpoint,
-        local.bedrock_endpoint,
-        stack::STACK_NAME
+        local.aws_endpoint, local.bedrock_endpoint, STACK_NAME
     );
 
     step("1. An operator seals a template (checked, encrypted under a fresh KMS data key)");
