@@ -197,15 +197,15 @@ pub fn function_environment(
     let variables = doc["Resources"][logical_id]["Properties"]["Environment"]["Variables"]
         .as_mapping()
         .with_context(|| format!("template.yaml gives {logical_id} no environment"))?;
-    let mut env = variables
-        .iter()
-        .map(|(name, value)| {
-            let name = name.as_str().context("a variable name")?.to_owned();
-            let value = resolve(&doc, value, &parameter, &resource)
-                .with_context(|| format!("{logical_id}: {name}"))?;
-            Ok((name, value))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut env = Vec::new();
+    for (name, value) in variables {
+        let name = name.as_str().context("a variable name")?.to_owned();
+        let value = resolve(&doc, value, &parameter, &resource)
+            .with_context(|| format!("{logical_id}: {name}"))?;
+        if let Some(value) = value {
+            env.push((name, value));
+        }
+    }
     env.extend(
         [
             ("AWS_REGION", REGION),
@@ -218,26 +218,27 @@ pub fn function_environment(
     Ok(env)
 }
 
-/// One environment value of template.yaml, resolved (see [`function_environment`]).
+/// One environment value of template.yaml, resolved (see [`function_environment`]); `None` for
+/// `!Ref AWS::NoValue`, which removes the variable.
 fn resolve(
     doc: &Value,
     value: &Value,
     parameter: &dyn Fn(&str) -> Option<String>,
     resource: &dyn Fn(&str) -> String,
-) -> Result<String> {
+) -> Result<Option<String>> {
     match value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Tagged(t) if t.tag == "Ref" => {
-            let id = reference(value)?;
-            Ok(parameter(id).unwrap_or_else(|| resource(id)))
-        }
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        Value::Tagged(t) if t.tag == "Ref" => match reference(value)? {
+            "AWS::NoValue" => Ok(None),
+            id => Ok(Some(parameter(id).unwrap_or_else(|| resource(id)))),
+        },
         Value::Tagged(t) if t.tag == "GetAtt" => {
             let target = t
                 .value
                 .as_str()
                 .context("!GetAtt takes Resource.Attribute")?;
-            Ok(resource(target.split('.').next().unwrap_or(target)))
+            Ok(Some(resource(target.split('.').next().unwrap_or(target))))
         }
         Value::Tagged(t) if t.tag == "If" => {
             let Some([condition, then, otherwise]) = t.value.as_sequence().map(Vec::as_slice)
