@@ -99,6 +99,11 @@ fn the_env_vars_file_points_every_function_at_the_stack_cargo_xtask_up_starts() 
             Some(UP_AWS_ENDPOINT),
             "{function}"
         );
+        assert_eq!(
+            get(&env, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"),
+            Some("false"),
+            "{function}"
+        );
         for (name, value) in &env {
             if name.ends_with("_TABLE") {
                 assert!(
@@ -121,25 +126,41 @@ fn the_env_vars_file_points_every_function_at_the_stack_cargo_xtask_up_starts() 
     );
 }
 
-/// Without the env-vars file, no endpoint variable is set: a deployment (every parameter at its
-/// default) talks to AWS itself.
+/// Without the env-vars file, no endpoint variable is set, and the SDK ignores any that is: a
+/// deployment (every parameter at its default) talks to AWS itself. Under `sam local invoke`
+/// without the file, SAM gives the declared endpoint as "" (which the SDK cannot parse), and the
+/// SDK is told to ignore it.
 #[test]
 fn without_the_env_vars_file_no_function_is_pointed_anywhere_but_aws() {
-    let env = common::root().join("template.yaml");
+    let template = common::root().join("template.yaml");
+    let no_file = std::env::temp_dir().join("sam-local-no-overrides.json");
+    std::fs::write(&no_file, "{}").unwrap();
     for (function, _, parameters) in FUNCTIONS {
-        let vars = promptseal_devstack::function_environment(
-            &env,
-            function,
-            &parameters
-                .iter()
-                .map(|p| p.split_once('=').unwrap())
-                .collect::<Vec<_>>(),
-            |id| format!("test-{id}"),
-        )
-        .unwrap();
+        let overrides: Vec<_> = parameters
+            .iter()
+            .map(|p| p.split_once('=').unwrap())
+            .collect();
+        let deployed =
+            promptseal_devstack::function_environment(&template, function, &overrides, |id| {
+                format!("test-{id}")
+            })
+            .unwrap();
         assert!(
-            vars.iter().all(|(k, _)| !k.starts_with("AWS_ENDPOINT_URL")),
-            "{function}: {vars:?}"
+            deployed
+                .iter()
+                .all(|(k, _)| !k.starts_with("AWS_ENDPOINT_URL")),
+            "{function}: {deployed:?}"
+        );
+        assert_eq!(
+            get(&deployed, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"),
+            Some("true")
+        );
+        let sam = sam_local_env(function, &no_file, parameters);
+        assert_eq!(get(&sam, "AWS_ENDPOINT_URL"), Some(""), "{function}");
+        assert_eq!(
+            get(&sam, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"),
+            Some("true"),
+            "{function}"
         );
     }
 }
