@@ -1,6 +1,6 @@
 //! A local stand-in for the Bedrock runtime API on loopback. It speaks the real Converse wire
-//! protocol, so the real `aws-sdk-bedrockruntime` client reaches it through
-//! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`. Behaviour (obedient, throttling, failing, slow, fixed
+//! protocol, and `InvokeModel` for the embedding models (`embed`), so the real
+//! `aws-sdk-bedrockruntime` client reaches it through `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`. Behaviour (obedient, throttling, failing, slow, fixed
 //! replies) is set per model id through a small control API, and the requests each model received
 //! can be read back, so concurrent tests using different model ids do not disturb each other.
 //! Every answered call also gets a request id (the `x-amzn-RequestId` header) and, as Bedrock's
@@ -8,6 +8,7 @@
 //! per model.
 
 pub mod converse;
+pub mod embed;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -72,6 +73,7 @@ pub fn router(default: Behaviour) -> Router {
     }));
     Router::new()
         .route("/model/{model_id}/converse", post(converse_handler))
+        .route("/model/{model_id}/invoke", post(invoke_handler))
         .route("/_standin/models/{model_id}", put(set_behaviour))
         .route("/_standin/models/{model_id}/requests", get(requests))
         .route(
@@ -91,21 +93,22 @@ fn aws_error(status: StatusCode, error_type: &'static str, message: &str) -> Res
         .into_response()
 }
 
-async fn converse_handler(
-    State(models): State<Shared>,
-    Path(model_id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let started = Instant::now();
-    let request = serde_json::from_slice::<Value>(&body);
+/// What every model call goes through first: the request is kept for inspection, and the model's
+/// behaviour (delay, throttling, failure) applied; then the body must be JSON.
+async fn admit(
+    models: &Shared,
+    model_id: &str,
+    body: &[u8],
+) -> Result<(Value, Behaviour), Response> {
+    let request = serde_json::from_slice::<Value>(body);
     let behaviour = {
         let mut models = models.write().expect("stand-in lock poisoned");
         if let Ok(request) = &request {
-            keep(&mut models.received, &model_id, request.clone());
+            keep(&mut models.received, model_id, request.clone());
         }
         models
             .by_model
-            .get(&model_id)
+            .get(model_id)
             .cloned()
             .unwrap_or_else(|| models.default.clone())
     };
@@ -113,25 +116,38 @@ async fn converse_handler(
         tokio::time::sleep(Duration::from_millis(behaviour.delay_ms)).await;
     }
     if behaviour.throttle {
-        return aws_error(
+        return Err(aws_error(
             StatusCode::TOO_MANY_REQUESTS,
             "ThrottlingException",
             "Too many requests, please wait before trying again.",
-        );
+        ));
     }
     if behaviour.fail {
-        return aws_error(
+        return Err(aws_error(
             StatusCode::BAD_REQUEST,
             "ValidationException",
             "The model rejected the request.",
-        );
+        ));
     }
-    let Ok(request) = request else {
-        return aws_error(
+    let request = request.map_err(|_| {
+        aws_error(
             StatusCode::BAD_REQUEST,
             "ValidationException",
             "Malformed request body",
-        );
+        )
+    })?;
+    Ok((request, behaviour))
+}
+
+async fn converse_handler(
+    State(models): State<Shared>,
+    Path(model_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let (request, behaviour) = match admit(&models, &model_id, &body).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
     };
     match converse::reply(&request, &behaviour) {
         Ok(reply) => {
@@ -150,6 +166,49 @@ async fn converse_handler(
             (
                 [(HeaderName::from_static("x-amzn-requestid"), id)],
                 Json(body),
+            )
+                .into_response()
+        }
+        Err(converse::Invalid(message)) => {
+            aws_error(StatusCode::BAD_REQUEST, "ValidationException", &message)
+        }
+    }
+}
+
+/// `InvokeModel`: the embedding models, in their own formats.
+async fn invoke_handler(
+    State(models): State<Shared>,
+    Path(model_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let (request, _) = match admit(&models, &model_id, &body).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    if !embed::is_embedding_model(&model_id) {
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "ValidationException",
+            "The stand-in answers InvokeModel for embedding models only; use Converse.",
+        );
+    }
+    match embed::invoke(&model_id, &request) {
+        Ok(embedded) => {
+            let latency = started.elapsed().as_millis().to_string();
+            (
+                [
+                    (HeaderName::from_static("x-amzn-requestid"), request_id()),
+                    (
+                        HeaderName::from_static("x-amzn-bedrock-input-token-count"),
+                        embedded.input_tokens.to_string(),
+                    ),
+                    (
+                        HeaderName::from_static("x-amzn-bedrock-invocation-latency"),
+                        latency,
+                    ),
+                ],
+                Json(embedded.body),
             )
                 .into_response()
         }
