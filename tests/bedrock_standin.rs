@@ -125,3 +125,94 @@ async fn a_throttled_model_answers_with_throttling_exception() {
         "{err:?}"
     );
 }
+
+/// One InvokeModel call through the real client: the response body as JSON, and the input token
+/// count Bedrock puts in a header.
+async fn invoke_model(
+    model: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value, aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError> {
+    let out = client()
+        .await
+        .invoke_model()
+        .model_id(model)
+        .content_type("application/json")
+        .accept("application/json")
+        .body(aws_sdk_bedrockruntime::primitives::Blob::new(
+            body.to_string(),
+        ))
+        .send()
+        .await
+        .map_err(|e| e.into_service_error())?;
+    Ok(serde_json::from_slice(out.body().as_ref()).unwrap())
+}
+
+fn cosine(a: &serde_json::Value, b: &serde_json::Value) -> f64 {
+    let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.as_f64().unwrap() * y.as_f64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn titan_embeddings_answer_in_titans_format_and_rank_related_text_higher() {
+    let model = "amazon.titan-embed-text-v2:0";
+    let embed = |text: &str| {
+        invoke_model(
+            model,
+            serde_json::json!({ "inputText": text, "dimensions": 256, "embeddingTypes": ["float", "binary"] }),
+        )
+    };
+    let query = embed("when are invoices sent").await.unwrap();
+    assert_eq!(query["embedding"].as_array().unwrap().len(), 256);
+    assert_eq!(
+        query["embeddingsByType"]["binary"]
+            .as_array()
+            .unwrap()
+            .len(),
+        256
+    );
+    assert_eq!(query["inputTextTokenCount"], 4);
+    let related = embed("Invoices are sent on the first business day.")
+        .await
+        .unwrap();
+    let unrelated = embed("Reset your password from the settings page.")
+        .await
+        .unwrap();
+    assert!(
+        cosine(&query["embedding"], &related["embedding"])
+            > cosine(&query["embedding"], &unrelated["embedding"])
+    );
+    let refused = invoke_model(
+        model,
+        serde_json::json!({ "inputText": "x", "dimensions": 300 }),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.is_validation_exception(), "{refused:?}");
+}
+
+#[tokio::test]
+async fn cohere_embeddings_answer_in_cohere_format() {
+    let out = invoke_model(
+        "cohere.embed-english-v3",
+        serde_json::json!({
+            "texts": ["first document", "second document"],
+            "input_type": "search_document",
+            "embedding_types": ["float", "int8"]
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["response_type"], "embeddings_by_type");
+    assert_eq!(out["embeddings"]["float"].as_array().unwrap().len(), 2);
+    assert_eq!(out["embeddings"]["int8"][1].as_array().unwrap().len(), 1024);
+    let refused = invoke_model(
+        "cohere.embed-english-v3",
+        serde_json::json!({ "texts": vec!["x"; 97], "input_type": "search_document" }),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.is_validation_exception(), "{refused:?}");
+}
