@@ -3,6 +3,7 @@
 //! stores are concrete adapters around real SDK clients.
 
 pub mod assembly;
+pub mod context;
 pub mod env;
 pub mod envelope;
 #[cfg(any(test, feature = "fixtures"))]

@@ -1,0 +1,4 @@
+//! Retrieval context: the ISV's knowledge and each tenant's documents, cut into chunks that are
+//! embedded, sealed and retrieved (issue 17). Here: how a document becomes chunks.
+
+pub mod chunk;
