@@ -1,8 +1,9 @@
 //! Embedding models behind `InvokeModel` (`POST /model/{modelId}/invoke`), in their own request
 //! and response formats: Amazon Titan Text Embeddings V2 and Cohere Embed v3. The vectors are
-//! deterministic and still rank related text higher: every word and every pair of adjacent words
-//! is hashed into one of the vector's dimensions, with a sign from the hash (feature hashing), so
-//! texts sharing words and phrases point the same way.
+//! deterministic and still rank related text higher: every word (lowercased, common words left
+//! out, plurals folded) and every pair of adjacent words is hashed into one of the vector's
+//! dimensions, with a sign from the hash (feature hashing), so texts sharing words and phrases
+//! point the same way.
 
 use serde_json::{Value, json};
 
@@ -214,8 +215,9 @@ fn string_list<'a>(v: &'a Value, allowed: &[&str], name: &str) -> Result<Vec<&'a
 fn features(text: &str, dimensions: usize, normalize: bool) -> Vec<f32> {
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
+        .filter(|w| !w.is_empty() && !STOPWORDS.contains(&w.as_str()))
+        .map(|w| stem(&w).to_owned())
         .collect();
     let mut vector = vec![0f32; dimensions];
     let mut add = |feature: &[&str], weight: f32| {
@@ -234,6 +236,22 @@ fn features(text: &str, dimensions: usize, normalize: bool) -> Vec<f32> {
         vector.iter_mut().for_each(|x| *x /= norm);
     }
     vector
+}
+
+/// Words too common to say what a text is about.
+const STOPWORDS: [&str; 32] = [
+    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "how", "i", "in",
+    "is", "it", "my", "of", "on", "or", "our", "the", "this", "to", "we", "what", "when", "where",
+    "which", "with", "you",
+];
+
+/// A crude stem: a plural's `s` (or `es`) dropped, so `orders` and `order` count as one word.
+fn stem(word: &str) -> &str {
+    match word.len() {
+        n if n > 4 && word.ends_with("es") && !word.ends_with("ses") => &word[..n - 2],
+        n if n > 3 && word.ends_with('s') && !word.ends_with("ss") => &word[..n - 1],
+        _ => word,
+    }
 }
 
 /// FNV-1a over the words with a separator: the same vectors in every build and every run.
