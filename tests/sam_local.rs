@@ -2,7 +2,8 @@
 //! functions in SAM's containers takes Docker, which CI does not have; what SAM decides about
 //! them does not. The environment each function gets is computed by the SAM CLI's own code
 //! (tools/sam_local_env.py), from template.yaml and the env-vars file, and each function binary
-//! is started with exactly that environment; invoke then answers the sample event of
+//! is started with exactly that environment and nothing else (it must reach its first poll);
+//! invoke, run with it under cargo-lambda's emulator, then answers the sample event of
 //! `sam local invoke InvokeFunction -e events/invoke/http-api-jwt.json`.
 
 mod common;
