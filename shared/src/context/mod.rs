@@ -1,6 +1,7 @@
 //! Retrieval context: the ISV's knowledge and each tenant's documents, cut into chunks that are
-//! embedded, sealed and retrieved (issue 17). Here: how a document becomes chunks, and how text
-//! becomes vectors.
+//! embedded, sealed and retrieved (issue 17). Here: how a document becomes chunks, how text
+//! becomes vectors, and how the vectors nearest a query are found.
 
 pub mod chunk;
 pub mod embed;
+pub mod search;

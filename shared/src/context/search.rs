@@ -1,0 +1,282 @@
+//! Nearest chunks to a query, in memory: the search a warm retrieve-context runs over a
+//! collection's vectors. Vectors are kept twice:
+//!
+//! - a binary code (one sign bit per dimension), compared to the query's by Hamming distance,
+//!   which estimates the angle between them (sign random projections): a cheap first pass over
+//!   every vector that keeps the closest few hundred;
+//! - the unit-length floats, whose exact cosine with the query ranks those candidates.
+//!
+//! Scores are cosines (vectors are normalised when the index is built, queries when searched).
+//! [`exact`] is the reference the index is measured against. The first pass relies on the
+//! nearest vectors being clearly nearer than the rest, as they are for a query about something
+//! the collection holds; for a query about nothing in it (every cosine near zero) its top results
+//! can differ from exact search's, which a minimum score then drops anyway.
+
+/// The fewest candidates the first pass keeps, and how many per result asked for.
+const MIN_CANDIDATES: usize = 256;
+const CANDIDATES_PER_RESULT: usize = 32;
+
+/// One result: the vector's position in the index and its cosine with the query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub index: usize,
+    pub score: f32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IndexError {
+    #[error("vectors must have a multiple of 64 dimensions, not {0}")]
+    Dimensions(usize),
+    #[error("vector {index} has {got} dimensions, not {expected}")]
+    Length {
+        index: usize,
+        got: usize,
+        expected: usize,
+    },
+    #[error("vector {0} is zero or not finite")]
+    Degenerate(usize),
+}
+
+/// A collection's vectors, ready to search.
+#[derive(Debug, Clone)]
+pub struct VectorIndex {
+    dimensions: usize,
+    /// `dimensions / 64` words of sign bits per vector.
+    codes: Vec<u64>,
+    /// `dimensions` unit-length values per vector.
+    values: Vec<f32>,
+}
+
+impl VectorIndex {
+    /// Builds the index of `vectors`, each of `dimensions` values.
+    pub fn build<'a>(
+        dimensions: usize,
+        vectors: impl IntoIterator<Item = &'a [f32]>,
+    ) -> Result<Self, IndexError> {
+        if dimensions == 0 || dimensions % 64 != 0 {
+            return Err(IndexError::Dimensions(dimensions));
+        }
+        let mut index = Self {
+            dimensions,
+            codes: Vec::new(),
+            values: Vec::new(),
+        };
+        for (i, vector) in vectors.into_iter().enumerate() {
+            if vector.len() != dimensions {
+                return Err(IndexError::Length {
+                    index: i,
+                    got: vector.len(),
+                    expected: dimensions,
+                });
+            }
+            let unit = normalised(vector).ok_or(IndexError::Degenerate(i))?;
+            index.codes.extend(signs(&unit));
+            index.values.extend(unit);
+        }
+        Ok(index)
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len() / self.dimensions
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    /// The `k` vectors closest to `query` with a cosine of at least `min_score`, best first. A
+    /// query of the wrong length, or zero, finds nothing.
+    pub fn search(&self, query: &[f32], k: usize, min_score: f32) -> Vec<Hit> {
+        if k == 0 || query.len() != self.dimensions || self.is_empty() {
+            return Vec::new();
+        }
+        let Some(query) = normalised(query) else {
+            return Vec::new();
+        };
+        let words = self.dimensions / 64;
+        let query_code: Vec<u64> = signs(&query).collect();
+        let mut candidates: Vec<(u32, u32)> = self
+            .codes
+            .chunks_exact(words)
+            .enumerate()
+            .map(|(i, code)| {
+                let distance = code
+                    .iter()
+                    .zip(&query_code)
+                    .map(|(a, b)| (a ^ b).count_ones())
+                    .sum::<u32>();
+                (distance, i as u32)
+            })
+            .collect();
+        let keep = (k * CANDIDATES_PER_RESULT).max(MIN_CANDIDATES);
+        if candidates.len() > keep {
+            candidates.select_nth_unstable(keep - 1);
+            candidates.truncate(keep);
+        }
+        let mut hits: Vec<Hit> = candidates
+            .into_iter()
+            .map(|(_, i)| {
+                let i = i as usize;
+                let values = &self.values[i * self.dimensions..(i + 1) * self.dimensions];
+                Hit {
+                    index: i,
+                    score: dot(values, &query),
+                }
+            })
+            .filter(|hit| hit.score >= min_score)
+            .collect();
+        best_first(&mut hits, k);
+        hits
+    }
+}
+
+/// The `k` closest of `vectors` to `query` by exact cosine, best first: what the index is
+/// measured against.
+pub fn exact(vectors: &[Vec<f32>], query: &[f32], k: usize) -> Vec<Hit> {
+    let Some(query) = normalised(query) else {
+        return Vec::new();
+    };
+    let mut hits: Vec<Hit> = vectors
+        .iter()
+        .enumerate()
+        .filter_map(|(index, v)| {
+            let score = dot(&normalised(v)?, &query);
+            Some(Hit { index, score })
+        })
+        .collect();
+    best_first(&mut hits, k);
+    hits
+}
+
+/// Keeps the `k` best hits, best first (ties by position).
+fn best_first(hits: &mut Vec<Hit>, k: usize) {
+    let order = |a: &Hit, b: &Hit| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index));
+    if hits.len() > k {
+        hits.select_nth_unstable_by(k - 1, order);
+        hits.truncate(k);
+    }
+    hits.sort_unstable_by(order);
+}
+
+/// The vector at unit length; `None` for a zero or non-finite vector.
+fn normalised(vector: &[f32]) -> Option<Vec<f32>> {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    (norm.is_finite() && norm > 0.0).then(|| vector.iter().map(|x| x / norm).collect())
+}
+
+/// Sign bits, 64 to a word.
+fn signs(vector: &[f32]) -> impl Iterator<Item = u64> + '_ {
+    vector.chunks(64).map(|chunk| {
+        chunk
+            .iter()
+            .enumerate()
+            .fold(0u64, |word, (bit, &x)| word | (u64::from(x > 0.0) << bit))
+    })
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (SplitMix64), for test vectors.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        /// Roughly normal (sum of uniforms).
+        fn normal(&mut self) -> f32 {
+            (0..4)
+                .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
+                .sum::<f32>()
+                - 2.0
+        }
+    }
+
+    /// `n` vectors around `clusters` topics, as documents about a few subjects are.
+    fn clustered(rng: &mut Rng, n: usize, clusters: usize, dims: usize) -> Vec<Vec<f32>> {
+        let centres: Vec<Vec<f32>> = (0..clusters)
+            .map(|_| (0..dims).map(|_| rng.normal()).collect())
+            .collect();
+        (0..n)
+            .map(|i| {
+                let centre = &centres[i % clusters];
+                centre.iter().map(|c| c + 0.8 * rng.normal()).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_index_finds_what_exact_search_finds() {
+        let mut rng = Rng(7);
+        // Queries about the same topics as the documents.
+        let mut vectors = clustered(&mut rng, 4050, 50, 256);
+        let queries = vectors.split_off(4000);
+        let index = VectorIndex::build(256, vectors.iter().map(Vec::as_slice)).unwrap();
+        let (mut found, mut wanted) = (0, 0);
+        for query in &queries {
+            let truth: Vec<usize> = exact(&vectors, query, 10).iter().map(|h| h.index).collect();
+            let got = index.search(query, 10, -1.0);
+            assert_eq!(got.len(), 10);
+            assert!(got.windows(2).all(|w| w[0].score >= w[1].score));
+            found += got.iter().filter(|h| truth.contains(&h.index)).count();
+            wanted += truth.len();
+        }
+        let recall = found as f64 / wanted as f64;
+        assert!(recall >= 0.99, "recall@10 {recall}");
+    }
+
+    #[test]
+    fn scores_are_cosines_and_the_minimum_score_is_kept() {
+        let a = [1.0, 0.0].repeat(32);
+        let b = [0.0, 1.0].repeat(32);
+        let index = VectorIndex::build(64, [a.as_slice(), b.as_slice()]).unwrap();
+        let hits = index.search(&a.iter().map(|x| x * 3.0).collect::<Vec<_>>(), 2, -1.0);
+        assert_eq!(hits[0].index, 0);
+        assert!((hits[0].score - 1.0).abs() < 0.01, "{hits:?}");
+        assert!(hits[1].score.abs() < 0.01, "{hits:?}");
+        assert_eq!(index.search(&a, 2, 0.5).len(), 1);
+    }
+
+    #[test]
+    fn bad_vectors_and_queries_are_refused() {
+        let v = vec![1.0; 64];
+        assert_eq!(
+            VectorIndex::build(100, [v.as_slice()]).unwrap_err(),
+            IndexError::Dimensions(100)
+        );
+        assert_eq!(
+            VectorIndex::build(64, [&v[..32]]).unwrap_err(),
+            IndexError::Length {
+                index: 0,
+                got: 32,
+                expected: 64
+            }
+        );
+        let zero = vec![0.0; 64];
+        let nan = vec![f32::NAN; 64];
+        assert_eq!(
+            VectorIndex::build(64, [v.as_slice(), zero.as_slice()]).unwrap_err(),
+            IndexError::Degenerate(1)
+        );
+        assert!(VectorIndex::build(64, [nan.as_slice()]).is_err());
+        let index = VectorIndex::build(64, [v.as_slice()]).unwrap();
+        assert!(index.search(&zero, 1, -1.0).is_empty());
+        assert!(index.search(&v[..32], 1, -1.0).is_empty());
+        assert!(index.search(&v, 0, -1.0).is_empty());
+    }
+}
