@@ -53,7 +53,7 @@ impl VectorIndex {
         dimensions: usize,
         vectors: impl IntoIterator<Item = &'a [f32]>,
     ) -> Result<Self, IndexError> {
-        if dimensions == 0 || dimensions % 64 != 0 {
+        if dimensions == 0 || !dimensions.is_multiple_of(64) {
             return Err(IndexError::Dimensions(dimensions));
         }
         let mut index = Self {
