@@ -53,3 +53,34 @@ pub fn payload_record(tenant: &str, model_request_id: &str) -> PayloadRecord {
     };
     PayloadRecord::new(meta, exchange)
 }
+
+/// `n` unit-free vectors of `dimensions` values about `topics` subjects (vector `i` is about
+/// subject `i % topics`: its centre plus noise), the same for a given `seed` on every machine: a
+/// stand-in for the embeddings of a collection of documents on a few subjects.
+pub fn clustered_vectors(seed: u64, n: usize, topics: usize, dimensions: usize) -> Vec<Vec<f32>> {
+    // SplitMix64, and roughly normal values as sums of four uniforms.
+    let mut state = seed;
+    let mut normal = move || {
+        (0..4)
+            .map(|_| {
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .sum::<f32>()
+            - 2.0
+    };
+    let centres: Vec<Vec<f32>> = (0..topics)
+        .map(|_| (0..dimensions).map(|_| normal()).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            centres[i % topics]
+                .iter()
+                .map(|c| c + 0.8 * normal())
+                .collect()
+        })
+        .collect()
+}

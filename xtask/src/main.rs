@@ -24,6 +24,10 @@ const USAGE: &str = "usage: cargo xtask <command>
           the release invoke binary's cold start and peak RSS, then the Python peer's
   bench warm
           invoke's warm in-process path (criterion), then the Python peer's warm handlers
+  bench leakscan | redact | export
+          the leak scan, redact-log, export-logs (criterion), each beside its peer if any
+  bench search
+          the vector search over 50,000 x 1,024 (criterion), then numpy's exact search
   venv    create or update the project venv (.venv) with the pinned Python tools";
 
 fn main() -> ExitCode {

@@ -186,45 +186,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    /// A small deterministic generator (SplitMix64), for test vectors.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        /// Roughly normal (sum of uniforms).
-        fn normal(&mut self) -> f32 {
-            (0..4)
-                .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
-                .sum::<f32>()
-                - 2.0
-        }
-    }
-
-    /// `n` vectors around `clusters` topics, as documents about a few subjects are.
-    fn clustered(rng: &mut Rng, n: usize, clusters: usize, dims: usize) -> Vec<Vec<f32>> {
-        let centres: Vec<Vec<f32>> = (0..clusters)
-            .map(|_| (0..dims).map(|_| rng.normal()).collect())
-            .collect();
-        (0..n)
-            .map(|i| {
-                let centre = &centres[i % clusters];
-                centre.iter().map(|c| c + 0.8 * rng.normal()).collect()
-            })
-            .collect()
-    }
-
     #[test]
     fn the_index_finds_what_exact_search_finds() {
-        let mut rng = Rng(7);
         // Queries about the same topics as the documents.
-        let mut vectors = clustered(&mut rng, 4050, 50, 256);
+        let mut vectors = crate::fixtures::clustered_vectors(7, 4050, 50, 256);
         let queries = vectors.split_off(4000);
         let index = VectorIndex::build(256, vectors.iter().map(Vec::as_slice)).unwrap();
         let (mut found, mut wanted) = (0, 0);
