@@ -4,7 +4,10 @@
 //! - a binary code (one sign bit per dimension), compared to the query's by Hamming distance,
 //!   which estimates the angle between them (sign random projections): a cheap first pass over
 //!   every vector that keeps the closest few hundred;
-//! - the unit-length floats, whose exact cosine with the query ranks those candidates.
+//! - the unit-length floats, whose exact cosine with the query ranks those candidates. (int8
+//!   values with a scale per vector, a quarter of the memory, were tried for this step: on the
+//!   unit test's clustered vectors, where neighbours' cosines lie close together, their rounding
+//!   reordered them and recall@10 against exact search fell to 0.988, under the 0.99 target.)
 //!
 //! Scores are cosines (vectors are normalised when the index is built, queries when searched).
 //! [`exact`] is the reference the index is measured against. The first pass relies on the
