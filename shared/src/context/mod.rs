@@ -1,7 +1,8 @@
 //! Retrieval context: the ISV's knowledge and each tenant's documents, cut into chunks that are
-//! embedded, sealed and retrieved (issue 17). Here: how a document becomes chunks, how text
-//! becomes vectors, and how the vectors nearest a query are found.
+//! embedded, sealed and retrieved (issue 17). Here: how a file is read, how a document becomes
+//! chunks, how text becomes vectors, and how the vectors nearest a query are found.
 
 pub mod chunk;
+pub mod document;
 pub mod embed;
 pub mod search;
