@@ -17,6 +17,8 @@ const TITAN_MAX_CHARS: usize = 50_000;
 const COHERE_DIMENSIONS: usize = 1024;
 const COHERE_MAX_TEXTS: usize = 96;
 const COHERE_MAX_CHARS: usize = 2048;
+/// Cohere Embed v3's longest input in tokens, which `truncate` applies to.
+const COHERE_MAX_TOKENS: usize = 512;
 /// Weight of a pair of adjacent words against a single word.
 const BIGRAM_WEIGHT: f32 = 0.5;
 
@@ -115,6 +117,8 @@ fn cohere(body: &Value) -> Result<Embedded, Invalid> {
             ));
         }
     }
+    // Over 2,048 characters a text is refused whatever `truncate` says; `truncate` decides what
+    // happens to a text over the token limit.
     let truncate = body["truncate"].as_str().unwrap_or("NONE");
     let texts = texts
         .iter()
@@ -122,15 +126,18 @@ fn cohere(body: &Value) -> Result<Embedded, Invalid> {
             let t = t
                 .as_str()
                 .ok_or_else(|| invalid("Malformed input request: texts must be strings"))?;
-            match truncate {
-                _ if t.chars().count() <= COHERE_MAX_CHARS => Ok(t.to_owned()),
-                "END" => Ok(t.chars().take(COHERE_MAX_CHARS).collect()),
-                "START" => {
-                    let skip = t.chars().count() - COHERE_MAX_CHARS;
-                    Ok(t.chars().skip(skip).collect())
-                }
-                _ => Err(invalid(format!(
+            if t.chars().count() > COHERE_MAX_CHARS {
+                return Err(invalid(format!(
                     "Malformed input request: a text is longer than {COHERE_MAX_CHARS} characters"
+                )));
+            }
+            let words: Vec<&str> = t.split_whitespace().collect();
+            match truncate {
+                _ if count_tokens(t) <= COHERE_MAX_TOKENS => Ok(t.to_owned()),
+                "END" => Ok(words[..COHERE_MAX_TOKENS.min(words.len())].join(" ")),
+                "START" => Ok(words[words.len().saturating_sub(COHERE_MAX_TOKENS)..].join(" ")),
+                _ => Err(invalid(format!(
+                    "Malformed input request: a text is longer than {COHERE_MAX_TOKENS} tokens"
                 ))),
             }
         })
@@ -213,12 +220,24 @@ fn string_list<'a>(v: &'a Value, allowed: &[&str], name: &str) -> Result<Vec<&'a
 /// The text's hashed word and word-pair features in `dimensions` dimensions, unit length when
 /// `normalize` (a text without words is all zeros).
 fn features(text: &str, dimensions: usize, normalize: bool) -> Vec<f32> {
-    let words: Vec<String> = text
+    let all: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
-        .filter(|w| !w.is_empty() && !STOPWORDS.contains(&w.as_str()))
-        .map(|w| stem(&w).to_owned())
         .collect();
+    let mut words: Vec<String> = all
+        .iter()
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .map(|w| stem(w).to_owned())
+        .collect();
+    // A text of common words only is described by them; one without any word by itself, as a
+    // real model never answers a zero vector.
+    if words.is_empty() {
+        words = all;
+    }
+    if words.is_empty() {
+        words.push(text.trim().to_owned());
+    }
     let mut vector = vec![0f32; dimensions];
     let mut add = |feature: &[&str], weight: f32| {
         let h = fnv1a(feature);
@@ -278,6 +297,13 @@ mod tests {
     fn titan_vector(text: &str) -> Vec<f32> {
         let out = titan(&json!({ "inputText": text, "dimensions": 256 })).unwrap();
         serde_json::from_value(out.body["embedding"].clone()).unwrap()
+    }
+
+    #[test]
+    fn no_text_gets_a_zero_vector() {
+        for text in ["It is what it is.", "---", "}", "the and of"] {
+            assert!(titan_vector(text).iter().any(|&x| x != 0.0), "{text:?}");
+        }
     }
 
     #[test]
@@ -342,11 +368,18 @@ mod tests {
         let too_many = json!({ "texts": vec!["x"; 97], "input_type": "search_document" });
         assert!(cohere(&too_many).is_err());
         assert!(cohere(&json!({ "texts": ["x"] })).is_err());
-        let long = "word ".repeat(500);
+        // Over the token limit: refused, unless truncate says which end to drop.
+        let long = "w ".repeat(600);
         assert!(cohere(&json!({ "texts": [long], "input_type": "search_document" })).is_err());
-        assert!(
+        let cut =
             cohere(&json!({ "texts": [long], "input_type": "search_document", "truncate": "END" }))
-                .is_ok()
+                .unwrap();
+        assert_eq!(cut.input_tokens, COHERE_MAX_TOKENS);
+        // Over the character limit: refused whatever truncate says.
+        let wide = "x".repeat(COHERE_MAX_CHARS + 1);
+        assert!(
+            cohere(&json!({ "texts": [wide], "input_type": "search_document", "truncate": "END" }))
+                .is_err()
         );
     }
 }

@@ -3,9 +3,12 @@
 //! to a token budget, and a paragraph longer than the budget by sentences, then words, with an
 //! overlap between its pieces so that no sentence is only ever seen cut in two.
 //!
-//! Tokens are estimated as whitespace-separated words: embedding models count more (a word is
-//! about 1.3 tokens in English), so a budget in words stays under the model's limit in tokens
-//! with the same margin.
+//! A chunk is bounded twice: in whitespace-separated words (the token budget; models count more
+//! tokens than words, about 1.3 a word in English prose, more in code and in other languages),
+//! and in characters, because a "word" can be a URL, a base64 blob or a paragraph of a language
+//! written without spaces, and because Cohere Embed v3 refuses a text over 2,048 characters
+//! outright. A chunk over the character bound is cut at its last space that fits, else between
+//! characters.
 
 /// How large chunks get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,19 +17,23 @@ pub struct ChunkBudget {
     pub max_words: usize,
     /// Words a piece of a long paragraph repeats from the end of the piece before it.
     pub overlap_words: usize,
+    /// Most characters in one chunk.
+    pub max_chars: usize,
 }
 
 impl Default for ChunkBudget {
+    /// 200 words, 30 of overlap, 1,800 characters: within Titan V2's and Cohere v3's limits.
     fn default() -> Self {
         Self {
             max_words: 200,
             overlap_words: 30,
+            max_chars: 1800,
         }
     }
 }
 
-/// One chunk of a document.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One chunk of a document. Its `Debug` shows sizes, never the text.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Chunk {
     /// The headings the chunk sits under, outermost first, joined with " > " (empty before the
     /// first heading).
@@ -34,16 +41,27 @@ pub struct Chunk {
     pub text: String,
 }
 
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunk")
+            .field("section_chars", &self.section.chars().count())
+            .field("text_chars", &self.text.chars().count())
+            .finish()
+    }
+}
+
 /// The document's chunks, in document order. Blank text gives none.
 pub fn split(document: &str, budget: ChunkBudget) -> Vec<Chunk> {
     let max = budget.max_words.max(1);
     let overlap = budget.overlap_words.min(max / 2);
+    let max_chars = budget.max_chars.max(1);
     sections(document)
         .into_iter()
         .flat_map(|section| {
             let name = section.headings.join(" > ");
             pack(&section.paragraphs, max, overlap)
                 .into_iter()
+                .flat_map(move |text| fit_chars(text, max_chars))
                 .map(move |text| Chunk {
                     section: name.clone(),
                     text,
@@ -95,19 +113,24 @@ fn sections(document: &str) -> Vec<Section<'_>> {
     // Byte range of the paragraph being read, and whether it is inside a code fence.
     let mut start: Option<usize> = None;
     let mut end = 0;
-    let mut fenced = false;
+    let mut fenced: Option<char> = None;
     let mut offset = 0;
     for line in document.split_inclusive('\n') {
         let line_start = offset;
         offset += line.len();
         let trimmed = line.trim();
-        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-            fenced = !fenced;
+        // Up to three spaces of indentation: more makes an indented code line.
+        let indented = line.len() - line.trim_start_matches(' ').len() > 3;
+        if !indented && let Some(change) = fence(trimmed, fenced) {
+            fenced = change;
             start.get_or_insert(line_start);
             end = offset;
             continue;
         }
-        if !fenced && let Some((level, title)) = heading(trimmed) {
+        if fenced.is_none()
+            && !indented
+            && let Some((level, title)) = heading(trimmed)
+        {
             push(&mut out, document, start.take(), end);
             trail.retain(|(l, _)| *l < level);
             trail.push((level, title.to_owned()));
@@ -117,7 +140,7 @@ fn sections(document: &str) -> Vec<Section<'_>> {
             });
             continue;
         }
-        if trimmed.is_empty() && !fenced {
+        if trimmed.is_empty() && fenced.is_none() {
             push(&mut out, document, start.take(), end);
             continue;
         }
@@ -141,15 +164,66 @@ fn push<'a>(out: &mut [Section<'a>], document: &'a str, start: Option<usize>, en
     }
 }
 
-/// An ATX heading's level and title.
+/// Whether `line` opens or closes a code fence, and what the fence is then: a run of three or
+/// more backticks (whose line holds no other backtick, or it is inline code) or tildes opens one;
+/// only a run of the same character, alone on its line, closes it.
+fn fence(line: &str, open: Option<char>) -> Option<Option<char>> {
+    let c = line.chars().next().filter(|c| matches!(c, '`' | '~'))?;
+    let run = line.chars().take_while(|&x| x == c).count();
+    if run < 3 {
+        return None;
+    }
+    let rest = &line[run..];
+    match open {
+        None if c == '~' || !rest.contains('`') => Some(Some(c)),
+        Some(o) if o == c && rest.trim().is_empty() => Some(None),
+        _ => None,
+    }
+}
+
+/// An ATX heading's level and title (a closing run of `#` is dropped only after a space, so
+/// `# Using C#` keeps its `#`).
 fn heading(line: &str) -> Option<(usize, &str)> {
     let level = line.bytes().take_while(|&b| b == b'#').count();
     let rest = &line[level..];
     if !(1..=6).contains(&level) || !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
         return None;
     }
-    let title = rest.trim().trim_end_matches('#').trim_end();
+    let rest = rest.trim();
+    let without = rest.trim_end_matches('#');
+    let title = if without.is_empty() || without.ends_with([' ', '\t']) {
+        without.trim_end()
+    } else {
+        rest
+    };
     (!title.is_empty()).then_some((level, title))
+}
+
+/// `text` in pieces of at most `max` characters, each cut at its last whitespace that fits, or
+/// between characters where there is none.
+fn fit_chars(text: String, max: usize) -> Vec<String> {
+    if text.chars().count() <= max {
+        return vec![text];
+    }
+    let mut out = Vec::new();
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let limit = rest.char_indices().nth(max).map_or(rest.len(), |(i, _)| i);
+        let cut = if limit == rest.len() {
+            limit
+        } else {
+            rest[..limit]
+                .rfind(char::is_whitespace)
+                .filter(|&i| i > 0)
+                .unwrap_or(limit)
+        };
+        let piece = rest[..cut].trim();
+        if !piece.is_empty() {
+            out.push(piece.to_owned());
+        }
+        rest = rest[cut..].trim_start();
+    }
+    out
 }
 
 /// A paragraph longer than `max` words in pieces of at most `max` words: whole sentences where
@@ -192,6 +266,7 @@ mod tests {
         ChunkBudget {
             max_words,
             overlap_words,
+            max_chars: 10_000,
         }
     }
 
@@ -268,10 +343,54 @@ mod tests {
     }
 
     #[test]
-    fn a_word_longer_than_anything_still_terminates() {
+    fn a_one_word_budget_still_terminates() {
         let text = "a ".repeat(1000);
         let chunks = split(&text, budget(1, 5));
         assert_eq!(chunks.len(), 1000);
+    }
+
+    #[test]
+    fn no_chunk_is_over_the_character_bound_whatever_its_words() {
+        let blob = "QUJD".repeat(2000); // one 8,000-character "word"
+        let cjk = "数据保护".repeat(700); // 2,800 characters without a space
+        let prose = "word ".repeat(150);
+        for text in [blob.as_str(), cjk.as_str(), prose.as_str()] {
+            let chunks = split(text, ChunkBudget::default());
+            assert!(
+                chunks.iter().all(|c| c.text.chars().count() <= 1800),
+                "{chunks:?}"
+            );
+            let joined: String = chunks.iter().map(|c| c.text.replace(' ', "")).collect();
+            assert_eq!(joined, text.replace(' ', ""));
+        }
+        let prose = split(&"word ".repeat(500), budget(1000, 0));
+        assert!(
+            prose
+                .iter()
+                .all(|c| !c.text.starts_with(' ') && !c.text.ends_with("wo"))
+        );
+    }
+
+    #[test]
+    fn fences_headings_and_indented_code_are_read_as_markdown_reads_them() {
+        let doc = "# Using C#\n\n```js\nlet a = 1; // ~~~ not a fence\n```\n\n\
+                   Inline ```code``` stays text.\n\n    # indented code, not a heading\n\n\
+                   ## Next ##\n\nBody.\n";
+        let chunks = split(doc, ChunkBudget::default());
+        let sections: Vec<&str> = chunks.iter().map(|c| c.section.as_str()).collect();
+        assert_eq!(sections, ["Using C#", "Using C# > Next"], "{chunks:?}");
+        assert!(chunks[0].text.contains("# indented code"));
+        assert_eq!(chunks[1].text, "Body.");
+    }
+
+    #[test]
+    fn debug_shows_sizes_never_text() {
+        let chunk = &split("# Secret\n\nThe ISV's rules.", ChunkBudget::default())[0];
+        let shown = format!("{chunk:?}");
+        assert!(
+            !shown.contains("rules") && !shown.contains("Secret"),
+            "{shown}"
+        );
     }
 
     proptest::proptest! {

@@ -9,11 +9,21 @@ pub const MAX_DOCUMENT_BYTES: u64 = 4 * 1024 * 1024;
 /// The file types read: plain text and Markdown.
 const EXTENSIONS: [&str; 4] = ["txt", "text", "md", "markdown"];
 
-/// A document's text, and the name it is stored under (its file name).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A document's text, and the name it is stored under (its file name). Its `Debug` shows the
+/// name and the size, never the text.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Document {
     pub name: String,
     pub text: String,
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("name", &self.name)
+            .field("text_bytes", &self.text.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +112,10 @@ mod tests {
         let doc = read(&file("Guide.MD", "\u{feff}# Title\n\nBody.\n".as_bytes())).unwrap();
         assert_eq!(doc.name, "Guide.MD");
         assert_eq!(doc.text, "# Title\n\nBody.\n");
+        assert_eq!(
+            format!("{doc:?}"),
+            "Document { name: \"Guide.MD\", text_bytes: 15 }"
+        );
         assert!(read(&file("notes.txt", b"plain")).is_ok());
     }
 

@@ -2,7 +2,7 @@
 //! families: Amazon Titan Text Embeddings V2 (the default; one text per call, 256, 512 or 1,024
 //! dimensions, unit length) and Cohere Embed v3 (up to 96 texts per call, 1,024 dimensions, with
 //! separate input types for documents and queries). Every vector is checked before it is used:
-//! the dimensions asked for, finite values.
+//! the dimensions asked for, finite values, not zero.
 
 use aws_sdk_bedrockruntime::primitives::Blob;
 use serde::Deserialize;
@@ -93,11 +93,20 @@ impl EmbeddingModel {
 }
 
 /// Vectors for some texts, in their order, and the input tokens the model counted (Titan says;
-/// Cohere on Bedrock does not).
-#[derive(Debug, Clone, PartialEq)]
+/// Cohere on Bedrock does not). Its `Debug` shows sizes: text can partly be rebuilt from vectors.
+#[derive(Clone, PartialEq)]
 pub struct Embedded {
     pub vectors: Vec<Vec<f32>>,
     pub input_tokens: Option<u64>,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded")
+            .field("vectors", &self.vectors.len())
+            .field("input_tokens", &self.input_tokens)
+            .finish()
+    }
 }
 
 /// An embedding model behind a Bedrock runtime client.
@@ -156,7 +165,8 @@ impl Embedder {
                     let body = json!({
                         "texts": batch,
                         "input_type": input_type,
-                        "truncate": "END",
+                        // A text over the model's limit is an error, never silently cut.
+                        "truncate": "NONE",
                     });
                     let response: CohereResponse = self.invoke(body).await?;
                     if response.embeddings.len() != batch.len() {
@@ -169,13 +179,11 @@ impl Embedder {
             }
         }
         let dimensions = self.model.dimensions() as usize;
-        if out
-            .vectors
-            .iter()
-            .any(|v| v.len() != dimensions || !v.iter().all(|x| x.is_finite()))
-        {
+        if out.vectors.iter().any(|v| {
+            v.len() != dimensions || !v.iter().all(|x| x.is_finite()) || v.iter().all(|&x| x == 0.0)
+        }) {
             return Err(EmbedError::Malformed(
-                "vectors of the wrong size or not finite",
+                "vectors of the wrong size, zero or not finite",
             ));
         }
         Ok(out)
