@@ -11,7 +11,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use promptseal_devstack::{EmulatedFunction, FunctionSpec, first_poll};
+use promptseal_devstack::{
+    EmulatedFunction, FunctionSpec, STACK_NAME, UP_AWS_PORT, UP_BEDROCK_PORT, first_poll,
+};
 use serde_json::Value;
 
 /// Each function, its binary, and the parameters `sam local invoke` needs to see it (redact-log
@@ -28,12 +30,6 @@ const FUNCTIONS: [(&str, &str, &[&str]); 3] = [
     ),
     ("ExportLogsFunction", "export-logs", &[]),
 ];
-
-/// The endpoints `cargo xtask up` serves, which the env-vars file names.
-const UP_AWS_ENDPOINT: &str = "http://127.0.0.1:4566";
-const UP_BEDROCK_ENDPOINT: &str = "http://127.0.0.1:4599";
-/// The stack name `cargo xtask up` provisions, which the env-vars file's resource names carry.
-const UP_STACK_NAME: &str = "promptseal";
 
 /// The environment `sam local invoke` gives `function` with `env_vars_file`, from a shell with
 /// nothing set: SAM passes a declared variable from the shell too, and that must not help here.
@@ -66,6 +62,14 @@ fn sam_local_env(
         .collect()
 }
 
+/// The endpoints `cargo xtask up` serves, which the env-vars file names.
+fn up_endpoints() -> (String, String) {
+    (
+        format!("http://127.0.0.1:{UP_AWS_PORT}"),
+        format!("http://127.0.0.1:{UP_BEDROCK_PORT}"),
+    )
+}
+
 fn get<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
     env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -74,17 +78,18 @@ fn get<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// the endpoints of the stack `cargo xtask test` runs.
 fn env_vars_file_for(stack_name: &str, dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(common::root().join("events/local-stack.json")).unwrap();
+    let (up_aws, up_bedrock) = up_endpoints();
     let text = text
-        .replace(&format!("\"{UP_STACK_NAME}-"), &format!("\"{stack_name}-"))
+        .replace(&format!("\"{STACK_NAME}-"), &format!("\"{stack_name}-"))
         .replace(
-            &format!("alias/{UP_STACK_NAME}-"),
+            &format!("alias/{STACK_NAME}-"),
             &format!("alias/{stack_name}-"),
         )
         .replace(
-            UP_AWS_ENDPOINT,
+            &up_aws,
             &promptseal_devstack::endpoint_from_env("AWS_ENDPOINT_URL"),
         )
-        .replace(UP_BEDROCK_ENDPOINT, &common::bedrock_endpoint());
+        .replace(&up_bedrock, &common::bedrock_endpoint());
     let path = dir.join(format!("{stack_name}.json"));
     std::fs::write(&path, text).unwrap();
     path
@@ -93,11 +98,12 @@ fn env_vars_file_for(stack_name: &str, dir: &Path) -> std::path::PathBuf {
 #[test]
 fn the_env_vars_file_points_every_function_at_the_stack_cargo_xtask_up_starts() {
     let file = common::root().join("events/local-stack.json");
+    let (up_aws, up_bedrock) = up_endpoints();
     for (function, _, parameters) in FUNCTIONS {
         let env = sam_local_env(function, &file, parameters);
         assert_eq!(
             get(&env, "AWS_ENDPOINT_URL"),
-            Some(UP_AWS_ENDPOINT),
+            Some(up_aws.as_str()),
             "{function}"
         );
         assert_eq!(
@@ -108,13 +114,13 @@ fn the_env_vars_file_points_every_function_at_the_stack_cargo_xtask_up_starts() 
         for (name, value) in &env {
             if name.ends_with("_TABLE") {
                 assert!(
-                    value.starts_with(&format!("{UP_STACK_NAME}-")),
+                    value.starts_with(&format!("{STACK_NAME}-")),
                     "{function}: {name}={value}"
                 );
             }
             if name.ends_with("_KEY_ID") && !name.starts_with("AWS_") {
                 assert!(
-                    value.starts_with(&format!("alias/{UP_STACK_NAME}-")),
+                    value.starts_with(&format!("alias/{STACK_NAME}-")),
                     "{function}: {name}={value}"
                 );
             }
@@ -123,7 +129,7 @@ fn the_env_vars_file_points_every_function_at_the_stack_cargo_xtask_up_starts() 
     let invoke = sam_local_env("InvokeFunction", &file, &[]);
     assert_eq!(
         get(&invoke, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"),
-        Some(UP_BEDROCK_ENDPOINT)
+        Some(up_bedrock.as_str())
     );
 }
 

@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail};
 use aws_sdk_bedrock::types::{CloudWatchConfig, LoggingConfig};
 use aws_sdk_dynamodb::types::AttributeValue;
 use promptseal_devstack::{
-    EmulatedFunction, FunctionSpec, LocalStack, cargo, ensure_venv, target_dir, workspace_root,
+    EmulatedFunction, FunctionSpec, LocalStack, STACK_NAME, cargo, ensure_venv, target_dir,
+    workspace_root,
 };
 use serde_json::Value;
 
@@ -20,8 +21,6 @@ use bedrock_standin::converse::Behaviour;
 
 use promptseal::store::records::PayloadStore;
 
-/// The stack name the demo's resources are named for: the README's defaults.
-const STACK_NAME: &str = "promptseal";
 /// A phrase from the demo template's system prompt, looked for in what is stored.
 const SECRET_PHRASE: &str = "ESC-ORANGE";
 

@@ -34,6 +34,13 @@ use anyhow::{Context, Result, bail};
 use serde_yaml_ng::Value;
 
 pub const REGION: &str = "us-east-1";
+/// The ports `cargo xtask up` listens on, so that a shell (and events/local-stack.json) can be
+/// pointed at it once.
+pub const UP_AWS_PORT: u16 = 4566;
+pub const UP_BEDROCK_PORT: u16 = 4599;
+/// The stack name `cargo xtask up` and the demo name local resources for: the README's defaults,
+/// and events/local-stack.json's.
+pub const STACK_NAME: &str = "promptseal";
 /// Emulator credentials: any value works, but the SDK needs some.
 const ACCESS_KEY: &str = "test";
 /// The AWS account the emulator acts as for the stack's credentials (moto's default).

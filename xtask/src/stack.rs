@@ -4,13 +4,9 @@ use std::path::Path;
 use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
-use promptseal_devstack::{LocalStack, cargo, ensure_venv};
-
-/// Ports `cargo xtask up` listens on, so a shell can be pointed at it once.
-const UP_AWS_PORT: u16 = 4566;
-const UP_BEDROCK_PORT: u16 = 4599;
-/// The stack name local resources are named for: the README's defaults.
-const STACK_NAME: &str = "promptseal";
+use promptseal_devstack::{
+    LocalStack, STACK_NAME, UP_AWS_PORT, UP_BEDROCK_PORT, cargo, ensure_venv,
+};
 
 pub fn up(root: &Path) -> Result<()> {
     let venv = ensure_venv(root)?;
