@@ -2,6 +2,7 @@
 //! tenants, read the usage ledger. It uses the standard AWS credential chain and endpoint
 //! variables, so the same binary works against an AWS account and against the local stack.
 
+mod context;
 mod output;
 
 use std::collections::BTreeSet;
@@ -10,8 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::leak::Scanner;
 use promptseal::render::Renderer;
+use promptseal::store::context::ContextStore;
 use promptseal::store::sealed::{SealedStores, SealedTables};
 use promptseal::store::templates::TemplateStore;
 use promptseal::store::tenants::TenantRegistry;
@@ -81,9 +84,61 @@ struct Config {
         default_value = "alias/promptseal-fingerprints"
     )]
     fingerprint_key_id: String,
+    #[arg(
+        long,
+        global = true,
+        env = "CONTEXT_TABLE",
+        default_value = "promptseal-context"
+    )]
+    context_table: String,
+    /// The S3 bucket of context vectors (template.yaml's VectorBucket).
+    #[arg(long, global = true, env = "VECTOR_BUCKET")]
+    vector_bucket: Option<String>,
+    /// KMS key (id, ARN or alias) for the data keys of context chunks.
+    #[arg(
+        long,
+        global = true,
+        env = "CONTEXT_KEY_ID",
+        default_value = "alias/promptseal-context"
+    )]
+    context_key_id: String,
+    /// KMS key (id, ARN or alias) for the data keys of context vectors.
+    #[arg(
+        long,
+        global = true,
+        env = "VECTOR_KEY_ID",
+        default_value = "alias/promptseal-vectors"
+    )]
+    vector_key_id: String,
 }
 
 impl Config {
+    /// The context store and its keys, the embedding model's client and the tenant registry.
+    fn context(
+        self,
+        sdk: &aws_config::SdkConfig,
+        ddb: aws_sdk_dynamodb::Client,
+    ) -> Result<context::ContextConfig> {
+        let bucket = self
+            .vector_bucket
+            .context("--vector-bucket (or VECTOR_BUCKET) names the stack's vector bucket")?;
+        let kms = aws_sdk_kms::Client::new(sdk);
+        let envelope = |key: String| Envelope::new(kms.clone(), key, CachePolicy::default());
+        Ok(context::ContextConfig {
+            store: ContextStore::new(
+                ddb.clone(),
+                self.context_table,
+                aws_sdk_s3::Client::new(sdk),
+                bucket,
+            ),
+            text: envelope(self.context_key_id),
+            vectors: envelope(self.vector_key_id),
+            fingerprints: envelope(self.fingerprint_key_id),
+            bedrock: aws_sdk_bedrockruntime::Client::new(sdk),
+            tenants: TenantRegistry::new(ddb, self.tenants_table),
+        })
+    }
+
     /// The template store (with its fingerprints) these settings name.
     fn template_store(
         self,
@@ -107,6 +162,9 @@ enum Command {
     /// Register and manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Ingest, list and delete retrieval context: the ISV's knowledge and tenants' documents.
+    #[command(subcommand)]
+    Context(context::ContextCommand),
     /// Report where a text (a transcript, a model reply) repeats a template version, also when
     /// disguised. Prints byte offsets, lengths, scores and forms, never the text; exits with 3
     /// when anything is found. With --jsonl, reads many texts, one JSON object per line
@@ -267,6 +325,7 @@ async fn run(cli: Cli, out: &Output) -> Result<()> {
         Command::Tenant(cmd) => {
             tenant(cmd, &TenantRegistry::new(ddb, config.tenants_table), out).await
         }
+        Command::Context(cmd) => context::run(cmd, &config.context(&sdk, ddb)?, out).await,
         Command::Usage { tenant_id, since } => {
             let ledger = UsageLedger::new(ddb, config.usage_table);
             out.usage(&ledger.query(&tenant_id, since.as_deref()).await?)

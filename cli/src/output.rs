@@ -3,13 +3,17 @@
 use std::io::Write;
 
 use anyhow::Result;
+use promptseal::context::collection::CollectionId;
 use promptseal::leak::{Finding, LeakPolicy};
+use promptseal::store::context::{CollectionSummary, DocumentSummary};
 use promptseal::store::templates::TemplateSummary;
 use promptseal::store::usage::UsageRecord;
 use promptseal::template::{TemplateText, VersionMeta};
 use promptseal::tenant::{ExportDestination, Tenant};
 use serde::Serialize;
 use serde_json::json;
+
+use crate::context::Ingested;
 
 pub struct Output {
     pub json: bool,
@@ -58,6 +62,95 @@ impl Output {
                 v.template_id, v.version
             );
         }
+        Ok(())
+    }
+
+    pub fn ingested(&self, collection: &CollectionId, done: &[Ingested]) -> Result<()> {
+        if self.json {
+            return self.print_json(&json!({
+                "collection": collection.path(),
+                "documents": done,
+            }));
+        }
+        let rows = done.iter().map(|d| {
+            vec![
+                d.name.clone(),
+                d.status.to_owned(),
+                d.chunks.to_string(),
+                d.generation.to_string(),
+            ]
+        });
+        println!("{}", collection.path());
+        table(&["DOCUMENT", "STATUS", "CHUNKS", "GENERATION"], rows);
+        Ok(())
+    }
+
+    pub fn collections(&self, collections: &[CollectionSummary]) -> Result<()> {
+        if self.json {
+            return self.print_json(&collections);
+        }
+        let rows = collections.iter().map(|c| {
+            vec![
+                c.owner.to_owned(),
+                c.tenant.clone().unwrap_or_else(|| "-".into()),
+                c.collection.clone(),
+                c.documents.to_string(),
+                c.chunks.to_string(),
+                format!("{} ({})", c.model, c.dimensions),
+                c.updated_at.clone(),
+            ]
+        });
+        table(
+            &[
+                "OWNER",
+                "TENANT",
+                "COLLECTION",
+                "DOCUMENTS",
+                "CHUNKS",
+                "MODEL",
+                "UPDATED",
+            ],
+            rows,
+        );
+        Ok(())
+    }
+
+    pub fn collection(
+        &self,
+        summary: &CollectionSummary,
+        documents: &[DocumentSummary],
+    ) -> Result<()> {
+        if self.json {
+            return self.print_json(&json!({ "collection": summary, "documents": documents }));
+        }
+        println!(
+            "{} {}{}: {} chunks in {} document(s), {} ({} dimensions), version {}, updated {}",
+            summary.owner,
+            summary
+                .tenant
+                .as_deref()
+                .map_or(String::new(), |t| format!("{t} ")),
+            summary.collection,
+            summary.chunks,
+            summary.documents,
+            summary.model,
+            summary.dimensions,
+            summary.version,
+            summary.updated_at,
+        );
+        let rows = documents.iter().map(|d| {
+            vec![
+                d.name.clone(),
+                d.chunks.to_string(),
+                d.bytes.to_string(),
+                d.generation.to_string(),
+                d.ingested_at.clone(),
+            ]
+        });
+        table(
+            &["DOCUMENT", "CHUNKS", "BYTES", "GENERATION", "INGESTED"],
+            rows,
+        );
         Ok(())
     }
 

@@ -15,7 +15,8 @@ use promptseal::store::sealed::SealedTables;
 use serde_yaml_ng::Value;
 
 use crate::{
-    ACCESS_KEY, LocalStack, REGION, SECRET_KEY, endpoint_from_env, reference, unique_name,
+    ACCESS_KEY, ACCOUNT_ID, LocalStack, REGION, SECRET_KEY, endpoint_from_env, reference,
+    unique_name,
 };
 
 impl LocalStack {
@@ -49,6 +50,8 @@ pub struct Resources {
     pub tables: BTreeMap<String, String>,
     /// Key logical id → alias name (`alias/...`), for keys that template.yaml gives an alias.
     pub key_aliases: BTreeMap<String, String>,
+    /// Bucket logical id → bucket name.
+    pub buckets: BTreeMap<String, String>,
 }
 
 impl Resources {
@@ -56,6 +59,12 @@ impl Resources {
         self.tables
             .get(logical_id)
             .unwrap_or_else(|| panic!("template.yaml declares no table {logical_id}"))
+    }
+
+    pub fn bucket(&self, logical_id: &str) -> &str {
+        self.buckets
+            .get(logical_id)
+            .unwrap_or_else(|| panic!("template.yaml declares no bucket {logical_id}"))
     }
 
     pub fn key_alias(&self, logical_id: &str) -> &str {
@@ -75,11 +84,13 @@ impl Resources {
     }
 
     /// The configuration variables the functions and the CLI read, named after the logical ids:
-    /// `TemplatesTable` → `TEMPLATES_TABLE`, `TemplateKey` → `TEMPLATE_KEY_ID`.
+    /// `TemplatesTable` → `TEMPLATES_TABLE`, `VectorBucket` → `VECTOR_BUCKET`, `TemplateKey` →
+    /// `TEMPLATE_KEY_ID`.
     pub fn env(&self) -> Vec<(String, String)> {
         let tables = self
             .tables
             .iter()
+            .chain(&self.buckets)
             .map(|(id, name)| (screaming_snake(id), name.clone()));
         let keys = self
             .key_aliases
@@ -100,8 +111,8 @@ fn screaming_snake(camel: &str) -> String {
     out
 }
 
-/// Creates template.yaml's DynamoDB tables and KMS keys (with their aliases) in the emulator, named
-/// for a stack called `stack_name`.
+/// Creates template.yaml's DynamoDB tables, S3 buckets and KMS keys (with their aliases) in the
+/// emulator, named for a stack called `stack_name`.
 pub async fn provision(config: &SdkConfig, template: &Path, stack_name: &str) -> Result<Resources> {
     let text = std::fs::read_to_string(template)
         .with_context(|| format!("reading {}", template.display()))?;
@@ -133,6 +144,17 @@ pub async fn provision(config: &SdkConfig, template: &Path, stack_name: &str) ->
             .await
             .with_context(|| format!("creating table {name}"))?;
         out.tables.insert(id, name);
+    }
+    let s3 = aws_sdk_s3::Client::new(config);
+    for (id, props) in of_type("AWS::S3::Bucket") {
+        let name = substitute(&props["BucketName"], stack_name)
+            .with_context(|| format!("{id}: BucketName"))?;
+        s3.create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .with_context(|| format!("creating bucket {name}"))?;
+        out.buckets.insert(id, name);
     }
     for (id, props) in of_type("AWS::KMS::Key") {
         let description = props["Description"].as_str().unwrap_or(&id).to_owned();
@@ -236,16 +258,20 @@ fn field<'a>(v: &'a Value, name: &str) -> Result<&'a str> {
     v[name].as_str().with_context(|| format!("missing {name}"))
 }
 
-/// `!Sub "...${AWS::StackName}..."` (or a plain string) with the stack name filled in.
+/// `!Sub "...${AWS::StackName}..."` (or a plain string) with the stack name, the emulator's
+/// account and its region filled in.
 fn substitute(v: &Value, stack_name: &str) -> Result<String> {
     let raw = match v {
         Value::String(s) => s.as_str(),
         Value::Tagged(t) if t.tag == "Sub" => t.value.as_str().context("!Sub takes a string")?,
         other => bail!("unsupported value {other:?}"),
     };
-    let out = raw.replace("${AWS::StackName}", stack_name);
+    let out = raw
+        .replace("${AWS::StackName}", stack_name)
+        .replace("${AWS::AccountId}", ACCOUNT_ID)
+        .replace("${AWS::Region}", REGION);
     if out.contains("${") {
-        bail!("only ${{AWS::StackName}} can be substituted locally: {raw}");
+        bail!("only the stack name, account and region can be substituted locally: {raw}");
     }
     Ok(out)
 }
@@ -272,21 +298,30 @@ mod tests {
             stack_name: "s".into(),
             tables: [("UsageTable".to_owned(), "s-usage".to_owned())].into(),
             key_aliases: [("TemplateKey".to_owned(), "alias/s-templates".to_owned())].into(),
+            buckets: [("VectorBucket".to_owned(), "s-vectors".to_owned())].into(),
         };
         assert_eq!(
             r.env(),
             vec![
                 ("USAGE_TABLE".to_owned(), "s-usage".to_owned()),
+                ("VECTOR_BUCKET".to_owned(), "s-vectors".to_owned()),
                 ("TEMPLATE_KEY_ID".to_owned(), "alias/s-templates".to_owned()),
             ]
         );
     }
 
     #[test]
-    fn only_the_stack_name_is_substituted() {
+    fn only_the_stack_account_and_region_are_substituted() {
         let sub: Value = serde_yaml_ng::from_str("!Sub \"${AWS::StackName}-t\"").unwrap();
         assert_eq!(substitute(&sub, "demo").unwrap(), "demo-t");
-        let other: Value = serde_yaml_ng::from_str("!Sub \"${AWS::Region}-t\"").unwrap();
+        let bucket: Value =
+            serde_yaml_ng::from_str("!Sub \"${AWS::StackName}-${AWS::AccountId}-${AWS::Region}\"")
+                .unwrap();
+        assert_eq!(
+            substitute(&bucket, "demo").unwrap(),
+            format!("demo-{ACCOUNT_ID}-{REGION}")
+        );
+        let other: Value = serde_yaml_ng::from_str("!Sub \"${AWS::Partition}-t\"").unwrap();
         assert!(substitute(&other, "demo").is_err());
     }
 }

@@ -44,6 +44,18 @@ impl EncryptionContext {
         ]))
     }
 
+    /// The identity of one part of an object whose parts share a data key (the chunks of one
+    /// document): the key's context and the part's own fields, so a part opens only in its place.
+    pub fn with(mut self, field: &'static str, value: impl Into<String>) -> Self {
+        self.0.insert(field, value.into());
+        self
+    }
+
+    /// A context of `purpose` alone, to be narrowed with [`Self::with`].
+    pub fn purpose(purpose: &'static str) -> Self {
+        Self(BTreeMap::from([("purpose", purpose.to_owned())]))
+    }
+
     fn associated_data(&self) -> Vec<u8> {
         serde_json::to_vec(&self.0).expect("a map of strings always serialises")
     }
@@ -234,6 +246,23 @@ impl CachePolicy {
     }
 }
 
+/// One data key, unwrapped, for sealing the parts of one object; wiped when dropped.
+pub struct PartSealer {
+    key: DataKey,
+    wrapped_key: Vec<u8>,
+}
+
+impl PartSealer {
+    /// Seals one part under the data key, bound to `ctx` (the key's context and the part's own
+    /// fields; the same context opens it).
+    pub fn seal(&self, plaintext: &[u8], ctx: &EncryptionContext) -> Sealed {
+        Sealed {
+            ciphertext: encrypt(&self.key, plaintext, ctx),
+            wrapped_key: self.wrapped_key.clone(),
+        }
+    }
+}
+
 /// Seals and opens objects with KMS data keys under one KMS key.
 pub struct Envelope {
     kms: aws_sdk_kms::Client,
@@ -258,6 +287,12 @@ impl Envelope {
         plaintext: &[u8],
         ctx: &EncryptionContext,
     ) -> Result<Sealed, EnvelopeError> {
+        Ok(self.data_key(ctx).await?.seal(plaintext, ctx))
+    }
+
+    /// A new data key bound to `ctx` in KMS, for sealing the parts of one object (each part's
+    /// context extends `ctx`) with one KMS call.
+    pub async fn data_key(&self, ctx: &EncryptionContext) -> Result<PartSealer, EnvelopeError> {
         let out = self
             .kms
             .generate_data_key()
@@ -275,10 +310,7 @@ impl Envelope {
             .ciphertext_blob()
             .map(|b| b.as_ref().to_vec())
             .ok_or(EnvelopeError::MalformedDataKey)?;
-        Ok(Sealed {
-            ciphertext: encrypt(&key, plaintext, ctx),
-            wrapped_key,
-        })
+        Ok(PartSealer { key, wrapped_key })
     }
 
     /// Decrypts a sealed object, unwrapping its data key through the cache.
@@ -287,25 +319,36 @@ impl Envelope {
         sealed: &Sealed,
         ctx: &EncryptionContext,
     ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+        self.open_part(sealed, ctx, ctx).await
+    }
+
+    /// Decrypts one part sealed by a [`PartSealer`]: its data key unwrapped under `key_ctx`
+    /// (through the cache), the part opened under `part_ctx`.
+    pub async fn open_part(
+        &self,
+        sealed: &Sealed,
+        key_ctx: &EncryptionContext,
+        part_ctx: &EncryptionContext,
+    ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
         let cached = self.cache.lock().expect("key cache lock poisoned").get(
             &sealed.wrapped_key,
-            ctx,
+            key_ctx,
             Instant::now(),
         );
         let key = match cached {
             Some(key) => key,
             None => {
-                let key = self.unwrap_key(&sealed.wrapped_key, ctx).await?;
+                let key = self.unwrap_key(&sealed.wrapped_key, key_ctx).await?;
                 self.cache.lock().expect("key cache lock poisoned").insert(
                     &sealed.wrapped_key,
-                    ctx,
+                    key_ctx,
                     key.clone(),
                     Instant::now(),
                 );
                 key
             }
         };
-        decrypt(&key, &sealed.ciphertext, ctx)
+        decrypt(&key, &sealed.ciphertext, part_ctx)
     }
 
     /// How many times this envelope has asked KMS to unwrap a key (cache misses).

@@ -57,14 +57,17 @@ impl DocumentError {
     }
 }
 
+/// Whether `path` names a file type that is read (by its extension).
+pub fn is_supported(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// Reads the document at `path`.
 pub fn read(path: &Path) -> Result<Document, DocumentError> {
     let shown = path.display().to_string();
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    if !extension.is_some_and(|e| EXTENSIONS.contains(&e.as_str())) {
+    if !is_supported(path) {
         return Err(DocumentError::UnsupportedType { path: shown });
     }
     let unreadable = |source| DocumentError::Unreadable {

@@ -3,6 +3,7 @@
 //! chunks, how text becomes vectors, and how the vectors nearest a query are found.
 
 pub mod chunk;
+pub mod collection;
 pub mod document;
 pub mod embed;
 pub mod search;

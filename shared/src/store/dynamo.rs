@@ -59,6 +59,27 @@ pub async fn query_all(
         .map_err(|e| DynamoError::new("Query", e))
 }
 
+/// Runs a write transaction: `Ok(false)` when a condition cancelled it (someone else's change
+/// came first), any other failure an error.
+pub async fn transact(
+    ddb: &aws_sdk_dynamodb::Client,
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+) -> Result<bool, DynamoError> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match ddb
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) => match e.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
+            _ => Err(DynamoError::new("TransactWriteItems", e)),
+        },
+    }
+}
+
 pub fn string(item: &Item, name: &'static str) -> Result<String, MalformedItem> {
     item.get(name)
         .and_then(|v| v.as_s().ok())

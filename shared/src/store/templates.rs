@@ -2,7 +2,6 @@
 //! own data key, settings in the clear) and one head item per template (latest and active version).
 //! Every write is one conditional transaction, so no partial or duplicate version is left behind.
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -204,20 +203,9 @@ impl TemplateStore {
         id: &str,
         items: Vec<TransactWriteItem>,
     ) -> Result<(), TemplateStoreError> {
-        match self
-            .ddb
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(_)) => {
-                    Err(TemplateStoreError::Conflict(id.to_owned()))
-                }
-                _ => Err(DynamoError::new("TransactWriteItems", e).into()),
-            },
+        match dynamo::transact(&self.ddb, items).await? {
+            true => Ok(()),
+            false => Err(TemplateStoreError::Conflict(id.to_owned())),
         }
     }
 

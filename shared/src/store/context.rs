@@ -1,0 +1,944 @@
+//! The context store: collections of sealed chunks in DynamoDB and their sealed vectors in S3.
+//!
+//! One partition per collection (`isv/NAME` or `tenant/ID/NAME`) holds a `meta` item (the
+//! embedding model, a version that every change raises, and each document's committed
+//! generation), one `doc/NAME` item per document, and one `chunk/ID` item per chunk (its text
+//! sealed under the context key, bound to owner, collection, document generation and index). A
+//! document generation's vectors are one S3 object, sealed under the vector key.
+//!
+//! A document is ingested as a new generation: chunks and vectors are written first, invisible,
+//! and one transaction then makes the generation the document's (the `doc` item) and the
+//! collection's (the `meta` item). An interrupted ingestion leaves only an uncommitted
+//! generation, which the next ingestion of that document removes; the generation it replaced is
+//! removed once the new one is committed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::context::chunk::Chunk;
+use crate::context::collection::{
+    ChunkId, CollectionId, DocumentGeneration, DocumentKey, MalformedSegment, Owner,
+    decode_segment, encode_segment,
+};
+use crate::context::embed::EmbeddingModel;
+use crate::context::search::{IndexError, VectorIndex};
+use crate::envelope::{Envelope, EnvelopeError, Sealed};
+use crate::leak::{Fingerprints, LeakSettings};
+use crate::store::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
+
+const META: &str = "meta";
+const DOC_PREFIX: &str = "doc/";
+const CHUNK_PREFIX: &str = "chunk/";
+/// DynamoDB's limits: items per BatchWriteItem and keys per BatchGetItem.
+const WRITE_BATCH: usize = 25;
+const GET_BATCH: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextStoreError {
+    #[error("collection {0} not found")]
+    CollectionNotFound(String),
+    #[error("collection {collection} has no document {name:?}")]
+    DocumentNotFound { collection: String, name: String },
+    #[error("collection {collection} is embedded with {stored}; it cannot take vectors of {asked}")]
+    ModelMismatch {
+        collection: String,
+        stored: String,
+        asked: String,
+    },
+    #[error("document {name:?} was changed by someone else at the same time; try again")]
+    Conflict { name: String },
+    #[error("a document with no chunks cannot be stored")]
+    NoChunks,
+    #[error(transparent)]
+    Dynamo(#[from] DynamoError),
+    #[error("S3 {operation} failed")]
+    S3 {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Malformed(#[from] MalformedItem),
+    #[error(transparent)]
+    Segment(#[from] MalformedSegment),
+    #[error("stored vectors do not form an index: {0}")]
+    Index(#[from] IndexError),
+}
+
+impl ContextStoreError {
+    /// A stable code for scripts and API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::CollectionNotFound(_) => "collection_not_found",
+            Self::DocumentNotFound { .. } => "document_not_found",
+            Self::ModelMismatch { .. } => "model_mismatch",
+            Self::Conflict { .. } => "conflict",
+            Self::NoChunks => "empty",
+            Self::Dynamo(_) | Self::S3 { .. } => "store_unavailable",
+            Self::Envelope(EnvelopeError::Integrity) => "sealed_data_invalid",
+            Self::Envelope(_) => "key_unavailable",
+            Self::Malformed(_) | Self::Segment(_) | Self::Index(_) => "store_corrupt",
+        }
+    }
+
+    fn s3(operation: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::S3 {
+            operation,
+            source: Box::new(e),
+        }
+    }
+}
+
+/// A collection as `context list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CollectionSummary {
+    pub owner: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub collection: String,
+    pub model: String,
+    pub dimensions: u32,
+    /// Raised by every change: a warm reader reloads when it moves.
+    pub version: u64,
+    pub documents: usize,
+    pub chunks: u64,
+    pub updated_at: String,
+}
+
+/// One document of a collection, as `context show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentSummary {
+    pub name: String,
+    pub document: String,
+    pub generation: u32,
+    pub chunks: u32,
+    pub bytes: u64,
+    /// Of the file's bytes, lowercase hex: an unchanged file is not ingested again.
+    pub sha256: String,
+    pub ingested_at: String,
+}
+
+/// A collection's committed state: its model and each document's generation and chunk count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionState {
+    pub model: String,
+    pub dimensions: u32,
+    pub version: u64,
+    pub documents: BTreeMap<DocumentKey, (u32, u32)>,
+    pub updated_at: String,
+}
+
+impl CollectionState {
+    /// Refuses vectors of a model (or size) other than the collection's: one collection, one
+    /// embedding space.
+    pub fn accepts(
+        &self,
+        collection: &CollectionId,
+        model: &EmbeddingModel,
+    ) -> Result<(), ContextStoreError> {
+        if self.model == model.model_id() && self.dimensions == model.dimensions() {
+            return Ok(());
+        }
+        Err(ContextStoreError::ModelMismatch {
+            collection: collection.path(),
+            stored: format!("{} ({} dimensions)", self.model, self.dimensions),
+            asked: format!("{} ({} dimensions)", model.model_id(), model.dimensions()),
+        })
+    }
+
+    /// Whether `doc` is the generation the collection lists (a document whose commit was cut
+    /// short, or whose collection was deleted halfway, is not).
+    pub fn lists(&self, doc: &DocumentSummary) -> bool {
+        doc.document
+            .parse()
+            .is_ok_and(|key| self.documents.get(&key).map(|&(g, _)| g) == Some(doc.generation))
+    }
+}
+
+/// The plaintext of one chunk as sealed: its heading trail and its text.
+#[derive(Serialize, Deserialize)]
+pub struct ChunkText {
+    pub section: String,
+    pub text: String,
+}
+
+impl std::fmt::Debug for ChunkText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkText")
+            .field("chars", &self.text.chars().count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A collection's vectors, loaded: the index and, position for position, the chunk ids.
+#[derive(Debug)]
+pub struct LoadedCollection {
+    pub version: u64,
+    pub chunks: Vec<ChunkId>,
+    pub index: VectorIndex,
+}
+
+/// The keys a document is sealed under while it is ingested.
+pub struct IngestKeys<'a> {
+    pub text: &'a Envelope,
+    pub vectors: &'a Envelope,
+    /// Seals the fingerprints of ISV documents, for the leak guard.
+    pub fingerprints: &'a Envelope,
+}
+
+/// A document to store: its name in the collection, the hash and size of its file, its chunks
+/// and their vectors (same order).
+pub struct NewDocument<'a> {
+    pub name: &'a str,
+    pub sha256: &'a str,
+    pub bytes: u64,
+    pub chunks: &'a [Chunk],
+    pub vectors: &'a [Vec<f32>],
+}
+
+/// The context table and the vector bucket. Which calls succeed is up to the caller's role:
+/// the CLI writes, retrieve-context reads vectors and sealed chunks, invoke opens chunks.
+#[derive(Clone)]
+pub struct ContextStore {
+    ddb: aws_sdk_dynamodb::Client,
+    table: String,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+fn chunk_sk(id: &ChunkId) -> String {
+    format!("{CHUNK_PREFIX}{id}")
+}
+
+fn key(collection: &CollectionId, sk: String) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), s(collection.path())),
+        ("sk".to_owned(), s(sk)),
+    ])
+}
+
+/// A sealed object in one S3 body: the wrapped key's length (u16 LE), the wrapped key, the
+/// ciphertext.
+fn sealed_body(sealed: &Sealed) -> Vec<u8> {
+    let len = u16::try_from(sealed.wrapped_key.len()).expect("a wrapped data key is small");
+    let mut out = Vec::with_capacity(2 + sealed.wrapped_key.len() + sealed.ciphertext.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&sealed.wrapped_key);
+    out.extend_from_slice(&sealed.ciphertext);
+    out
+}
+
+fn read_sealed_body(body: &[u8]) -> Result<Sealed, MalformedSegment> {
+    let (len, rest) = body.split_at_checked(2).ok_or(MalformedSegment)?;
+    let len = u16::from_le_bytes([len[0], len[1]]) as usize;
+    let (wrapped_key, ciphertext) = rest.split_at_checked(len).ok_or(MalformedSegment)?;
+    Ok(Sealed {
+        ciphertext: ciphertext.to_vec(),
+        wrapped_key: wrapped_key.to_vec(),
+    })
+}
+
+impl ContextStore {
+    pub fn new(
+        ddb: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        s3: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+    ) -> Self {
+        Self {
+            ddb,
+            table: table.into(),
+            s3,
+            bucket: bucket.into(),
+        }
+    }
+
+    fn segment_key(collection: &CollectionId, doc: &DocumentGeneration) -> String {
+        format!("{}/{}.{}", collection.path(), doc.document, doc.generation)
+    }
+
+    /// The collection's committed state, or `None` if it has none.
+    pub async fn state(
+        &self,
+        collection: &CollectionId,
+    ) -> Result<Option<CollectionState>, ContextStoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(collection, META.to_owned())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("GetItem", e))?;
+        out.item.as_ref().map(read_state).transpose()
+    }
+
+    /// Every collection, the ISV's and every tenant's.
+    pub async fn list(&self) -> Result<Vec<CollectionSummary>, ContextStoreError> {
+        let items = dynamo::scan_all(
+            self.ddb
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :meta")
+                .expression_attribute_values(":meta", s(META)),
+        )
+        .await?;
+        let mut out = items
+            .iter()
+            .map(|item| {
+                let collection = collection_of(item)?;
+                Ok(summary(&collection, &read_state(item)?))
+            })
+            .collect::<Result<Vec<_>, ContextStoreError>>()?;
+        out.sort_by(|a, b| {
+            (a.owner, &a.tenant, &a.collection).cmp(&(b.owner, &b.tenant, &b.collection))
+        });
+        Ok(out)
+    }
+
+    /// A collection's summary and its documents, by name.
+    pub async fn show(
+        &self,
+        collection: &CollectionId,
+    ) -> Result<(CollectionSummary, Vec<DocumentSummary>), ContextStoreError> {
+        let state = self
+            .state(collection)
+            .await?
+            .ok_or_else(|| ContextStoreError::CollectionNotFound(collection.path()))?;
+        let items = self.partition(collection, DOC_PREFIX).await?;
+        let documents = items
+            .iter()
+            .map(read_document)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((summary(collection, &state), documents))
+    }
+
+    /// One document's summary, if the collection has it.
+    pub async fn document(
+        &self,
+        collection: &CollectionId,
+        name: &str,
+    ) -> Result<Option<DocumentSummary>, ContextStoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(collection, format!("{DOC_PREFIX}{name}"))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("GetItem", e))?;
+        Ok(out.item.as_ref().map(read_document).transpose()?)
+    }
+
+    async fn partition(
+        &self,
+        collection: &CollectionId,
+        prefix: &str,
+    ) -> Result<Vec<Item>, ContextStoreError> {
+        Ok(dynamo::query_all(
+            self.ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(collection.path()))
+                .expression_attribute_values(":prefix", s(prefix))
+                .consistent_read(true),
+        )
+        .await?)
+    }
+
+    /// Stores a document as its next generation and commits it (see the module's notes). The
+    /// chunk texts are sealed under one data key of `keys.text`, the vectors under one of
+    /// `keys.vectors`; an ISV document's fingerprints are sealed beside it.
+    pub async fn put_document(
+        &self,
+        collection: &CollectionId,
+        model: &EmbeddingModel,
+        doc: NewDocument<'_>,
+        keys: IngestKeys<'_>,
+    ) -> Result<DocumentSummary, ContextStoreError> {
+        if doc.chunks.is_empty() {
+            return Err(ContextStoreError::NoChunks);
+        }
+        assert_eq!(doc.chunks.len(), doc.vectors.len(), "one vector per chunk");
+        if let Some(state) = self.state(collection).await? {
+            state.accepts(collection, model)?;
+        }
+        let previous = self.document(collection, doc.name).await?;
+        let generation = DocumentGeneration {
+            document: match &previous {
+                Some(p) => p.document.parse().map_err(|()| MalformedItem("document"))?,
+                None => DocumentKey::random(),
+            },
+            generation: previous.as_ref().map_or(1, |p| p.generation + 1),
+        };
+        // What an interrupted ingestion of this document left behind.
+        self.remove_generations(collection, generation.document, |g| {
+            Some(g) != previous.as_ref().map(|p| p.generation)
+        })
+        .await?;
+
+        let count = u32::try_from(doc.chunks.len()).expect("a document has fewer than 2^32 chunks");
+        self.write_chunks(collection, generation, doc.chunks, keys.text)
+            .await?;
+        let vectors = keys
+            .vectors
+            .seal(
+                &encode_segment(model.dimensions(), doc.vectors),
+                &collection.vector_context(&generation),
+            )
+            .await?;
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(Self::segment_key(collection, &generation))
+            .body(ByteStream::from(sealed_body(&vectors)))
+            .send()
+            .await
+            .map_err(|e| ContextStoreError::s3("PutObject", e))?;
+
+        let now = dynamo::now_rfc3339();
+        let mut doc_item = key(collection, format!("{DOC_PREFIX}{}", doc.name));
+        doc_item.extend([
+            ("name".to_owned(), s(doc.name)),
+            ("document".to_owned(), s(generation.document.to_string())),
+            ("generation".to_owned(), n(generation.generation)),
+            ("chunks".to_owned(), n(count)),
+            ("bytes".to_owned(), n(doc.bytes)),
+            ("sha256".to_owned(), s(doc.sha256)),
+            ("ingested_at".to_owned(), s(&now)),
+        ]);
+        if collection.owner == Owner::Isv {
+            let fingerprints = Fingerprints::of_template(
+                doc.chunks.iter().map(|c| c.text.as_str()),
+                LeakSettings::default(),
+                crate::random_bytes(),
+            );
+            let sealed = keys
+                .fingerprints
+                .seal(
+                    &fingerprints.to_bytes(),
+                    &collection.fingerprint_context(&generation),
+                )
+                .await?;
+            doc_item.extend(
+                dynamo::sealed_attributes(&sealed).map(|(name, v)| (format!("fp_{name}"), v)),
+            );
+        }
+        self.commit(
+            collection, model, doc.name, &previous, doc_item, generation, count, &now,
+        )
+        .await?;
+        if let Some(previous) = &previous {
+            // Replaced: readers move to the new generation as they see the version change.
+            self.remove_generations(collection, generation.document, |g| {
+                g == previous.generation
+            })
+            .await?;
+        }
+        self.document(collection, doc.name)
+            .await?
+            .ok_or_else(|| ContextStoreError::Conflict {
+                name: doc.name.to_owned(),
+            })
+    }
+
+    async fn write_chunks(
+        &self,
+        collection: &CollectionId,
+        generation: DocumentGeneration,
+        chunks: &[Chunk],
+        text: &Envelope,
+    ) -> Result<(), ContextStoreError> {
+        let sealer = text.data_key(&collection.text_context(&generation)).await?;
+        let requests = chunks.iter().enumerate().map(|(i, chunk)| {
+            let id = ChunkId {
+                document: generation,
+                index: i as u32,
+            };
+            let plaintext = Zeroizing::new(
+                serde_json::to_vec(&ChunkText {
+                    section: chunk.section.clone(),
+                    text: chunk.text.clone(),
+                })
+                .expect("strings always serialise"),
+            );
+            let sealed = sealer.seal(&plaintext, &collection.chunk_context(&id));
+            let mut item = key(collection, chunk_sk(&id));
+            item.extend(dynamo::sealed_attributes(&sealed).map(|(k, v)| (k.to_owned(), v)));
+            WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .expect("item set"),
+                )
+                .build()
+        });
+        self.batch_write(requests.collect()).await
+    }
+
+    /// Writes (or deletes) items 25 at a time, sending again what DynamoDB left unprocessed.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), ContextStoreError> {
+        for batch in requests.chunks(WRITE_BATCH) {
+            let mut pending = batch.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let out = self
+                    .ddb
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| DynamoError::new("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                attempt += 1;
+                if !pending.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6)))
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a stored generation the document's and the collection's.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        collection: &CollectionId,
+        model: &EmbeddingModel,
+        name: &str,
+        previous: &Option<DocumentSummary>,
+        doc_item: Item,
+        generation: DocumentGeneration,
+        chunks: u32,
+        now: &str,
+    ) -> Result<(), ContextStoreError> {
+        let doc_put = match previous {
+            None => Put::builder().condition_expression("attribute_not_exists(pk)"),
+            Some(p) => Put::builder()
+                .condition_expression("generation = :previous")
+                .expression_attribute_values(":previous", n(p.generation)),
+        }
+        .table_name(&self.table)
+        .set_item(Some(doc_item))
+        .build()
+        .expect("table and item set");
+        let entry = AttributeValue::M(HashMap::from([
+            ("generation".to_owned(), n(generation.generation)),
+            ("chunks".to_owned(), n(chunks)),
+        ]));
+        // The first document creates the meta item (its model and an empty map): DynamoDB cannot
+        // create a map and set a key inside it in one expression. Idempotent; no version moves.
+        self.ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(collection, META.to_owned())))
+            .update_expression(
+                "SET documents = if_not_exists(documents, :empty), model = :model, \
+                 dimensions = :dims, updated_at = if_not_exists(updated_at, :now), \
+                 version = if_not_exists(version, :zero)",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR (model = :model AND dimensions = :dims)",
+            )
+            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
+            .expression_attribute_values(":model", s(model.model_id()))
+            .expression_attribute_values(":dims", n(model.dimensions()))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => {
+                    ContextStoreError::ModelMismatch {
+                        collection: collection.path(),
+                        stored: "another model".to_owned(),
+                        asked: format!("{} ({} dimensions)", model.model_id(), model.dimensions()),
+                    }
+                }
+                _ => DynamoError::new("UpdateItem", e).into(),
+            })?;
+        // The commit: the document names its new generation (unless someone else changed it
+        // since it was read) and the collection lists it, its version raised, in one transaction.
+        let list = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(collection, META.to_owned())))
+            .update_expression("SET documents.#doc = :entry, updated_at = :now ADD version :one")
+            .condition_expression("model = :model AND dimensions = :dims")
+            .expression_attribute_names("#doc", generation.document.to_string())
+            .expression_attribute_values(":entry", entry)
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":model", s(model.model_id()))
+            .expression_attribute_values(":dims", n(model.dimensions()))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .expect("table, key and expression set");
+        self.transact(
+            name,
+            vec![
+                TransactWriteItem::builder().put(doc_put).build(),
+                TransactWriteItem::builder().update(list).build(),
+            ],
+        )
+        .await
+    }
+
+    async fn transact(
+        &self,
+        name: &str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), ContextStoreError> {
+        match dynamo::transact(&self.ddb, items).await? {
+            true => Ok(()),
+            false => Err(ContextStoreError::Conflict {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Deletes the chunk items and vector segments of `document`'s generations that `which`
+    /// picks.
+    async fn remove_generations(
+        &self,
+        collection: &CollectionId,
+        document: DocumentKey,
+        which: impl Fn(u32) -> bool,
+    ) -> Result<(), ContextStoreError> {
+        let chunks = self
+            .partition(collection, &format!("{CHUNK_PREFIX}{document}."))
+            .await?;
+        let mut generations = Vec::new();
+        let mut deletes = Vec::new();
+        for item in chunks {
+            let sk = dynamo::string(&item, "sk")?;
+            let id: ChunkId = sk[CHUNK_PREFIX.len()..]
+                .parse()
+                .map_err(|()| MalformedItem("sk"))?;
+            if !which(id.document.generation) {
+                continue;
+            }
+            if !generations.contains(&id.document) {
+                generations.push(id.document);
+            }
+            deletes.push(
+                WriteRequest::builder()
+                    .delete_request(
+                        DeleteRequest::builder()
+                            .set_key(Some(key(collection, sk)))
+                            .build()
+                            .expect("key set"),
+                    )
+                    .build(),
+            );
+        }
+        self.batch_write(deletes).await?;
+        // Segments are written after chunks: a generation with no chunk left may still have one.
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(format!("{}/{document}.", collection.path()))
+            .into_paginator()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| ContextStoreError::s3("ListObjectsV2", e))?;
+        for object in listed.iter().flat_map(|page| page.contents()) {
+            let Some(object_key) = object.key() else {
+                continue;
+            };
+            let generation = object_key
+                .rsplit_once('.')
+                .and_then(|(_, g)| g.parse().ok());
+            if generation.is_some_and(&which) {
+                self.s3
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(object_key)
+                    .send()
+                    .await
+                    .map_err(|e| ContextStoreError::s3("DeleteObject", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a document: first from the collection (readers stop finding it), then its
+    /// chunks and vectors.
+    pub async fn delete_document(
+        &self,
+        collection: &CollectionId,
+        name: &str,
+    ) -> Result<DocumentSummary, ContextStoreError> {
+        let doc = self.document(collection, name).await?.ok_or_else(|| {
+            ContextStoreError::DocumentNotFound {
+                collection: collection.path(),
+                name: name.to_owned(),
+            }
+        })?;
+        let document: DocumentKey = doc
+            .document
+            .parse()
+            .map_err(|()| MalformedItem("document"))?;
+        let delete_doc = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(collection, format!("{DOC_PREFIX}{name}"))))
+            .condition_expression("generation = :generation")
+            .expression_attribute_values(":generation", n(doc.generation))
+            .build()
+            .expect("table and key set");
+        let unlist = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(collection, META.to_owned())))
+            .update_expression("REMOVE documents.#doc SET updated_at = :now ADD version :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#doc", document.to_string())
+            .expression_attribute_values(":now", s(dynamo::now_rfc3339()))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .expect("table, key and expression set");
+        self.transact(
+            name,
+            vec![
+                TransactWriteItem::builder().delete(delete_doc).build(),
+                TransactWriteItem::builder().update(unlist).build(),
+            ],
+        )
+        .await?;
+        self.remove_generations(collection, document, |_| true)
+            .await?;
+        Ok(doc)
+    }
+
+    /// Removes a whole collection: its meta item first, then every document. Running it again
+    /// after an interruption finishes the job.
+    pub async fn delete_collection(
+        &self,
+        collection: &CollectionId,
+    ) -> Result<usize, ContextStoreError> {
+        let documents = self.partition(collection, DOC_PREFIX).await?;
+        if documents.is_empty() && self.state(collection).await?.is_none() {
+            return Err(ContextStoreError::CollectionNotFound(collection.path()));
+        }
+        self.ddb
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(collection, META.to_owned())))
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("DeleteItem", e))?;
+        for item in &documents {
+            let doc = read_document(item)?;
+            let document = doc
+                .document
+                .parse()
+                .map_err(|()| MalformedItem("document"))?;
+            self.ddb
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(collection, format!("{DOC_PREFIX}{}", doc.name))))
+                .send()
+                .await
+                .map_err(|e| DynamoError::new("DeleteItem", e))?;
+            self.remove_generations(collection, document, |_| true)
+                .await?;
+        }
+        Ok(documents.len())
+    }
+
+    /// Loads a collection's vectors: every committed document generation's segment, opened
+    /// under `vectors`, in one index. `None` if the collection does not exist.
+    pub async fn load(
+        &self,
+        collection: &CollectionId,
+        vectors: &Envelope,
+    ) -> Result<Option<LoadedCollection>, ContextStoreError> {
+        let Some(state) = self.state(collection).await? else {
+            return Ok(None);
+        };
+        let mut chunks = Vec::new();
+        let mut values = Vec::new();
+        for (&document, &(generation, count)) in &state.documents {
+            let generation = DocumentGeneration {
+                document,
+                generation,
+            };
+            let body = self
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(Self::segment_key(collection, &generation))
+                .send()
+                .await
+                .map_err(|e| ContextStoreError::s3("GetObject", e))?
+                .body
+                .collect()
+                .await
+                .map_err(|e| ContextStoreError::s3("GetObject", e))?
+                .into_bytes();
+            let sealed = read_sealed_body(&body)?;
+            let plain = vectors
+                .open(&sealed, &collection.vector_context(&generation))
+                .await?;
+            let (dimensions, segment) = decode_segment(&plain)?;
+            if dimensions != state.dimensions
+                || segment.len() != count as usize * dimensions as usize
+            {
+                return Err(MalformedSegment.into());
+            }
+            chunks.extend((0..count).map(|index| ChunkId {
+                document: generation,
+                index,
+            }));
+            values.extend(segment);
+        }
+        let index = VectorIndex::build(
+            state.dimensions as usize,
+            values.chunks_exact(state.dimensions as usize),
+        )?;
+        Ok(Some(LoadedCollection {
+            version: state.version,
+            chunks,
+            index,
+        }))
+    }
+
+    /// The sealed texts of some chunks of a collection, in the order asked (`None` for a chunk
+    /// that no longer exists).
+    pub async fn sealed_chunks(
+        &self,
+        collection: &CollectionId,
+        ids: &[ChunkId],
+    ) -> Result<Vec<Option<Sealed>>, ContextStoreError> {
+        let mut found: HashMap<String, Sealed> = HashMap::new();
+        for batch in ids.chunks(GET_BATCH) {
+            let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(
+                    batch
+                        .iter()
+                        .map(|id| key(collection, chunk_sk(id)))
+                        .collect(),
+                ))
+                .build()
+                .expect("keys set");
+            let mut pending = Some(HashMap::from([(self.table.clone(), keys)]));
+            while let Some(request) = pending.take().filter(|r| !r.is_empty()) {
+                let out = self
+                    .ddb
+                    .batch_get_item()
+                    .set_request_items(Some(request))
+                    .send()
+                    .await
+                    .map_err(|e| DynamoError::new("BatchGetItem", e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    found.insert(dynamo::string(&item, "sk")?, dynamo::sealed(&item)?);
+                }
+                pending = out.unprocessed_keys;
+            }
+        }
+        Ok(ids.iter().map(|id| found.remove(&chunk_sk(id))).collect())
+    }
+}
+
+/// Opens one chunk's text, sealed under `text` for `collection`: fails unless it was sealed for
+/// exactly this collection, owner, document generation and index.
+pub async fn open_chunk(
+    text: &Envelope,
+    collection: &CollectionId,
+    id: &ChunkId,
+    sealed: &Sealed,
+) -> Result<ChunkText, ContextStoreError> {
+    let plain = text
+        .open_part(
+            sealed,
+            &collection.text_context(&id.document),
+            &collection.chunk_context(id),
+        )
+        .await?;
+    serde_json::from_slice(&plain)
+        .map_err(|_| ContextStoreError::Envelope(EnvelopeError::Integrity))
+}
+
+fn collection_of(item: &Item) -> Result<CollectionId, MalformedItem> {
+    let pk = dynamo::string(item, "pk")?;
+    let parts: Vec<&str> = pk.split('/').collect();
+    let owner_name = match parts.as_slice() {
+        ["isv", name] => Some((Owner::Isv, *name)),
+        ["tenant", id, name] => Some((Owner::Tenant((*id).to_owned()), *name)),
+        _ => None,
+    };
+    owner_name
+        .and_then(|(owner, name)| CollectionId::new(owner, name).ok())
+        .ok_or(MalformedItem("pk"))
+}
+
+fn read_state(item: &Item) -> Result<CollectionState, ContextStoreError> {
+    let documents = item
+        .get("documents")
+        .and_then(|v| v.as_m().ok())
+        .ok_or(MalformedItem("documents"))?
+        .iter()
+        .map(|(doc, entry)| {
+            let entry = entry.as_m().map_err(|_| MalformedItem("documents"))?;
+            Ok((
+                doc.parse().map_err(|()| MalformedItem("documents"))?,
+                (
+                    dynamo::number(entry, "generation")?,
+                    dynamo::number(entry, "chunks")?,
+                ),
+            ))
+        })
+        .collect::<Result<_, MalformedItem>>()?;
+    Ok(CollectionState {
+        model: dynamo::string(item, "model")?,
+        dimensions: dynamo::number(item, "dimensions")?,
+        version: dynamo::number(item, "version")?,
+        documents,
+        updated_at: dynamo::string(item, "updated_at")?,
+    })
+}
+
+fn summary(collection: &CollectionId, state: &CollectionState) -> CollectionSummary {
+    CollectionSummary {
+        owner: collection.owner.kind(),
+        tenant: collection.owner.tenant().map(str::to_owned),
+        collection: collection.name.clone(),
+        model: state.model.clone(),
+        dimensions: state.dimensions,
+        version: state.version,
+        documents: state.documents.len(),
+        chunks: state.documents.values().map(|&(_, c)| u64::from(c)).sum(),
+        updated_at: state.updated_at.clone(),
+    }
+}
+
+fn read_document(item: &Item) -> Result<DocumentSummary, MalformedItem> {
+    Ok(DocumentSummary {
+        name: dynamo::string(item, "name")?,
+        document: dynamo::string(item, "document")?,
+        generation: dynamo::number(item, "generation")?,
+        chunks: dynamo::number(item, "chunks")?,
+        bytes: dynamo::number(item, "bytes")?,
+        sha256: dynamo::string(item, "sha256")?,
+        ingested_at: dynamo::string(item, "ingested_at")?,
+    })
+}

@@ -1,0 +1,277 @@
+//! The context store against the local stack: sealed chunks and vectors written, loaded into an
+//! index and searched; a chunk that opens only in its own place; an ingestion cut short between
+//! its writes and its commit, then done again, leaving no duplicate.
+
+use promptseal::context::chunk::{ChunkBudget, split};
+use promptseal::context::collection::{ChunkId, CollectionId, Owner};
+use promptseal::context::embed::{Embedder, EmbeddingModel, Purpose};
+use promptseal::envelope::{CachePolicy, Envelope, EnvelopeError};
+use promptseal::store::context::{
+    ContextStore, ContextStoreError, IngestKeys, NewDocument, open_chunk,
+};
+
+mod common;
+
+const HANDBOOK: &str = "# Billing\n\nInvoices are sent on the first business day of each month \
+by the ledger robot named QUILLFEATHER.\n\n# Accounts\n\nTo reset a forgotten password, open \
+Settings and choose Reset password.\n\n# Shipping\n\nOrders ship within two days; tracking \
+numbers arrive by email.\n";
+
+struct Fixture {
+    stack: common::Stack,
+    store: ContextStore,
+    kms: aws_sdk_kms::Client,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let stack = common::fresh_stack().await;
+        let store = ContextStore::new(
+            stack.ddb(),
+            stack.resources.table("ContextTable"),
+            aws_sdk_s3::Client::new(&stack.config),
+            stack.resources.bucket("VectorBucket"),
+        );
+        let kms = aws_sdk_kms::Client::new(&stack.config);
+        Self { stack, store, kms }
+    }
+
+    fn envelope(&self, key: &str) -> Envelope {
+        Envelope::new(self.kms.clone(), key, CachePolicy::default())
+    }
+
+    fn key(&self, logical_id: &str) -> Envelope {
+        self.envelope(self.stack.resources.key_alias(logical_id))
+    }
+
+    async fn put(
+        &self,
+        collection: &CollectionId,
+        name: &str,
+        text: &str,
+        vectors_key: &Envelope,
+    ) -> Result<u32, ContextStoreError> {
+        let model = EmbeddingModel::new("amazon.titan-embed-text-v2:0", Some(256)).unwrap();
+        let chunks = split(text, ChunkBudget::default());
+        let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+        let vectors = embedder(&model)
+            .await
+            .embed(&texts, Purpose::Document)
+            .await
+            .unwrap()
+            .vectors;
+        let stored = self
+            .store
+            .put_document(
+                collection,
+                &model,
+                NewDocument {
+                    name,
+                    sha256: "00",
+                    bytes: text.len() as u64,
+                    chunks: &chunks,
+                    vectors: &vectors,
+                },
+                IngestKeys {
+                    text: &self.key("ContextKey"),
+                    vectors: vectors_key,
+                    fingerprints: &self.key("FingerprintKey"),
+                },
+            )
+            .await?;
+        Ok(stored.generation)
+    }
+
+    /// The raw bytes of every stored item and object.
+    async fn raw(&self) -> Vec<u8> {
+        let items = self
+            .stack
+            .ddb()
+            .scan()
+            .table_name(self.stack.resources.table("ContextTable"))
+            .send()
+            .await
+            .unwrap();
+        let mut out = format!("{:?}", items.items()).into_bytes();
+        let s3 = aws_sdk_s3::Client::new(&self.stack.config);
+        let bucket = self.stack.resources.bucket("VectorBucket");
+        let listed = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+        for object in listed.contents() {
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(object.key().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap();
+            out.extend_from_slice(&body.into_bytes());
+        }
+        out
+    }
+
+    async fn chunk_items(&self) -> usize {
+        self.stack
+            .ddb()
+            .scan()
+            .table_name(self.stack.resources.table("ContextTable"))
+            .filter_expression("begins_with(sk, :c)")
+            .expression_attribute_values(
+                ":c",
+                aws_sdk_dynamodb::types::AttributeValue::S("chunk/".into()),
+            )
+            .send()
+            .await
+            .unwrap()
+            .items()
+            .len()
+    }
+}
+
+async fn embedder(model: &EmbeddingModel) -> Embedder {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Embedder::new(aws_sdk_bedrockruntime::Client::new(&config), model.clone())
+}
+
+#[tokio::test]
+async fn stored_chunks_are_found_by_their_vectors_and_open_only_in_their_place() {
+    let f = Fixture::new().await;
+    let kb = CollectionId::new(Owner::Isv, "kb").unwrap();
+    f.put(&kb, "handbook.md", HANDBOOK, &f.key("VectorKey"))
+        .await
+        .unwrap();
+
+    // Nothing stored holds the text in the clear.
+    let raw = f.raw().await;
+    for word in ["QUILLFEATHER", "Invoices are sent", "tracking"] {
+        assert!(
+            !raw.windows(word.len()).any(|w| w == word.as_bytes()),
+            "{word} stored in the clear"
+        );
+    }
+
+    // The vectors open under the vector key only, and find the chunk that answers.
+    assert!(matches!(
+        f.store.load(&kb, &f.key("ContextKey")).await,
+        Err(ContextStoreError::Envelope(_))
+    ));
+    let loaded = f
+        .store
+        .load(&kb, &f.key("VectorKey"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.chunks.len(), 3);
+    let model = EmbeddingModel::new("amazon.titan-embed-text-v2:0", Some(256)).unwrap();
+    let query = embedder(&model)
+        .await
+        .embed(&["when are invoices sent"], Purpose::Query)
+        .await
+        .unwrap();
+    let hits = loaded.index.search(&query.vectors[0], 1, 0.0);
+    let best = loaded.chunks[hits[0].index];
+    let sealed = f.store.sealed_chunks(&kb, &[best]).await.unwrap();
+    let sealed = sealed[0].clone().expect("the chunk exists");
+    let text = open_chunk(&f.key("ContextKey"), &kb, &best, &sealed)
+        .await
+        .unwrap();
+    assert_eq!(text.section, "Billing");
+    assert!(text.text.contains("QUILLFEATHER"));
+
+    // Moved to another chunk id, collection or owner, it does not open.
+    let other_index = ChunkId {
+        index: best.index + 1,
+        ..best
+    };
+    let elsewhere = [
+        (kb.clone(), other_index),
+        (CollectionId::new(Owner::Isv, "kb2").unwrap(), best),
+        (
+            CollectionId::new(Owner::Tenant("kb".into()), "kb").unwrap(),
+            best,
+        ),
+    ];
+    for (collection, id) in elsewhere {
+        let err = open_chunk(&f.key("ContextKey"), &collection, &id, &sealed)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ContextStoreError::Envelope(EnvelopeError::Integrity | EnvelopeError::Kms { .. })
+            ),
+            "{collection:?} {id}: {err:?}"
+        );
+    }
+    // Nor under the vector key, nor a chunk that does not exist.
+    assert!(
+        open_chunk(&f.key("VectorKey"), &kb, &best, &sealed)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        f.store
+            .sealed_chunks(&kb, &[other_index, ChunkId { index: 99, ..best }])
+            .await
+            .unwrap()
+            .iter()
+            .filter(|s| s.is_some())
+            .count(),
+        1,
+        "a chunk id that was never written finds nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again() {
+    let f = Fixture::new().await;
+    let kb = CollectionId::new(Owner::Tenant("acme".into()), "docs").unwrap();
+    f.put(&kb, "handbook.md", HANDBOOK, &f.key("VectorKey"))
+        .await
+        .unwrap();
+    let version = f.store.state(&kb).await.unwrap().unwrap().version;
+
+    // The new generation's chunks are written, then sealing its vectors fails: nothing commits.
+    let broken = f.envelope("alias/no-such-key");
+    let changed = HANDBOOK.replace("two days", "three days");
+    let err = f
+        .put(&kb, "handbook.md", &changed, &broken)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ContextStoreError::Envelope(_)), "{err:?}");
+    let state = f.store.state(&kb).await.unwrap().unwrap();
+    assert_eq!(state.version, version, "readers see no change");
+    assert_eq!(
+        f.chunk_items().await,
+        6,
+        "the cut-short generation's chunks are left over"
+    );
+    let loaded = f
+        .store
+        .load(&kb, &f.key("VectorKey"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(loaded.chunks.iter().all(|c| c.document.generation == 1));
+
+    // Done again: the leftovers and the replaced generation are gone, no chunk twice.
+    assert_eq!(
+        f.put(&kb, "handbook.md", &changed, &f.key("VectorKey"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(f.chunk_items().await, 3);
+    let loaded = f
+        .store
+        .load(&kb, &f.key("VectorKey"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.chunks.len(), 3);
+    assert!(loaded.chunks.iter().all(|c| c.document.generation == 2));
+    assert!(f.store.state(&kb).await.unwrap().unwrap().version > version);
+}
