@@ -2,13 +2,11 @@
 //! index and searched; a chunk that opens only in its own place; an ingestion cut short between
 //! its writes and its commit, then done again, leaving no duplicate.
 
-use promptseal::context::chunk::{ChunkBudget, split};
 use promptseal::context::collection::{ChunkId, CollectionId, Owner};
-use promptseal::context::embed::{Embedder, EmbeddingModel, Purpose};
+use promptseal::context::embed::Purpose;
 use promptseal::envelope::{CachePolicy, Envelope, EnvelopeError};
-use promptseal::store::context::{
-    ContextStore, ContextStoreError, IngestKeys, NewDocument, open_chunk,
-};
+use promptseal::store::context::{ContextStore, ContextStoreError, open_chunk};
+use promptseal_devstack::ContextFixture;
 
 mod common;
 
@@ -19,29 +17,24 @@ numbers arrive by email.\n";
 
 struct Fixture {
     stack: common::Stack,
+    ctx: ContextFixture,
     store: ContextStore,
-    kms: aws_sdk_kms::Client,
 }
 
 impl Fixture {
     async fn new() -> Self {
         let stack = common::fresh_stack().await;
-        let store = ContextStore::new(
-            stack.ddb(),
-            stack.resources.table("ContextTable"),
-            aws_sdk_s3::Client::new(&stack.config),
-            stack.resources.bucket("VectorBucket"),
-        );
-        let kms = aws_sdk_kms::Client::new(&stack.config);
-        Self { stack, store, kms }
-    }
-
-    fn envelope(&self, key: &str) -> Envelope {
-        Envelope::new(self.kms.clone(), key, CachePolicy::default())
+        let ctx = ContextFixture::new(&stack.config, &stack.resources).await;
+        let store = ctx.store.clone();
+        Self { stack, ctx, store }
     }
 
     fn key(&self, logical_id: &str) -> Envelope {
-        self.envelope(self.stack.resources.key_alias(logical_id))
+        Envelope::new(
+            aws_sdk_kms::Client::new(&self.stack.config),
+            self.stack.resources.key_alias(logical_id),
+            CachePolicy::default(),
+        )
     }
 
     async fn put(
@@ -51,33 +44,9 @@ impl Fixture {
         text: &str,
         vectors_key: &Envelope,
     ) -> Result<u32, ContextStoreError> {
-        let model = EmbeddingModel::new("amazon.titan-embed-text-v2:0", Some(256)).unwrap();
-        let chunks = split(text, ChunkBudget::default());
-        let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
-        let vectors = embedder(&model)
-            .await
-            .embed(&texts, Purpose::Document)
-            .await
-            .unwrap()
-            .vectors;
         let stored = self
-            .store
-            .put_document(
-                collection,
-                &model,
-                NewDocument {
-                    name,
-                    sha256: "00",
-                    bytes: text.len() as u64,
-                    chunks: &chunks,
-                    vectors: &vectors,
-                },
-                IngestKeys {
-                    text: &self.key("ContextKey"),
-                    vectors: vectors_key,
-                    fingerprints: &self.key("FingerprintKey"),
-                },
-            )
+            .ctx
+            .ingest_sealing_vectors_with(collection, name, text, vectors_key)
             .await?;
         Ok(stored.generation)
     }
@@ -131,11 +100,6 @@ impl Fixture {
     }
 }
 
-async fn embedder(model: &EmbeddingModel) -> Embedder {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Embedder::new(aws_sdk_bedrockruntime::Client::new(&config), model.clone())
-}
-
 #[tokio::test]
 async fn stored_chunks_are_found_by_their_vectors_and_open_only_in_their_place() {
     let f = Fixture::new().await;
@@ -165,9 +129,9 @@ async fn stored_chunks_are_found_by_their_vectors_and_open_only_in_their_place()
         .unwrap()
         .unwrap();
     assert_eq!(loaded.chunks.len(), 3);
-    let model = EmbeddingModel::new("amazon.titan-embed-text-v2:0", Some(256)).unwrap();
-    let query = embedder(&model)
-        .await
+    let query = f
+        .ctx
+        .embedder()
         .embed(&["when are invoices sent"], Purpose::Query)
         .await
         .unwrap();
@@ -235,7 +199,11 @@ async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again
     let version = f.store.state(&kb).await.unwrap().unwrap().version;
 
     // The new generation's chunks are written, then sealing its vectors fails: nothing commits.
-    let broken = f.envelope("alias/no-such-key");
+    let broken = Envelope::new(
+        aws_sdk_kms::Client::new(&f.stack.config),
+        "alias/no-such-key",
+        CachePolicy::default(),
+    );
     let changed = HANDBOOK.replace("two days", "three days");
     let err = f
         .put(&kb, "handbook.md", &changed, &broken)

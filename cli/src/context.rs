@@ -14,7 +14,6 @@ use promptseal::envelope::Envelope;
 use promptseal::store::context::{ContextStore, IngestKeys, NewDocument};
 use promptseal::store::tenants::TenantRegistry;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::output::Output;
 
@@ -187,7 +186,7 @@ async fn ingest(
         let stored = config.store.document(collection, &doc.name).await?;
         match stored {
             Some(s)
-                if s.sha256 == sha256(&doc.text)
+                if s.sha256 == document::content_hash(&doc.text)
                     && state.as_ref().is_some_and(|state| state.lists(&s)) =>
             {
                 done.push(Ingested {
@@ -227,7 +226,7 @@ async fn ingest(
                 &model,
                 NewDocument {
                     name: &doc.name,
-                    sha256: &sha256(&doc.text),
+                    sha256: &document::content_hash(&doc.text),
                     bytes: doc.text.len() as u64,
                     chunks: &doc.chunks,
                     vectors: &vectors,
@@ -344,8 +343,4 @@ fn name_in(root: &Path, path: &Path) -> Result<String, String> {
         .map(|p| p.join("/"))
         .filter(|name| !name.is_empty() && name.len() <= 1024)
         .ok_or_else(|| format!("{}: the name is not UTF-8 or too long", path.display()))
-}
-
-fn sha256(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
 }

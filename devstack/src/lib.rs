@@ -10,10 +10,14 @@ mod runtime;
 mod workspace;
 
 #[cfg(feature = "sdk")]
+mod context;
+#[cfg(feature = "sdk")]
 mod events;
 #[cfg(feature = "sdk")]
 mod provision;
 
+#[cfg(feature = "sdk")]
+pub use context::{ContextFixture, FIXTURE_DIMENSIONS, FIXTURE_MODEL};
 #[cfg(feature = "sdk")]
 pub use events::subscription_event;
 pub use function::{EmulatedFunction, FunctionSpec};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::leak::{LeakSettings, MIN_SPAN_RANGE};
+use crate::context::retrieval::{RetrievalSettings, RetrievalSettingsError};
 
 /// Longest accepted template text (system part plus message parts), in bytes.
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
@@ -114,6 +115,9 @@ pub struct TemplateDefinition {
     /// What a reply that repeats this template gets (default: withheld, 8 words count).
     #[serde(default)]
     pub leak_guard: LeakSettings,
+    /// Context retrieved for each request (none unless declared).
+    #[serde(default)]
+    pub retrieval: Option<RetrievalSettings>,
     pub system: String,
     pub messages: Vec<MessagePart>,
 }
@@ -127,6 +131,7 @@ impl TemplateDefinition {
             guardrail: self.guardrail,
             variables: self.variables,
             leak_guard: self.leak_guard,
+            retrieval: self.retrieval,
         };
         let text = TemplateText {
             system: self.system,
@@ -145,6 +150,8 @@ pub struct TemplateSettings {
     pub variables: Vec<VariableSpec>,
     #[serde(default)]
     pub leak_guard: LeakSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalSettings>,
 }
 
 /// Whether a version may be used, and by whom.
@@ -231,6 +238,10 @@ pub enum DefinitionError {
     UndeclaredVariable { part: String, name: String },
     #[error("variable {0:?} is declared but no part of the template uses it")]
     UnusedVariable(String),
+    #[error(transparent)]
+    Retrieval(#[from] RetrievalSettingsError),
+    #[error("retrieval.query names {0:?}, which the schema does not declare")]
+    RetrievalQuery(String),
 }
 
 /// Checks an operator's definition apart from its text's syntax (see `render::Renderer::check`).
@@ -270,6 +281,12 @@ pub fn check_settings(id: &str, settings: &TemplateSettings) -> Result<(), Defin
         }
         if v.max_chars == 0 {
             return Err(DefinitionError::VariableMaxChars(v.name.clone()));
+        }
+    }
+    if let Some(retrieval) = &settings.retrieval {
+        retrieval.check()?;
+        if !seen.contains(retrieval.query.as_str()) {
+            return Err(DefinitionError::RetrievalQuery(retrieval.query.clone()));
         }
     }
     Ok(())
@@ -398,6 +415,7 @@ mod tests {
             guardrail: None,
             variables: schema(),
             leak_guard: LeakSettings::default(),
+            retrieval: None,
         }
     }
 

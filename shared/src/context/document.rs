@@ -57,6 +57,13 @@ impl DocumentError {
     }
 }
 
+/// The SHA-256 of a document's text (its file's bytes), lowercase hex: how an unchanged file is
+/// recognised and not ingested again.
+pub fn content_hash(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
 /// Whether `path` names a file type that is read (by its extension).
 pub fn is_supported(path: &Path) -> bool {
     path.extension()

@@ -182,6 +182,9 @@ impl std::fmt::Debug for ChunkText {
 #[derive(Debug)]
 pub struct LoadedCollection {
     pub version: u64,
+    /// The model the vectors come from, and their size: queries are embedded alike.
+    pub model: String,
+    pub dimensions: u32,
     pub chunks: Vec<ChunkId>,
     pub index: VectorIndex,
 }
@@ -768,9 +771,19 @@ impl ContextStore {
         collection: &CollectionId,
         vectors: &Envelope,
     ) -> Result<Option<LoadedCollection>, ContextStoreError> {
-        let Some(state) = self.state(collection).await? else {
-            return Ok(None);
-        };
+        match self.state(collection).await? {
+            Some(state) => self.load_state(collection, &state, vectors).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads the vectors of a collection in the state given (read just before).
+    pub async fn load_state(
+        &self,
+        collection: &CollectionId,
+        state: &CollectionState,
+        vectors: &Envelope,
+    ) -> Result<LoadedCollection, ContextStoreError> {
         let mut chunks = Vec::new();
         let mut values = Vec::new();
         for (&document, &(generation, count)) in &state.documents {
@@ -811,11 +824,13 @@ impl ContextStore {
             state.dimensions as usize,
             values.chunks_exact(state.dimensions as usize),
         )?;
-        Ok(Some(LoadedCollection {
+        Ok(LoadedCollection {
             version: state.version,
+            model: state.model.clone(),
+            dimensions: state.dimensions,
             chunks,
             index,
-        }))
+        })
     }
 
     /// The sealed texts of some chunks of a collection, in the order asked (`None` for a chunk

@@ -61,10 +61,126 @@ pub struct StoredVersion {
 }
 
 pub struct TemplateStore {
+    catalog: TemplateCatalog,
     ddb: aws_sdk_dynamodb::Client,
     table: String,
     envelope: Envelope,
     fingerprints: FingerprintStore,
+}
+
+/// The template table read without any key: heads, versions and their clear settings, each
+/// version's text still sealed. What retrieve-context reads to learn which collections a version
+/// may retrieve from.
+#[derive(Clone)]
+pub struct TemplateCatalog {
+    ddb: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl TemplateCatalog {
+    pub fn new(ddb: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            ddb,
+            table: table.into(),
+        }
+    }
+
+    /// The head of a template, if it exists.
+    pub async fn head(&self, id: &str) -> Result<Option<TemplateSummary>, TemplateStoreError> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("template_id", s(id))
+            .key("sk", s(HEAD))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("GetItem", e))?;
+        out.item
+            .map(|item| summary(&item))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Every template's head.
+    pub async fn list(&self) -> Result<Vec<TemplateSummary>, TemplateStoreError> {
+        let items = dynamo::scan_all(
+            self.ddb
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :head")
+                .expression_attribute_values(":head", s(HEAD)),
+        )
+        .await?;
+        let mut heads = items.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
+        heads.sort_by(|a, b| a.template_id.cmp(&b.template_id));
+        Ok(heads)
+    }
+
+    /// Every version of a template, oldest first.
+    pub async fn versions(&self, id: &str) -> Result<Vec<VersionMeta>, TemplateStoreError> {
+        let items = dynamo::query_all(
+            self.ddb
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("template_id = :id AND begins_with(sk, :v)")
+                .expression_attribute_values(":id", s(id))
+                .expression_attribute_values(":v", s("V#")),
+        )
+        .await?;
+        if items.is_empty() {
+            return Err(TemplateStoreError::NotFound(id.to_owned()));
+        }
+        items.iter().map(|i| Ok(version_meta(i)?)).collect()
+    }
+
+    /// The version named, or the template's active one.
+    pub async fn resolve(&self, id: &str, version: Option<u32>) -> Result<u32, TemplateStoreError> {
+        match version {
+            Some(v) => Ok(v),
+            None => self
+                .head(id)
+                .await?
+                .ok_or_else(|| TemplateStoreError::NotFound(id.to_owned()))?
+                .active_version
+                .ok_or_else(|| TemplateStoreError::NoActiveVersion(id.to_owned())),
+        }
+    }
+
+    /// One version with its sealed text: the one named, or the active one.
+    pub async fn version(
+        &self,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<StoredVersion, TemplateStoreError> {
+        let version = self.resolve(id, version).await?;
+        let item = self
+            .ddb
+            .get_item()
+            .table_name(&self.table)
+            .key("template_id", s(id))
+            .key("sk", s(version_key(version)))
+            // A version retired a moment ago is refused from then on.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("GetItem", e))?
+            .item
+            .ok_or_else(|| TemplateStoreError::VersionNotFound {
+                id: id.to_owned(),
+                version,
+            })?;
+        let mut meta = version_meta(&item)?;
+        // The identity is the key asked for, not what the item says about itself, so a ciphertext
+        // moved onto this item is opened under this item's identity and fails.
+        meta.template_id = id.to_owned();
+        meta.version = version;
+        Ok(StoredVersion {
+            meta,
+            sealed: dynamo::sealed(&item)?,
+        })
+    }
 }
 
 fn version_key(version: u32) -> String {
@@ -78,9 +194,11 @@ impl TemplateStore {
         envelope: Envelope,
         fingerprints: FingerprintStore,
     ) -> Self {
+        let table = table.into();
         Self {
+            catalog: TemplateCatalog::new(ddb.clone(), table.clone()),
             ddb,
-            table: table.into(),
+            table,
             envelope,
             fingerprints,
         }
@@ -211,65 +329,22 @@ impl TemplateStore {
 
     /// The head of a template, if it exists.
     pub async fn head(&self, id: &str) -> Result<Option<TemplateSummary>, TemplateStoreError> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .key("template_id", s(id))
-            .key("sk", s(HEAD))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DynamoError::new("GetItem", e))?;
-        out.item
-            .map(|item| summary(&item))
-            .transpose()
-            .map_err(Into::into)
+        self.catalog.head(id).await
     }
 
     /// Every template's head.
     pub async fn list(&self) -> Result<Vec<TemplateSummary>, TemplateStoreError> {
-        let items = dynamo::scan_all(
-            self.ddb
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("sk = :head")
-                .expression_attribute_values(":head", s(HEAD)),
-        )
-        .await?;
-        let mut heads = items.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
-        heads.sort_by(|a, b| a.template_id.cmp(&b.template_id));
-        Ok(heads)
+        self.catalog.list().await
     }
 
     /// Every version of a template, oldest first.
     pub async fn versions(&self, id: &str) -> Result<Vec<VersionMeta>, TemplateStoreError> {
-        let items = dynamo::query_all(
-            self.ddb
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("template_id = :id AND begins_with(sk, :v)")
-                .expression_attribute_values(":id", s(id))
-                .expression_attribute_values(":v", s("V#")),
-        )
-        .await?;
-        if items.is_empty() {
-            return Err(TemplateStoreError::NotFound(id.to_owned()));
-        }
-        items.iter().map(|i| Ok(version_meta(i)?)).collect()
+        self.catalog.versions(id).await
     }
 
     /// The version named, or the template's active one.
     pub async fn resolve(&self, id: &str, version: Option<u32>) -> Result<u32, TemplateStoreError> {
-        match version {
-            Some(v) => Ok(v),
-            None => self
-                .head(id)
-                .await?
-                .ok_or_else(|| TemplateStoreError::NotFound(id.to_owned()))?
-                .active_version
-                .ok_or_else(|| TemplateStoreError::NoActiveVersion(id.to_owned())),
-        }
+        self.catalog.resolve(id, version).await
     }
 
     /// One version with its sealed text: the one named, or the active one.
@@ -278,32 +353,7 @@ impl TemplateStore {
         id: &str,
         version: Option<u32>,
     ) -> Result<StoredVersion, TemplateStoreError> {
-        let version = self.resolve(id, version).await?;
-        let item = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .key("template_id", s(id))
-            .key("sk", s(version_key(version)))
-            // A version retired a moment ago is refused from then on.
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DynamoError::new("GetItem", e))?
-            .item
-            .ok_or_else(|| TemplateStoreError::VersionNotFound {
-                id: id.to_owned(),
-                version,
-            })?;
-        let mut meta = version_meta(&item)?;
-        // The identity is the key asked for, not what the item says about itself, so a ciphertext
-        // moved onto this item is opened under this item's identity and fails.
-        meta.template_id = id.to_owned();
-        meta.version = version;
-        Ok(StoredVersion {
-            meta,
-            sealed: dynamo::sealed(&item)?,
-        })
+        self.catalog.version(id, version).await
     }
 
     /// Opens a version's sealed text. The plaintext is wiped when the returned value is dropped.
