@@ -198,6 +198,7 @@ impl Sweep {
                 policy,
                 ..LeakSettings::default()
             },
+            retrieval: None,
             variables: [("product", true), ("question", true)]
                 .into_iter()
                 .map(|(name, required)| VariableSpec {

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 /// Each function, its binary, and the parameters `sam local invoke` needs to see it (redact-log
 /// exists only in isv-hosted mode).
-const FUNCTIONS: [(&str, &str, &[&str]); 3] = [
+const FUNCTIONS: [(&str, &str, &[&str]); 4] = [
     ("InvokeFunction", "invoke", &[]),
     (
         "RedactLogFunction",
@@ -29,6 +29,7 @@ const FUNCTIONS: [(&str, &str, &[&str]); 3] = [
         ],
     ),
     ("ExportLogsFunction", "export-logs", &[]),
+    ("RetrieveContextFunction", "retrieve-context", &[]),
 ];
 
 /// The environment `sam local invoke` gives `function` with `env_vars_file`, from a shell with

@@ -33,6 +33,7 @@ fn definition(id: &str) -> TemplateDefinition {
         },
         guardrail: None,
         leak_guard: Default::default(),
+        retrieval: None,
         variables: vec![VariableSpec {
             name: "question".into(),
             required: true,

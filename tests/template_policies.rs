@@ -107,6 +107,74 @@ fn the_template_keys_policy_lets_only_invoke_and_the_operators_decrypt() {
     }
 }
 
+/// Who may decrypt with a key, by its key policy: the role names in its statements' conditions
+/// (operators, who may only seal context and vectors, are named by `AdminPrincipalArn`).
+fn key_decrypters(t: &Value, key: &str) -> Vec<String> {
+    resources(t)[key]["Properties"]["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|s| grants_decrypt(s))
+        .map(|s| text(&s["Principal"]) + &text(&s["Condition"]))
+        .collect()
+}
+
+#[test]
+fn context_text_opens_in_invoke_alone_and_vectors_in_retrieve_context_alone() {
+    let t = template();
+    // The key policies: one role each, bound to the purposes sealed under the key.
+    let context = key_decrypters(&t, "ContextKey");
+    assert_eq!(context.len(), 1, "{context:?}");
+    assert!(context[0].contains("-invoke\"") && context[0].contains("tenant-context"));
+    let vectors = key_decrypters(&t, "VectorKey");
+    assert_eq!(vectors.len(), 1, "{vectors:?}");
+    assert!(vectors[0].contains("-retrieve-context\"") && vectors[0].contains("vectors"));
+    // The operators seal, and open neither.
+    for key in ["ContextKey", "VectorKey"] {
+        assert!(
+            key_decrypters(&t, key)
+                .iter()
+                .all(|who| !who.contains("AdminPrincipalArn")),
+            "{key}"
+        );
+    }
+
+    // retrieve-context's role: reads, opens vectors, embeds; nothing more.
+    let role = role_statements(&resources(&t)["RetrieveContextRole"]);
+    let mut granted: Vec<String> = role.iter().flat_map(actions).collect();
+    granted.sort();
+    granted.dedup();
+    assert_eq!(
+        granted,
+        [
+            "bedrock:InvokeModel",
+            "dynamodb:BatchGetItem",
+            "dynamodb:GetItem",
+            "kms:Decrypt",
+            "s3:GetObject"
+        ]
+    );
+    for s in &role {
+        if grants_decrypt(s) {
+            assert_eq!(
+                text(&s["Resource"]),
+                text(&serde_yaml_ng::from_str::<Value>("!GetAtt VectorKey.Arn").unwrap())
+            );
+        }
+        if actions(s).iter().any(|a| a.starts_with("bedrock:")) {
+            assert!(text(&s["Resource"]).contains("EmbeddingModelArns"), "{s:?}");
+        }
+    }
+    // No other role opens vectors.
+    for (id, role) in roles(&t) {
+        for s in role_statements(role) {
+            if grants_decrypt(&s) && text(&s["Resource"]).contains("VectorKey") {
+                assert_eq!(id, "RetrieveContextRole");
+            }
+        }
+    }
+}
+
 #[test]
 fn redact_log_opens_fingerprints_but_no_template() {
     let t = template();

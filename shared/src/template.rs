@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::leak::{LeakSettings, MIN_SPAN_RANGE};
 use crate::context::retrieval::{RetrievalSettings, RetrievalSettingsError};
+use crate::leak::{LeakSettings, MIN_SPAN_RANGE};
 
 /// Longest accepted template text (system part plus message parts), in bytes.
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;

@@ -148,6 +148,7 @@ fn inputs() -> Inputs {
             guardrail: None,
             variables: specs,
             leak_guard: Default::default(),
+            retrieval: None,
             system: parts["system"].as_str().unwrap().to_owned(),
             messages: vec![MessagePart {
                 role: Role::User,

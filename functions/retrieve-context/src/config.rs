@@ -78,8 +78,9 @@ mod tests {
             .concat(),
         ));
         assert!(matches!(read(isv).unwrap().hosting, Hosting::Isv { .. }));
-        let tenant: &'static [(&str, &str)] =
-            Box::leak(Box::new([&STORE[..], &[("HOSTED_TENANT_ID", "acme")][..]].concat()));
+        let tenant: &'static [(&str, &str)] = Box::leak(Box::new(
+            [&STORE[..], &[("HOSTED_TENANT_ID", "acme")][..]].concat(),
+        ));
         assert_eq!(
             read(tenant).unwrap().hosting,
             Hosting::Tenant {

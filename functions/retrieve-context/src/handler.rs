@@ -148,7 +148,11 @@ pub async fn handle(
     }
     for (id, ids) in wanted {
         let found = deps.store.sealed_chunks(id, &ids).await?;
-        sealed.extend(ids.into_iter().zip(found).map(|(chunk, s)| ((id, chunk), s)));
+        sealed.extend(
+            ids.into_iter()
+                .zip(found)
+                .map(|(chunk, s)| ((id, chunk), s)),
+        );
     }
     let chunks: Vec<ChunkRef> = hits
         .iter()

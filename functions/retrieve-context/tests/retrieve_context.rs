@@ -121,15 +121,12 @@ impl World {
                 binary: Path::new(env!("CARGO_BIN_EXE_retrieve-context")),
                 log_dir: &log_dir,
             },
-            self.resources
-                .env()
-                .into_iter()
-                .chain(
-                    [("AWS_LAMBDA_LOG_LEVEL", "TRACE")]
-                        .iter()
-                        .chain(extra)
-                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-                ),
+            self.resources.env().into_iter().chain(
+                [("AWS_LAMBDA_LOG_LEVEL", "TRACE")]
+                    .iter()
+                    .chain(extra)
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            ),
         )
         .unwrap()
     }
@@ -151,7 +148,9 @@ fn request(tenant: &str, query: &str, collections: &[&str]) -> Value {
 }
 
 fn error_type(reply: &Value) -> &str {
-    reply["errorType"].as_str().unwrap_or_else(|| panic!("not an error: {reply}"))
+    reply["errorType"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error: {reply}"))
 }
 
 #[tokio::test]
@@ -166,14 +165,25 @@ async fn a_tenant_gets_its_own_chunks_and_the_isvs_sealed_never_another_tenants(
             &["isv:kb", "tenant:docs"],
         ))
         .unwrap();
-    let chunks = reply["chunks"].as_array().unwrap_or_else(|| panic!("{reply}"));
+    let chunks = reply["chunks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"));
     assert_eq!(chunks.len(), 4, "two ISV chunks and acme's two: {reply}");
     let text = reply.to_string();
     for secret in [ISV_SECRET, ACME_SECRET, GLOBEX_SECRET, "refund window"] {
-        assert!(!text.contains(secret), "{secret} in retrieve-context's reply");
+        assert!(
+            !text.contains(secret),
+            "{secret} in retrieve-context's reply"
+        );
     }
-    let scores: Vec<f64> = chunks.iter().map(|c| c["score"].as_f64().unwrap()).collect();
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+    let scores: Vec<f64> = chunks
+        .iter()
+        .map(|c| c["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {scores:?}"
+    );
 
     // invoke opens them: acme's as acme's; none of them is globex's.
     let key = world.context_key();
@@ -208,11 +218,18 @@ async fn a_tenant_gets_its_own_chunks_and_the_isvs_sealed_never_another_tenants(
     for (collections, code) in [
         (json!(["tenant:globex"]), "collection_forbidden"),
         (json!(["isv:docs"]), "collection_forbidden"),
-        (json!(["tenant:docs", "isv:secret-kb"]), "collection_forbidden"),
+        (
+            json!(["tenant:docs", "isv:secret-kb"]),
+            "collection_forbidden",
+        ),
     ] {
         let mut req = request("acme", "refund", &[]);
         req["collections"] = collections.clone();
-        assert_eq!(error_type(&function.invoke(&req).unwrap()), code, "{collections}");
+        assert_eq!(
+            error_type(&function.invoke(&req).unwrap()),
+            code,
+            "{collections}"
+        );
     }
     for collections in [
         json!(["tenant:globex/docs"]),
@@ -234,9 +251,36 @@ async fn a_tenant_gets_its_own_chunks_and_the_isvs_sealed_never_another_tenants(
     // The logs hold counts and ids: no chunk text, no query.
     let logs = function.logs();
     assert!(logs.contains("retrieved"), "{logs}");
-    for secret in [ISV_SECRET, ACME_SECRET, GLOBEX_SECRET, "refund window", "Refunds are"] {
+    for secret in [
+        ISV_SECRET,
+        ACME_SECRET,
+        GLOBEX_SECRET,
+        "refund window",
+        "Refunds are",
+    ] {
         assert!(!logs.contains(secret), "{secret} in the logs");
     }
+}
+
+fn sample(name: &str) -> Value {
+    let path = root().join(format!("events/retrieve-context/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_sample_events_are_answered() {
+    let world = World::new().await;
+    let function = world.start(&[]);
+    let reply = function.invoke(&sample("isv-and-tenant")).unwrap();
+    let chunks = reply["chunks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"));
+    assert!(!chunks.is_empty(), "{reply}");
+    assert!(chunks.iter().all(|c| c["sealed"]["ciphertext"].is_string()));
+    assert_eq!(
+        error_type(&function.invoke(&sample("undeclared-collection")).unwrap()),
+        "collection_forbidden"
+    );
 }
 
 #[tokio::test]
@@ -261,8 +305,14 @@ async fn what_a_tenant_may_not_read_is_refused_with_a_stable_code() {
     bad_k["k"] = json!(0);
     for (req, code) in [
         (request("nobody", "refund", &["isv:kb"]), "tenant_not_found"),
-        (request("umbrella", "refund", &["isv:kb"]), "tenant_suspended"),
-        (request("initech", "refund", &["isv:kb"]), "template_forbidden"),
+        (
+            request("umbrella", "refund", &["isv:kb"]),
+            "tenant_suspended",
+        ),
+        (
+            request("initech", "refund", &["isv:kb"]),
+            "template_forbidden",
+        ),
         (no_version, "template_not_found"),
         (bad_k, "bad_request"),
         (request("acme", " ", &["isv:kb"]), "bad_request"),
@@ -286,17 +336,32 @@ async fn a_warm_function_follows_its_collections_as_they_change() {
     let docs = CollectionId::new(Owner::Tenant("acme".into()), "docs").unwrap();
     world
         .ctx
-        .ingest(&docs, "hours.md", "# Hours\n\nHoliday opening hours are ten to four.")
+        .ingest(
+            &docs,
+            "hours.md",
+            "# Hours\n\nHoliday opening hours are ten to four.",
+        )
         .await
         .unwrap();
     let after = ask();
     let chunks = after["chunks"].as_array().unwrap();
     assert_eq!(chunks.len(), 3, "{after}");
     let best: ChunkId = chunks[0]["chunk_id"].as_str().unwrap().parse().unwrap();
-    let hours = world.ctx.store.document(&docs, "hours.md").await.unwrap().unwrap();
+    let hours = world
+        .ctx
+        .store
+        .document(&docs, "hours.md")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(best.document.document.to_string(), hours.document);
 
-    world.ctx.store.delete_document(&docs, "hours.md").await.unwrap();
+    world
+        .ctx
+        .store
+        .delete_document(&docs, "hours.md")
+        .await
+        .unwrap();
     assert_eq!(ask()["chunks"].as_array().unwrap().len(), 2);
     // A collection declared but never filled finds nothing, and is no error.
     world.ctx.store.delete_collection(&docs).await.unwrap();
@@ -312,11 +377,19 @@ async fn a_tenant_hosted_deployment_serves_its_tenant_and_its_own_collections_on
         .unwrap();
     assert_eq!(reply["chunks"].as_array().unwrap().len(), 2, "{reply}");
     assert_eq!(
-        error_type(&function.invoke(&request("globex", "refund", &["tenant:docs"])).unwrap()),
+        error_type(
+            &function
+                .invoke(&request("globex", "refund", &["tenant:docs"]))
+                .unwrap()
+        ),
         "tenant_forbidden"
     );
     assert_eq!(
-        error_type(&function.invoke(&request("acme", "refund", &["isv:kb"])).unwrap()),
+        error_type(
+            &function
+                .invoke(&request("acme", "refund", &["isv:kb"]))
+                .unwrap()
+        ),
         "collection_forbidden"
     );
 }

@@ -4,7 +4,7 @@
 
 pub mod chunk;
 pub mod collection;
-pub mod retrieval;
 pub mod document;
 pub mod embed;
+pub mod retrieval;
 pub mod search;

@@ -251,8 +251,14 @@ mod tests {
             placement: Placement::System,
         };
         assert_eq!(settings(4, &["isv:kb", "tenant:docs"]).check(), Ok(()));
-        assert_eq!(settings(0, &["isv:kb"]).check(), Err(RetrievalSettingsError::K));
-        assert_eq!(settings(21, &["isv:kb"]).check(), Err(RetrievalSettingsError::K));
+        assert_eq!(
+            settings(0, &["isv:kb"]).check(),
+            Err(RetrievalSettingsError::K)
+        );
+        assert_eq!(
+            settings(21, &["isv:kb"]).check(),
+            Err(RetrievalSettingsError::K)
+        );
         assert_eq!(
             settings(4, &["isv:kb", "isv:kb"]).check(),
             Err(RetrievalSettingsError::Collections)
