@@ -190,7 +190,13 @@ fn case() -> impl Strategy<Value = Case> {
                     id: "doc-1".into(),
                     text: document.clone(),
                 }];
-                let assembled = assemble(&rendered, &docs, "0123456789abcdef", "zq00112233445566");
+                let assembled = assemble(
+                    &rendered,
+                    &docs,
+                    None,
+                    "0123456789abcdef",
+                    "zq00112233445566",
+                );
 
                 // The model's reply, perhaps repeating a run of the template (within a part or
                 // across).
@@ -256,6 +262,7 @@ proptest! {
             stop_reason: Some("end_turn".into()),
             guard,
             usage: TokenUsage::default(),
+            retrieved: Vec::new(),
         };
         let from_invoke = PayloadRecord::new(request_metadata(&c.assembled), exchange);
 

@@ -114,6 +114,12 @@ impl EmulatedFunction {
         Ok(serde_json::from_str(&text)?)
     }
 
+    /// The emulator's Lambda API (`Invoke` with the function name `_`), for a client that calls
+    /// this function through the AWS SDK (`AWS_ENDPOINT_URL_LAMBDA`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// Everything the function has written to stdout and stderr so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -50,6 +50,7 @@ pub fn payload_record(tenant: &str, model_request_id: &str) -> PayloadRecord {
             input_tokens: 10,
             output_tokens: 3,
         },
+        retrieved: Vec::new(),
     };
     PayloadRecord::new(meta, exchange)
 }

@@ -83,6 +83,9 @@ pub struct PayloadRecord {
     pub stop_reason: Option<String>,
     pub guard: LeakReport,
     pub usage: TokenUsage,
+    /// The retrieved chunks placed in the prompt, by id (`isv:kb/3f9c0a1b2c3d4e5f.2.17`), never their text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retrieved: Vec<String>,
 }
 
 /// One model call as the writer of its record saw it: everything a record holds besides whose
@@ -101,6 +104,9 @@ pub struct Exchange {
     pub stop_reason: Option<String>,
     pub guard: LeakReport,
     pub usage: TokenUsage,
+    /// The retrieved chunks placed in the prompt, by id (invoke knows them; an invocation log
+    /// names only the tenant's, in their blocks).
+    pub retrieved: Vec<String>,
 }
 
 impl PayloadRecord {
@@ -128,6 +134,7 @@ impl PayloadRecord {
             stop_reason: exchange.stop_reason,
             guard: exchange.guard,
             usage: exchange.usage,
+            retrieved: exchange.retrieved,
         }
     }
 }

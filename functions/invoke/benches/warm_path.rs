@@ -290,6 +290,7 @@ async fn warm(inputs: Inputs) -> Warm {
         tenants: TenantRegistry::new(ddb.clone(), "bench"),
         usage: UsageLedger::new(ddb.clone(), "bench"),
         records: PayloadStore::new(ddb, "bench"),
+        retrieval: None,
         logging: LoggingCheck::new(
             aws_sdk_bedrock::Client::new(&sdk),
             Vec::new(),
@@ -383,6 +384,7 @@ fn stages(
     let assembled = assemble(
         &rendered,
         &documents,
+        None,
         "0123456789abcdef",
         "zq0123456789abcdef",
     );
@@ -430,6 +432,7 @@ fn stages(
             let assembled = assemble(
                 &rendered,
                 &documents,
+                None,
                 &promptseal::random_hex::<8>(),
                 &format!("zq{}", promptseal::random_hex::<8>()),
             );

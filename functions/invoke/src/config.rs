@@ -37,6 +37,16 @@ pub struct Config {
     pub model_timeout: Duration,
     pub key_cache_max_age: Duration,
     pub key_cache_max_uses: u32,
+    /// retrieve-context (name or ARN) and the key context chunks are sealed under, for template
+    /// versions that retrieve context (`RETRIEVE_CONTEXT_FUNCTION`, which needs
+    /// `CONTEXT_KEY_ID`).
+    pub retrieval: Option<RetrievalConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrievalConfig {
+    pub function: String,
+    pub context_key_id: String,
 }
 
 /// The oldest a logging check may ever be when a request relies on it: the hard limit of both
@@ -113,6 +123,13 @@ impl Config {
             ),
             key_cache_max_age: Duration::from_secs(env.number("KEY_CACHE_MAX_AGE_SECONDS", 300)?),
             key_cache_max_uses: env.number("KEY_CACHE_MAX_USES", 1_000)?,
+            retrieval: match env.optional("RETRIEVE_CONTEXT_FUNCTION") {
+                Some(function) => Some(RetrievalConfig {
+                    function,
+                    context_key_id: env.required("CONTEXT_KEY_ID")?,
+                }),
+                None => None,
+            },
         })
     }
 }

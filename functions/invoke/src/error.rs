@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::converse::Intervened;
 use crate::logging_check::LoggingCheckError;
+use crate::retrieval::RetrievalError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
@@ -85,6 +86,8 @@ pub enum InvokeError {
     FingerprintsMissing,
     #[error("the template version's fingerprints could not be opened")]
     FingerprintsUnreadable(#[source] FingerprintError),
+    #[error(transparent)]
+    Retrieval(#[from] RetrievalError),
 }
 
 /// The stable code clients and dashboards key on, one per kind of failure, and the HTTP status
@@ -126,6 +129,8 @@ pub enum ErrorCode {
     GuardrailIntervened,
     FingerprintsMissing,
     FingerprintsUnreadable,
+    RetrievalFailed,
+    ContextIntegrity,
 }
 
 impl ErrorCode {
@@ -157,9 +162,10 @@ impl ErrorCode {
             | TemplateRenderFailed
             | TooManyBlocks
             | FingerprintsMissing
-            | FingerprintsUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
+            | FingerprintsUnreadable
+            | ContextIntegrity => StatusCode::INTERNAL_SERVER_ERROR,
             OutputWithheld | GuardrailIntervened => StatusCode::UNPROCESSABLE_ENTITY,
-            ModelError => StatusCode::BAD_GATEWAY,
+            ModelError | RetrievalFailed => StatusCode::BAD_GATEWAY,
             ModelTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -226,6 +232,9 @@ impl InvokeError {
             GuardrailIntervened(_) => ErrorCode::GuardrailIntervened,
             FingerprintsMissing => ErrorCode::FingerprintsMissing,
             FingerprintsUnreadable(_) => ErrorCode::FingerprintsUnreadable,
+            Retrieval(RetrievalError::Integrity(_)) => ErrorCode::ContextIntegrity,
+            Retrieval(RetrievalError::Kms(_)) => ErrorCode::KmsUnavailable,
+            Retrieval(_) => ErrorCode::RetrievalFailed,
         }
     }
 

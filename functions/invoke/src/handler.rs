@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
 use promptseal::assembly::assemble;
+use promptseal::context::retrieval::RetrieveRequest;
 use promptseal::leak::{Fingerprints, KnownText, LeakAction, LeakReport, Scanner};
 use promptseal::metadata::RequestMetadata;
 use promptseal::records::{
@@ -30,6 +31,7 @@ use crate::converse::{self, ModelCall, ModelReply};
 use crate::error::InvokeError;
 use crate::identity::{Caller, caller};
 use crate::logging_check::LoggingCheck;
+use crate::retrieval::{self, Retrieval, Retrieved};
 
 /// Everything the handler needs, built once per cold start.
 pub struct Deps {
@@ -41,6 +43,8 @@ pub struct Deps {
     pub logging: LoggingCheck,
     pub bedrock: aws_sdk_bedrockruntime::Client,
     pub renderer: Renderer,
+    /// retrieve-context and the chunk key, for versions that retrieve context.
+    pub retrieval: Option<Retrieval>,
 }
 
 /// What one request did, for the audit line and the metrics.
@@ -52,6 +56,8 @@ struct Outcome {
     input_tokens: u64,
     output_tokens: u64,
     guard: Option<LeakReport>,
+    /// The retrieved chunks placed in the prompt, by id.
+    retrieved: Vec<String>,
     /// Age of the logging check the request relied on.
     logging_check_age: Option<Duration>,
 }
@@ -90,6 +96,8 @@ pub struct Answer {
     pub metadata: RequestMetadata,
     /// The prompt as a payload record keeps it, when one is to be written.
     pub prompt: Option<RecordPrompt>,
+    /// The retrieved chunks placed in the prompt, by id.
+    pub retrieved: Vec<String>,
 }
 
 pub async fn handle(deps: &Deps, request: Request) -> Result<Response<Body>, lambda_http::Error> {
@@ -167,8 +175,10 @@ async fn invoke(
         deadline: request.lambda_context_ref().map(|c| c.deadline()),
     };
 
-    // Fail closed: nothing is decrypted unless no text log could capture the prompt.
-    outcome.logging_check_age = Some(deps.logging.check().await?);
+    // Fail closed: nothing is decrypted, and no query embedded, unless no log could capture the
+    // prompt (nor, for a version that retrieves context, the query's embedding).
+    let embeds = meta.settings.retrieval.is_some();
+    outcome.logging_check_age = Some(deps.logging.check(embeds).await?);
 
     // The day's request is reserved atomically before the model is called, so concurrent
     // instances never pass the tenant's daily request limit; given back only when the model
@@ -190,6 +200,7 @@ async fn invoke(
         guard,
         metadata,
         prompt,
+        retrieved,
     } = match answer {
         Ok(answer) => answer,
         Err(e @ (InvokeError::ModelTimeout | InvokeError::Model(_))) => return Err(e),
@@ -209,6 +220,7 @@ async fn invoke(
     outcome.input_tokens = reply.input_tokens;
     outcome.output_tokens = reply.output_tokens;
     outcome.guard = Some(guard.clone());
+    outcome.retrieved = retrieved.clone();
 
     // The model has answered and its cost is spent: a failed ledger write is logged and counted,
     // not turned into an error for the caller.
@@ -249,6 +261,7 @@ async fn invoke(
                 input_tokens: reply.input_tokens,
                 output_tokens: reply.output_tokens,
             },
+            retrieved,
         };
         let record = PayloadRecord::new(metadata, exchange);
         write_record(deps, &tenant, &record).await;
@@ -307,16 +320,40 @@ pub async fn ask_model(
         .fingerprints()
         .get(&meta.template_id, meta.version)
         .await?;
+    // Context first, before any template text is open: sealed chunks found by
+    // retrieve-context, opened here as this tenant's.
+    let retrieved = match &meta.settings.retrieval {
+        Some(settings) => match retrieval::query(settings, &req.variables) {
+            Some(query) => {
+                let request = RetrieveRequest {
+                    tenant_id: who.tenant_id.clone(),
+                    template_id: meta.template_id.clone(),
+                    version: meta.version,
+                    query: query.to_owned(),
+                    collections: settings.collections.clone(),
+                    k: settings.k,
+                    min_score: settings.min_score,
+                };
+                retrieval::retrieve(deps.retrieval.as_ref(), settings, request).await?
+            }
+            None => Retrieved::default(),
+        },
+        None => Retrieved::default(),
+    };
+    let mut context = req.context_documents();
+    context.extend(retrieved.tenant);
     let canary = format!("zq{}", promptseal::random_hex::<8>());
     let text = deps.templates.decrypt(stored).await?;
     let rendered = deps.renderer.render(&text, &req.variables)?;
     drop(text);
     let assembled = assemble(
         &rendered,
-        &req.context_documents(),
+        &context,
+        retrieved.isv.as_ref(),
         &promptseal::random_hex::<8>(),
         &canary,
     );
+    drop(context);
     drop(rendered);
     // What the template computed at render time is ISV text too: the reply is also checked
     // against the ISV blocks as sent.
@@ -362,6 +399,7 @@ pub async fn ask_model(
         guard,
         metadata,
         prompt,
+        retrieved: retrieved.ids,
     })
 }
 
@@ -417,6 +455,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
     let status = error.map_or(200, |e| e.status().as_u16());
     let latency_ms = latency.as_secs_f64() * 1000.0;
     let guard_action = outcome.guard.as_ref().map(|g| g.action.as_str());
+    let retrieved_chunks = outcome.retrieved.join(",");
     let leak_findings = outcome.guard.as_ref().map_or(0, |g| g.findings);
     match error {
         Some(e) if e.status().is_server_error() => tracing::error!(
@@ -433,7 +472,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             model_id = outcome.model_id.as_deref(),
             status, error_code = code, guard_action, leak_findings,
             input_tokens = outcome.input_tokens, output_tokens = outcome.output_tokens,
-            latency_ms,
+            retrieved_chunks, latency_ms,
             "invoke refused"
         ),
         None => tracing::info!(
@@ -441,7 +480,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             request_id, tenant_id, principal, template_id, template_version,
             model_id = outcome.model_id.as_deref(),
             status, input_tokens = outcome.input_tokens, output_tokens = outcome.output_tokens,
-            guard_action, leak_findings, latency_ms,
+            guard_action, leak_findings, retrieved_chunks, latency_ms,
             "invoke completed"
         ),
     }

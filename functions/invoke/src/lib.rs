@@ -10,3 +10,4 @@ pub mod identity;
 pub mod logging_check;
 #[cfg(test)]
 mod openapi_tests;
+pub mod retrieval;

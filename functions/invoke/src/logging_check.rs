@@ -18,14 +18,21 @@ pub enum LoggingCheckError {
     CheckFailed(#[source] Box<aws_sdk_bedrock::Error>),
 }
 
-/// The text-log destinations a configuration sends to that the allow-list does not name. Fails
-/// closed: text delivery counts as on unless it is explicitly off. A configuration with no
-/// destination delivers nothing.
-pub fn disallowed_destinations(config: Option<&LoggingConfig>, allow: &[String]) -> Vec<String> {
+/// The destinations a configuration sends text to (or, with `embeddings`, embeddings: a
+/// tenant's query embedded for retrieval) that the allow-list does not name. Fails closed: a
+/// delivery counts as on unless it is explicitly off. A configuration with no destination
+/// delivers nothing.
+pub fn disallowed_destinations(
+    config: Option<&LoggingConfig>,
+    allow: &[String],
+    embeddings: bool,
+) -> Vec<String> {
     let Some(config) = config else {
         return Vec::new();
     };
-    if config.text_data_delivery_enabled() == Some(false) {
+    let text = config.text_data_delivery_enabled() != Some(false);
+    let vectors = embeddings && config.embedding_data_delivery_enabled() != Some(false);
+    if !text && !vectors {
         return Vec::new();
     }
     let mut destinations = Vec::new();
@@ -52,12 +59,34 @@ pub struct CheckReuse {
     pub max_stale: Duration,
 }
 
+/// Disallowed destinations found by one check: of text, and of text or embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Found {
+    text: usize,
+    with_embeddings: usize,
+}
+
+impl Found {
+    const NONE: Self = Self {
+        text: 0,
+        with_embeddings: 0,
+    };
+
+    fn count(self, embeddings: bool) -> usize {
+        match embeddings {
+            true => self.with_embeddings,
+            false => self.text,
+        }
+    }
+}
+
 pub struct LoggingCheck {
     bedrock: aws_sdk_bedrock::Client,
     allow: Vec<String>,
     reuse: CheckReuse,
-    /// When the last completed check ran, and how many disallowed destinations it found.
-    last: Mutex<Option<(Instant, usize)>>,
+    /// When the last completed check ran, and how many disallowed destinations it found for
+    /// text, and for text or embeddings.
+    last: Mutex<Option<(Instant, Found)>>,
 }
 
 impl LoggingCheck {
@@ -70,10 +99,11 @@ impl LoggingCheck {
         }
     }
 
-    /// Ok only if no text log can capture the prompt, with the age of the check that says so. A
-    /// completed check is reused for the TTL. A failed check is never cached: it fails the
-    /// request unless the last check found nothing and is younger than the hard maximum.
-    pub async fn check(&self) -> Result<Duration, LoggingCheckError> {
+    /// Ok only if no text log can capture the prompt (and, with `embeddings`, no embedding log
+    /// the query's vector), with the age of the check that says so. A completed check is reused
+    /// for the TTL. A failed check is never cached: it fails the request unless the last check
+    /// found nothing and is younger than the hard maximum.
+    pub async fn check(&self, embeddings: bool) -> Result<Duration, LoggingCheckError> {
         let last = *self.last.lock().expect("logging check lock poisoned");
         let (age, count) = match last {
             Some((at, count)) if at.elapsed() < self.reuse.ttl => (at.elapsed(), count),
@@ -84,10 +114,14 @@ impl LoggingCheck {
                 .await
             {
                 Ok(out) => {
-                    let count = disallowed_destinations(out.logging_config(), &self.allow).len();
+                    let config = out.logging_config();
+                    let found = Found {
+                        text: disallowed_destinations(config, &self.allow, false).len(),
+                        with_embeddings: disallowed_destinations(config, &self.allow, true).len(),
+                    };
                     *self.last.lock().expect("logging check lock poisoned") =
-                        Some((Instant::now(), count));
-                    (Duration::ZERO, count)
+                        Some((Instant::now(), found));
+                    (Duration::ZERO, found)
                 }
                 Err(e) => {
                     // Only a check that could not be answered (throttled, timed out, the
@@ -102,21 +136,23 @@ impl LoggingCheck {
                     });
                     let e = aws_sdk_bedrock::Error::from(e);
                     match last {
-                        Some((at, 0)) if transient && at.elapsed() < self.reuse.max_stale => {
+                        Some((at, Found::NONE))
+                            if transient && at.elapsed() < self.reuse.max_stale =>
+                        {
                             tracing::warn!(
                                 error_code = "logging_check_fallback",
                                 aws_error_code = e.code(),
                                 check_age_ms = at.elapsed().as_millis() as u64,
                                 "logging check failed; relying on the last check, still fresh"
                             );
-                            (at.elapsed(), 0)
+                            (at.elapsed(), Found::NONE)
                         }
                         _ => return Err(LoggingCheckError::CheckFailed(Box::new(e))),
                     }
                 }
             },
         };
-        match count {
+        match count.count(embeddings) {
             0 => Ok(age),
             count => Err(LoggingCheckError::TextLoggingEnabled { count }),
         }
@@ -189,10 +225,39 @@ mod tests {
         ];
         for (i, (config, allow, expected)) in cases.iter().enumerate() {
             assert_eq!(
-                disallowed_destinations(config.as_ref(), allow).len(),
+                disallowed_destinations(config.as_ref(), allow, false).len(),
                 *expected,
                 "case {i}"
             );
         }
+    }
+
+    #[test]
+    fn embedding_logging_counts_only_for_requests_that_embed() {
+        let vectors_only = LoggingConfig::builder()
+            .s3_config(s3("logs"))
+            .text_data_delivery_enabled(false)
+            .embedding_data_delivery_enabled(true)
+            .build();
+        assert!(disallowed_destinations(Some(&vectors_only), &[], false).is_empty());
+        assert_eq!(
+            disallowed_destinations(Some(&vectors_only), &[], true).len(),
+            1
+        );
+        // Unspecified counts as on.
+        let unspecified = LoggingConfig::builder()
+            .s3_config(s3("logs"))
+            .text_data_delivery_enabled(false)
+            .build();
+        assert_eq!(
+            disallowed_destinations(Some(&unspecified), &[], true).len(),
+            1
+        );
+        let off = LoggingConfig::builder()
+            .s3_config(s3("logs"))
+            .text_data_delivery_enabled(false)
+            .embedding_data_delivery_enabled(false)
+            .build();
+        assert!(disallowed_destinations(Some(&off), &[], true).is_empty());
     }
 }

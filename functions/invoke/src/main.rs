@@ -2,7 +2,7 @@
 //! cold start, then the handler behind lambda_http.
 
 use lambda_http::{Error, service_fn};
-use promptseal::envelope::CachePolicy;
+use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::render::Renderer;
 use promptseal::store::records::PayloadStore;
 use promptseal::store::sealed::{SealedStores, SealedTables};
@@ -12,6 +12,7 @@ use promptseal::store::usage::UsageLedger;
 use invoke::config::Config;
 use invoke::handler::{self, Deps};
 use invoke::logging_check::{CheckReuse, LoggingCheck};
+use invoke::retrieval::Retrieval;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -38,8 +39,14 @@ async fn main() -> Result<(), Error> {
             fingerprints_table: config.fingerprints_table.clone(),
             fingerprint_key_id: config.fingerprint_key_id.clone(),
         });
+    let retrieval = config.retrieval.as_ref().map(|r| Retrieval {
+        lambda: aws_sdk_lambda::Client::new(&sdk),
+        function: r.function.clone(),
+        chunks: Envelope::new(aws_sdk_kms::Client::new(&sdk), &r.context_key_id, cache),
+    });
     let deps = Deps {
         templates,
+        retrieval,
         tenants: TenantRegistry::new(ddb.clone(), config.tenants_table.clone()),
         usage: UsageLedger::new(ddb.clone(), config.usage_table.clone()),
         records: PayloadStore::new(ddb, config.payload_records_table.clone()),

@@ -471,6 +471,7 @@ pub fn redact(
             input_tokens: tokens(log.input.as_ref().and_then(|i| i.input_token_count)),
             output_tokens: tokens(log.output.as_ref().and_then(|o| o.output_token_count)),
         },
+        retrieved: Vec::new(),
     };
     Ok(PayloadRecord::new(who.meta, exchange))
 }

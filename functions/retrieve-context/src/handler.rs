@@ -193,8 +193,13 @@ fn check(request: &RetrieveRequest) -> Result<(), RetrieveError> {
     if !(-1.0..=1.0).contains(&request.min_score) {
         return Err(RetrieveError::BadRequest("min_score is out of range"));
     }
-    if request.collections.is_empty() || request.collections.len() > 8 {
-        return Err(RetrieveError::BadRequest("name 1 to 8 collections"));
+    let mut distinct = request.collections.clone();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.is_empty() || distinct.len() > 8 || distinct.len() != request.collections.len() {
+        return Err(RetrieveError::BadRequest(
+            "name 1 to 8 distinct collections",
+        ));
     }
     if !promptseal::template::is_id(&request.tenant_id) {
         return Err(RetrieveError::BadRequest("the tenant id is malformed"));
@@ -265,7 +270,10 @@ async fn load(
         return Ok(None);
     };
     let kept = deps.loaded.lock().expect("cache lock").get(id).cloned();
-    if let Some(kept) = kept.filter(|k| k.version == state.version) {
+    // The same incarnation (a collection deleted and made again starts over) at the same version.
+    if let Some(kept) =
+        kept.filter(|k| k.incarnation == state.incarnation && k.version == state.version)
+    {
         return Ok(Some(kept));
     }
     let loaded = Arc::new(deps.store.load_state(id, &state, &deps.vectors).await?);

@@ -366,6 +366,48 @@ async fn a_warm_function_follows_its_collections_as_they_change() {
     // A collection declared but never filled finds nothing, and is no error.
     world.ctx.store.delete_collection(&docs).await.unwrap();
     assert_eq!(ask()["chunks"], json!([]));
+
+    // Deleted and made again without a request in between: its version starts over, and the
+    // warm function still sees the new collection, not the one it loaded.
+    world
+        .ctx
+        .ingest(
+            &docs,
+            "a.md",
+            "# A\n\nHoliday opening hours are nine to five.",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ask()["chunks"].as_array().unwrap().len(), 1);
+    let version = world.ctx.store.state(&docs).await.unwrap().unwrap().version;
+    world.ctx.store.delete_collection(&docs).await.unwrap();
+    world
+        .ctx
+        .ingest(
+            &docs,
+            "b.md",
+            "# B\n\nHoliday opening hours are noon to six.",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        world.ctx.store.state(&docs).await.unwrap().unwrap().version,
+        version
+    );
+    let again = ask();
+    let b = world
+        .ctx
+        .store
+        .document(&docs, "b.md")
+        .await
+        .unwrap()
+        .unwrap();
+    let best: ChunkId = again["chunks"][0]["chunk_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(best.document.document.to_string(), b.document, "{again}");
 }
 
 #[tokio::test]

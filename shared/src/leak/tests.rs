@@ -403,7 +403,7 @@ fn sent_pieces(
     let rendered = crate::render::Renderer::default()
         .render(template, vars)
         .unwrap();
-    let assembled = crate::assembly::assemble(&rendered, &[], "0123456789abcdef", "zq0011");
+    let assembled = crate::assembly::assemble(&rendered, &[], None, "0123456789abcdef", "zq0011");
     assembled
         .isv_pieces()
         .map(|p| p.map(str::to_owned))

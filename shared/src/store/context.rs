@@ -38,6 +38,8 @@ const CHUNK_PREFIX: &str = "chunk/";
 /// DynamoDB's limits: items per BatchWriteItem and keys per BatchGetItem.
 const WRITE_BATCH: usize = 25;
 const GET_BATCH: usize = 100;
+/// Sends of one batch before items DynamoDB keeps leaving unprocessed fail the write.
+const WRITE_ATTEMPTS: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContextStoreError {
@@ -55,6 +57,8 @@ pub enum ContextStoreError {
     Conflict { name: String },
     #[error("a document with no chunks cannot be stored")]
     NoChunks,
+    #[error("DynamoDB kept leaving writes unprocessed; try again")]
+    Throttled,
     #[error(transparent)]
     Dynamo(#[from] DynamoError),
     #[error("S3 {operation} failed")]
@@ -82,7 +86,7 @@ impl ContextStoreError {
             Self::ModelMismatch { .. } => "model_mismatch",
             Self::Conflict { .. } => "conflict",
             Self::NoChunks => "empty",
-            Self::Dynamo(_) | Self::S3 { .. } => "store_unavailable",
+            Self::Dynamo(_) | Self::S3 { .. } | Self::Throttled => "store_unavailable",
             Self::Envelope(EnvelopeError::Integrity) => "sealed_data_invalid",
             Self::Envelope(_) => "key_unavailable",
             Self::Malformed(_) | Self::Segment(_) | Self::Index(_) => "store_corrupt",
@@ -129,6 +133,9 @@ pub struct DocumentSummary {
 /// A collection's committed state: its model and each document's generation and chunk count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionState {
+    /// Random, given when the collection is created: a collection deleted and created again is
+    /// another incarnation, whatever its version.
+    pub incarnation: String,
     pub model: String,
     pub dimensions: u32,
     pub version: u64,
@@ -181,6 +188,7 @@ impl std::fmt::Debug for ChunkText {
 /// A collection's vectors, loaded: the index and, position for position, the chunk ids.
 #[derive(Debug)]
 pub struct LoadedCollection {
+    pub incarnation: String,
     pub version: u64,
     /// The model the vectors come from, and their size: queries are embedded alike.
     pub model: String,
@@ -348,16 +356,20 @@ impl ContextStore {
         collection: &CollectionId,
         prefix: &str,
     ) -> Result<Vec<Item>, ContextStoreError> {
-        Ok(dynamo::query_all(
-            self.ddb
-                .query()
-                .table_name(&self.table)
+        let query = self
+            .ddb
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":pk", s(collection.path()))
+            .consistent_read(true);
+        // The whole partition, or the items whose sort key starts with `prefix`.
+        let query = match prefix {
+            "" => query.key_condition_expression("pk = :pk"),
+            prefix => query
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(collection.path()))
-                .expression_attribute_values(":prefix", s(prefix))
-                .consistent_read(true),
-        )
-        .await?)
+                .expression_attribute_values(":prefix", s(prefix)),
+        };
+        Ok(dynamo::query_all(query).await?)
     }
 
     /// Stores a document as its next generation and commits it (see the module's notes). The
@@ -422,8 +434,11 @@ impl ContextStore {
             ("ingested_at".to_owned(), s(&now)),
         ]);
         if collection.owner == Owner::Isv {
+            // The headings are sealed with each chunk and placed in the prompt with it.
             let fingerprints = Fingerprints::of_template(
-                doc.chunks.iter().map(|c| c.text.as_str()),
+                doc.chunks
+                    .iter()
+                    .flat_map(|c| [c.section.as_str(), c.text.as_str()]),
                 LeakSettings::default(),
                 crate::random_bytes(),
             );
@@ -510,8 +525,10 @@ impl ContextStore {
                     .unwrap_or_default();
                 attempt += 1;
                 if !pending.is_empty() {
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(6)))
-                        .await;
+                    if attempt == WRITE_ATTEMPTS {
+                        return Err(ContextStoreError::Throttled);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
                 }
             }
         }
@@ -554,7 +571,8 @@ impl ContextStore {
             .update_expression(
                 "SET documents = if_not_exists(documents, :empty), model = :model, \
                  dimensions = :dims, updated_at = if_not_exists(updated_at, :now), \
-                 version = if_not_exists(version, :zero)",
+                 version = if_not_exists(version, :zero), \
+                 incarnation = if_not_exists(incarnation, :incarnation)",
             )
             .condition_expression(
                 "attribute_not_exists(pk) OR (model = :model AND dimensions = :dims)",
@@ -564,6 +582,7 @@ impl ContextStore {
             .expression_attribute_values(":dims", n(model.dimensions()))
             .expression_attribute_values(":now", s(now))
             .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":incarnation", s(crate::random_hex::<8>()))
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
@@ -622,61 +641,81 @@ impl ContextStore {
         document: DocumentKey,
         which: impl Fn(u32) -> bool,
     ) -> Result<(), ContextStoreError> {
-        let chunks = self
-            .partition(collection, &format!("{CHUNK_PREFIX}{document}."))
-            .await?;
-        let mut generations = Vec::new();
-        let mut deletes = Vec::new();
-        for item in chunks {
-            let sk = dynamo::string(&item, "sk")?;
-            let id: ChunkId = sk[CHUNK_PREFIX.len()..]
-                .parse()
-                .map_err(|()| MalformedItem("sk"))?;
-            if !which(id.document.generation) {
-                continue;
-            }
-            if !generations.contains(&id.document) {
-                generations.push(id.document);
-            }
-            deletes.push(
-                WriteRequest::builder()
-                    .delete_request(
-                        DeleteRequest::builder()
-                            .set_key(Some(key(collection, sk)))
-                            .build()
-                            .expect("key set"),
-                    )
-                    .build(),
-            );
-        }
-        self.batch_write(deletes).await?;
+        let generation_of = |id: &str| {
+            id.parse::<ChunkId>()
+                .ok()
+                .map(|c| c.document.generation)
+                .is_some_and(&which)
+        };
+        self.delete_items(collection, &format!("{CHUNK_PREFIX}{document}."), |sk| {
+            generation_of(&sk[CHUNK_PREFIX.len()..])
+        })
+        .await?;
         // Segments are written after chunks: a generation with no chunk left may still have one.
+        let prefix = format!("{}/{document}.", collection.path());
+        self.delete_objects(&prefix, |object| {
+            object
+                .rsplit_once('.')
+                .and_then(|(_, g)| g.parse().ok())
+                .is_some_and(&which)
+        })
+        .await
+    }
+
+    /// Deletes the items of `collection` whose sort key starts with `prefix` and is picked by
+    /// `which`.
+    async fn delete_items(
+        &self,
+        collection: &CollectionId,
+        prefix: &str,
+        which: impl Fn(&str) -> bool,
+    ) -> Result<(), ContextStoreError> {
+        let mut deletes = Vec::new();
+        for item in self.partition(collection, prefix).await? {
+            let sk = dynamo::string(&item, "sk")?;
+            if which(&sk) {
+                deletes.push(
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .set_key(Some(key(collection, sk)))
+                                .build()
+                                .expect("key set"),
+                        )
+                        .build(),
+                );
+            }
+        }
+        self.batch_write(deletes).await
+    }
+
+    /// Deletes the objects of the vector bucket under `prefix` that `which` picks.
+    async fn delete_objects(
+        &self,
+        prefix: &str,
+        which: impl Fn(&str) -> bool,
+    ) -> Result<(), ContextStoreError> {
         let listed = self
             .s3
             .list_objects_v2()
             .bucket(&self.bucket)
-            .prefix(format!("{}/{document}.", collection.path()))
+            .prefix(prefix)
             .into_paginator()
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|e| ContextStoreError::s3("ListObjectsV2", e))?;
         for object in listed.iter().flat_map(|page| page.contents()) {
-            let Some(object_key) = object.key() else {
+            let Some(object_key) = object.key().filter(|k| which(k)) else {
                 continue;
             };
-            let generation = object_key
-                .rsplit_once('.')
-                .and_then(|(_, g)| g.parse().ok());
-            if generation.is_some_and(&which) {
-                self.s3
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(object_key)
-                    .send()
-                    .await
-                    .map_err(|e| ContextStoreError::s3("DeleteObject", e))?;
-            }
+            self.s3
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(object_key)
+                .send()
+                .await
+                .map_err(|e| ContextStoreError::s3("DeleteObject", e))?;
         }
         Ok(())
     }
@@ -734,10 +773,14 @@ impl ContextStore {
         &self,
         collection: &CollectionId,
     ) -> Result<usize, ContextStoreError> {
-        let documents = self.partition(collection, DOC_PREFIX).await?;
-        if documents.is_empty() && self.state(collection).await?.is_none() {
+        let items = self.partition(collection, "").await?;
+        if items.is_empty() {
             return Err(ContextStoreError::CollectionNotFound(collection.path()));
         }
+        let documents = items
+            .iter()
+            .filter(|i| dynamo::string(i, "sk").is_ok_and(|sk| sk.starts_with(DOC_PREFIX)))
+            .count();
         self.ddb
             .delete_item()
             .table_name(&self.table)
@@ -745,23 +788,12 @@ impl ContextStore {
             .send()
             .await
             .map_err(|e| DynamoError::new("DeleteItem", e))?;
-        for item in &documents {
-            let doc = read_document(item)?;
-            let document = doc
-                .document
-                .parse()
-                .map_err(|()| MalformedItem("document"))?;
-            self.ddb
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(key(collection, format!("{DOC_PREFIX}{}", doc.name))))
-                .send()
-                .await
-                .map_err(|e| DynamoError::new("DeleteItem", e))?;
-            self.remove_generations(collection, document, |_| true)
-                .await?;
-        }
-        Ok(documents.len())
+        // Everything else of the partition and under its prefix: documents, chunks and what an
+        // interrupted ingestion or deletion left behind.
+        self.delete_items(collection, "", |_| true).await?;
+        self.delete_objects(&format!("{}/", collection.path()), |_| true)
+            .await?;
+        Ok(documents)
     }
 
     /// Loads a collection's vectors: every committed document generation's segment, opened
@@ -825,6 +857,7 @@ impl ContextStore {
             values.chunks_exact(state.dimensions as usize),
         )?;
         Ok(LoadedCollection {
+            incarnation: state.incarnation.clone(),
             version: state.version,
             model: state.model.clone(),
             dimensions: state.dimensions,
@@ -924,6 +957,7 @@ fn read_state(item: &Item) -> Result<CollectionState, ContextStoreError> {
         })
         .collect::<Result<_, MalformedItem>>()?;
     Ok(CollectionState {
+        incarnation: dynamo::string(item, "incarnation")?,
         model: dynamo::string(item, "model")?,
         dimensions: dynamo::number(item, "dimensions")?,
         version: dynamo::number(item, "version")?,
