@@ -230,7 +230,8 @@ async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again
         f.put(&kb, "handbook.md", &changed, &f.key("VectorKey"))
             .await
             .unwrap(),
-        2
+        3,
+        "every attempt has a generation of its own"
     );
     assert_eq!(f.chunk_items().await, 3);
     let loaded = f
@@ -240,6 +241,49 @@ async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again
         .unwrap()
         .unwrap();
     assert_eq!(loaded.chunks.len(), 3);
-    assert!(loaded.chunks.iter().all(|c| c.document.generation == 2));
+    assert!(loaded.chunks.iter().all(|c| c.document.generation == 3));
     assert!(f.store.state(&kb).await.unwrap().unwrap().version > version);
+}
+
+#[tokio::test]
+async fn two_ingestions_of_one_document_at_once_leave_one_whole_generation() {
+    let f = Fixture::new().await;
+    let kb = CollectionId::new(Owner::Isv, "kb").unwrap();
+    f.put(&kb, "handbook.md", HANDBOOK, &f.key("VectorKey"))
+        .await
+        .unwrap();
+    let vectors = f.key("VectorKey");
+    for round in 0..3 {
+        let a = HANDBOOK.replace("two days", &format!("{round} days"));
+        let b = format!("# Other\n\nA different text, round {round}, in one section.");
+        let (ra, rb) = tokio::join!(
+            f.put(&kb, "handbook.md", &a, &vectors),
+            f.put(&kb, "handbook.md", &b, &vectors),
+        );
+        assert!(ra.is_ok() || rb.is_ok(), "{ra:?} {rb:?}");
+        for r in [&ra, &rb] {
+            if let Err(e) = r {
+                assert!(matches!(e, ContextStoreError::Conflict { .. }), "{e:?}");
+            }
+        }
+        // Whichever won, the committed generation is whole and nothing else can be found.
+        let doc = f.store.document(&kb, "handbook.md").await.unwrap().unwrap();
+        let loaded = f.store.load(&kb, &vectors).await.unwrap().unwrap();
+        assert_eq!(loaded.chunks.len(), doc.chunks as usize);
+        assert!(
+            loaded
+                .chunks
+                .iter()
+                .all(|c| c.document.generation == doc.generation)
+        );
+        let sealed = f.store.sealed_chunks(&kb, &loaded.chunks).await.unwrap();
+        for (id, sealed) in loaded.chunks.iter().zip(sealed) {
+            let text = open_chunk(&f.key("ContextKey"), &kb, id, &sealed.expect("stored"))
+                .await
+                .unwrap();
+            let from_a = a.contains(text.text.as_str());
+            let from_b = b.contains(text.text.as_str());
+            assert!(from_a != from_b, "a chunk of one text or the other");
+        }
+    }
 }

@@ -35,6 +35,11 @@ use crate::store::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
 const META: &str = "meta";
 const DOC_PREFIX: &str = "doc/";
 const CHUNK_PREFIX: &str = "chunk/";
+/// Per document, the counter that numbers its ingestions and the key it keeps.
+const ATTEMPT_PREFIX: &str = "attempt/";
+/// How old a generation that was never committed must be before another ingestion of its
+/// document removes it (younger, it may be another ingestion still at work).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// DynamoDB's limits: items per BatchWriteItem and keys per BatchGetItem.
 const WRITE_BATCH: usize = 25;
 const GET_BATCH: usize = 100;
@@ -223,6 +228,18 @@ pub struct ContextStore {
     table: String,
     s3: aws_sdk_s3::Client,
     bucket: String,
+    stale_after: std::time::Duration,
+}
+
+fn delete_request(collection: &CollectionId, sk: String) -> WriteRequest {
+    WriteRequest::builder()
+        .delete_request(
+            DeleteRequest::builder()
+                .set_key(Some(key(collection, sk)))
+                .build()
+                .expect("key set"),
+        )
+        .build()
 }
 
 fn chunk_sk(id: &ChunkId) -> String {
@@ -269,7 +286,45 @@ impl ContextStore {
             table: table.into(),
             s3,
             bucket: bucket.into(),
+            stale_after: STALE_AFTER,
         }
+    }
+
+    /// How old an uncommitted generation must be before it is cleaned up (tests: zero).
+    pub fn with_stale_after(mut self, stale_after: std::time::Duration) -> Self {
+        self.stale_after = stale_after;
+        self
+    }
+
+    /// Numbers this ingestion of document `name`: every attempt gets a generation of its own
+    /// (two ingestions at once never write the same chunk ids), under the key the document
+    /// keeps from its first attempt.
+    async fn claim(
+        &self,
+        collection: &CollectionId,
+        name: &str,
+    ) -> Result<DocumentGeneration, ContextStoreError> {
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(collection, format!("{ATTEMPT_PREFIX}{name}"))))
+            .update_expression(
+                "SET document = if_not_exists(document, :document) ADD attempts :one",
+            )
+            .expression_attribute_values(":document", s(DocumentKey::random().to_string()))
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| DynamoError::new("UpdateItem", e))?;
+        let item = out.attributes.unwrap_or_default();
+        Ok(DocumentGeneration {
+            document: dynamo::string(&item, "document")?
+                .parse()
+                .map_err(|()| MalformedItem("document"))?,
+            generation: dynamo::number(&item, "attempts")?,
+        })
     }
 
     fn segment_key(collection: &CollectionId, doc: &DocumentGeneration) -> String {
@@ -390,16 +445,13 @@ impl ContextStore {
             state.accepts(collection, model)?;
         }
         let previous = self.document(collection, doc.name).await?;
-        let generation = DocumentGeneration {
-            document: match &previous {
-                Some(p) => p.document.parse().map_err(|()| MalformedItem("document"))?,
-                None => DocumentKey::random(),
-            },
-            generation: previous.as_ref().map_or(1, |p| p.generation + 1),
-        };
-        // What an interrupted ingestion of this document left behind.
-        self.remove_generations(collection, generation.document, |g| {
-            Some(g) != previous.as_ref().map(|p| p.generation)
+        let generation = self.claim(collection, doc.name).await?;
+        // What superseded or interrupted ingestions of this document left behind: generations
+        // older than the committed one, and uncommitted ones old enough not to be at work.
+        let committed = previous.as_ref().map_or(0, |p| p.generation);
+        let stale = self.stale_after;
+        self.remove_generations(collection, generation.document, |g, age| {
+            g < committed || (g > committed && g != generation.generation && age >= stale)
         })
         .await?;
 
@@ -457,10 +509,11 @@ impl ContextStore {
             collection, model, doc.name, &previous, doc_item, generation, count, &now,
         )
         .await?;
-        if let Some(previous) = &previous {
-            // Replaced: readers move to the new generation as they see the version change.
-            self.remove_generations(collection, generation.document, |g| {
-                g == previous.generation
+        if previous.is_some() {
+            // Replaced: readers move to the new generation as they see the version change. Any
+            // older attempt can no longer commit.
+            self.remove_generations(collection, generation.document, |g, _| {
+                g < generation.generation
             })
             .await?;
         }
@@ -479,6 +532,9 @@ impl ContextStore {
         text: &Envelope,
     ) -> Result<(), ContextStoreError> {
         let sealer = text.data_key(&collection.text_context(&generation)).await?;
+        let written_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let requests = chunks.iter().enumerate().map(|(i, chunk)| {
             let id = ChunkId {
                 document: generation,
@@ -494,6 +550,7 @@ impl ContextStore {
             let sealed = sealer.seal(&plaintext, &collection.chunk_context(&id));
             let mut item = key(collection, chunk_sk(&id));
             item.extend(dynamo::sealed_attributes(&sealed).map(|(k, v)| (k.to_owned(), v)));
+            item.insert("written_at".to_owned(), n(written_at));
             WriteRequest::builder()
                 .put_request(
                     PutRequest::builder()
@@ -634,30 +691,40 @@ impl ContextStore {
     }
 
     /// Deletes the chunk items and vector segments of `document`'s generations that `which`
-    /// picks.
+    /// picks, given each generation and the age of what is stored of it.
     async fn remove_generations(
         &self,
         collection: &CollectionId,
         document: DocumentKey,
-        which: impl Fn(u32) -> bool,
+        which: impl Fn(u32, std::time::Duration) -> bool,
     ) -> Result<(), ContextStoreError> {
-        let generation_of = |id: &str| {
-            id.parse::<ChunkId>()
-                .ok()
-                .map(|c| c.document.generation)
-                .is_some_and(&which)
-        };
-        self.delete_items(collection, &format!("{CHUNK_PREFIX}{document}."), |sk| {
-            generation_of(&sk[CHUNK_PREFIX.len()..])
-        })
-        .await?;
+        let now = std::time::SystemTime::now();
+        let age = |written: std::time::SystemTime| now.duration_since(written).unwrap_or_default();
+        let chunks = self
+            .partition(collection, &format!("{CHUNK_PREFIX}{document}."))
+            .await?;
+        let mut deletes = Vec::new();
+        for item in chunks {
+            let sk = dynamo::string(&item, "sk")?;
+            let Ok(id) = sk[CHUNK_PREFIX.len()..].parse::<ChunkId>() else {
+                continue;
+            };
+            let written = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(
+                    dynamo::opt_number(&item, "written_at")?.unwrap_or(0),
+                );
+            if which(id.document.generation, age(written)) {
+                deletes.push(delete_request(collection, sk));
+            }
+        }
+        self.batch_write(deletes).await?;
         // Segments are written after chunks: a generation with no chunk left may still have one.
         let prefix = format!("{}/{document}.", collection.path());
-        self.delete_objects(&prefix, |object| {
+        self.delete_objects(&prefix, |object, written| {
             object
                 .rsplit_once('.')
                 .and_then(|(_, g)| g.parse().ok())
-                .is_some_and(&which)
+                .is_some_and(|g| which(g, age(written)))
         })
         .await
     }
@@ -674,26 +741,18 @@ impl ContextStore {
         for item in self.partition(collection, prefix).await? {
             let sk = dynamo::string(&item, "sk")?;
             if which(&sk) {
-                deletes.push(
-                    WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .set_key(Some(key(collection, sk)))
-                                .build()
-                                .expect("key set"),
-                        )
-                        .build(),
-                );
+                deletes.push(delete_request(collection, sk));
             }
         }
         self.batch_write(deletes).await
     }
 
-    /// Deletes the objects of the vector bucket under `prefix` that `which` picks.
+    /// Deletes the objects of the vector bucket under `prefix` that `which` picks, given each
+    /// object's key and when it was written.
     async fn delete_objects(
         &self,
         prefix: &str,
-        which: impl Fn(&str) -> bool,
+        which: impl Fn(&str, std::time::SystemTime) -> bool,
     ) -> Result<(), ContextStoreError> {
         let listed = self
             .s3
@@ -706,7 +765,11 @@ impl ContextStore {
             .await
             .map_err(|e| ContextStoreError::s3("ListObjectsV2", e))?;
         for object in listed.iter().flat_map(|page| page.contents()) {
-            let Some(object_key) = object.key().filter(|k| which(k)) else {
+            let written = object
+                .last_modified()
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            let Some(object_key) = object.key().filter(|k| which(k, written)) else {
                 continue;
             };
             self.s3
@@ -762,8 +825,12 @@ impl ContextStore {
             ],
         )
         .await?;
-        self.remove_generations(collection, document, |_| true)
+        self.remove_generations(collection, document, |_, _| true)
             .await?;
+        self.delete_items(collection, &format!("{ATTEMPT_PREFIX}{name}"), |sk| {
+            sk == format!("{ATTEMPT_PREFIX}{name}")
+        })
+        .await?;
         Ok(doc)
     }
 
@@ -791,7 +858,7 @@ impl ContextStore {
         // Everything else of the partition and under its prefix: documents, chunks and what an
         // interrupted ingestion or deletion left behind.
         self.delete_items(collection, "", |_| true).await?;
-        self.delete_objects(&format!("{}/", collection.path()), |_| true)
+        self.delete_objects(&format!("{}/", collection.path()), |_, _| true)
             .await?;
         Ok(documents)
     }
