@@ -7,10 +7,11 @@ mod common;
 
 use promptseal_devstack::{first_poll, function_environment};
 
-const FUNCTIONS: [(&str, &str); 3] = [
+const FUNCTIONS: [(&str, &str); 4] = [
     ("InvokeFunction", "invoke"),
     ("RedactLogFunction", "redact-log"),
     ("ExportLogsFunction", "export-logs"),
+    ("RetrieveContextFunction", "retrieve-context"),
 ];
 
 /// What `function` starts with for `mode`.
@@ -21,6 +22,7 @@ fn environment(function: &str, mode: &str) -> Vec<(String, String)> {
         &[
             ("DeploymentMode", mode),
             ("BedrockLogGroupName", "/aws/bedrock/modelinvocations"),
+            ("HostedTenantId", "acme"),
         ],
         |id| format!("test-{id}"),
     )
@@ -37,6 +39,20 @@ fn every_function_starts_with_the_environment_template_yaml_gives_it() {
             }
         }
     }
+}
+
+/// In a tenant's account, retrieve-context serves that tenant alone; in the ISV's, whoever
+/// invoke names.
+#[test]
+fn retrieve_context_is_pinned_to_the_tenant_in_tenant_hosted_mode() {
+    let hosted = |mode| {
+        environment("RetrieveContextFunction", mode)
+            .into_iter()
+            .find(|(k, _)| k == "HOSTED_TENANT_ID")
+            .map(|(_, v)| v)
+    };
+    assert_eq!(hosted("tenant-hosted").as_deref(), Some("acme"));
+    assert_eq!(hosted("isv-hosted"), None);
 }
 
 /// The check can fail: without one of its variables a function stops before polling, and says

@@ -165,7 +165,26 @@ fn context_text_opens_in_invoke_alone_and_vectors_in_retrieve_context_alone() {
             assert!(text(&s["Resource"]).contains("EmbeddingModelArns"), "{s:?}");
         }
     }
-    // No other role opens vectors.
+    // invoke may call retrieve-context and open chunks, under their purposes only.
+    let invoke = role_statements(&resources(&t)["InvokeRole"]);
+    assert!(
+        invoke
+            .iter()
+            .any(|s| actions(s) == ["lambda:InvokeFunction"]
+                && text(&s["Resource"]).contains("-retrieve-context"))
+    );
+    assert!(invoke.iter().any(|s| grants_decrypt(s)
+        && text(&s["Resource"]).contains("ContextKey")
+        && text(&s["Condition"]).contains("tenant-context")));
+    // No other role opens context chunks or vectors.
+    for (id, role) in roles(&t) {
+        for s in role_statements(role) {
+            if grants_decrypt(&s) && text(&s["Resource"]).contains("ContextKey") {
+                assert_eq!(id, "InvokeRole");
+            }
+        }
+    }
+
     for (id, role) in roles(&t) {
         for s in role_statements(role) {
             if grants_decrypt(&s) && text(&s["Resource"]).contains("VectorKey") {
