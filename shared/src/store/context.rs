@@ -43,6 +43,8 @@ const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60)
 /// DynamoDB's limits: items per BatchWriteItem and keys per BatchGetItem.
 const WRITE_BATCH: usize = 25;
 const GET_BATCH: usize = 100;
+/// Segments a load fetches and opens at once.
+const SEGMENT_LOADS: usize = 16;
 /// Sends of one batch before items DynamoDB keeps leaving unprocessed fail the write.
 const WRITE_ATTEMPTS: u32 = 8;
 
@@ -883,30 +885,26 @@ impl ContextStore {
         state: &CollectionState,
         vectors: &Envelope,
     ) -> Result<LoadedCollection, ContextStoreError> {
-        let mut chunks = Vec::new();
-        let mut values = Vec::new();
-        for (&document, &(generation, count)) in &state.documents {
-            let generation = DocumentGeneration {
-                document,
-                generation,
-            };
-            let body = self
-                .s3
-                .get_object()
-                .bucket(&self.bucket)
-                .key(Self::segment_key(collection, &generation))
-                .send()
-                .await
-                .map_err(|e| ContextStoreError::s3("GetObject", e))?
-                .body
-                .collect()
-                .await
-                .map_err(|e| ContextStoreError::s3("GetObject", e))?
-                .into_bytes();
-            let sealed = read_sealed_body(&body)?;
-            let plain = vectors
-                .open(&sealed, &collection.vector_context(&generation))
+        use futures::{StreamExt, TryStreamExt};
+        // Segments fetched and opened SEGMENT_LOADS at a time (each its own GetObject and, for
+        // a data key not cached, its own KMS Decrypt), kept in the meta item's order.
+        let segments: Vec<(DocumentGeneration, u32, Zeroizing<Vec<u8>>)> =
+            futures::stream::iter(&state.documents)
+                .map(|(&document, &(generation, count))| async move {
+                    let generation = DocumentGeneration {
+                        document,
+                        generation,
+                    };
+                    let plain = self.segment(collection, &generation, vectors).await?;
+                    Ok::<_, ContextStoreError>((generation, count, plain))
+                })
+                .buffered(SEGMENT_LOADS)
+                .try_collect()
                 .await?;
+        let total: usize = segments.iter().map(|(_, count, _)| *count as usize).sum();
+        let mut chunks = Vec::with_capacity(total);
+        let mut values = Vec::with_capacity(total * state.dimensions as usize);
+        for (generation, count, plain) in segments {
             let (dimensions, segment) = decode_segment(&plain)?;
             if dimensions != state.dimensions
                 || segment.len() != count as usize * dimensions as usize
@@ -931,6 +929,32 @@ impl ContextStore {
             chunks,
             index,
         })
+    }
+
+    /// One document generation's vectors, opened.
+    async fn segment(
+        &self,
+        collection: &CollectionId,
+        generation: &DocumentGeneration,
+        vectors: &Envelope,
+    ) -> Result<Zeroizing<Vec<u8>>, ContextStoreError> {
+        let body = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(Self::segment_key(collection, generation))
+            .send()
+            .await
+            .map_err(|e| ContextStoreError::s3("GetObject", e))?
+            .body
+            .collect()
+            .await
+            .map_err(|e| ContextStoreError::s3("GetObject", e))?
+            .into_bytes();
+        let sealed = read_sealed_body(&body)?;
+        Ok(vectors
+            .open(&sealed, &collection.vector_context(generation))
+            .await?)
     }
 
     /// The sealed texts of some chunks of a collection, in the order asked (`None` for a chunk
