@@ -11,6 +11,7 @@ use promptseal::context::collection::{CollectionId, Owner};
 use promptseal::context::document::{self, DocumentError};
 use promptseal::context::embed::{DEFAULT_MODEL, Embedder, EmbeddingModel, Purpose};
 use promptseal::envelope::Envelope;
+use promptseal::invocation_logging::disallowed_destinations;
 use promptseal::store::context::{ContextStore, IngestKeys, NewDocument};
 use promptseal::store::tenants::TenantRegistry;
 use serde::Serialize;
@@ -39,6 +40,10 @@ pub enum ContextCommand {
         /// Documents are named by their path relative to this directory.
         #[arg(long, default_value = ".")]
         root: PathBuf,
+        /// Embed even though Bedrock model invocation logging would record the documents (the
+        /// ISV's knowledge or a tenant's) in its logs.
+        #[arg(long)]
+        allow_invocation_logging: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -89,6 +94,8 @@ pub struct ContextConfig {
     pub vectors: Envelope,
     pub fingerprints: Envelope,
     pub bedrock: aws_sdk_bedrockruntime::Client,
+    /// Bedrock's control plane: where invocation logs go.
+    pub bedrock_control: aws_sdk_bedrock::Client,
     pub tenants: TenantRegistry,
 }
 
@@ -110,9 +117,14 @@ pub async fn run(cmd: ContextCommand, config: &ContextConfig, out: &Output) -> R
             dimensions,
             root,
             files,
+            allow_invocation_logging,
         } => {
             let collection = collection.id()?;
-            let done = ingest(config, &collection, model, dimensions, &root, &files).await?;
+            let documents = prepare(&root, &files)?;
+            if !allow_invocation_logging {
+                check_invocation_logging(&config.bedrock_control).await?;
+            }
+            let done = ingest(config, &collection, model, dimensions, documents).await?;
             out.ingested(&collection, &done)
         }
         ContextCommand::List => out.collections(&config.store.list().await?),
@@ -144,6 +156,30 @@ pub async fn run(cmd: ContextCommand, config: &ContextConfig, out: &Output) -> R
     }
 }
 
+/// Refuses to embed while Bedrock model invocation logging would deliver the documents' text or
+/// their embeddings anywhere (or while that cannot be read): the embedding calls carry them.
+async fn check_invocation_logging(bedrock: &aws_sdk_bedrock::Client) -> Result<()> {
+    let out = bedrock
+        .get_model_invocation_logging_configuration()
+        .send()
+        .await
+        .map_err(aws_sdk_bedrock::Error::from)
+        .context(
+            "logging_check_failed: the Bedrock invocation logging configuration could not be \
+             read; nothing was stored (--allow-invocation-logging skips the check)",
+        )?;
+    let destinations = disallowed_destinations(out.logging_config(), &[], true);
+    if !destinations.is_empty() {
+        bail!(
+            "invocation_logging_enabled: Bedrock model invocation logging would record the \
+             documents in {}; nothing was stored (turn off text and embedding delivery, or pass \
+             --allow-invocation-logging)",
+            destinations.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// A file read and cut into chunks, ready to embed.
 struct Prepared {
     name: String,
@@ -156,8 +192,7 @@ async fn ingest(
     collection: &CollectionId,
     model: Option<String>,
     dimensions: Option<u32>,
-    root: &Path,
-    files: &[PathBuf],
+    documents: Vec<Prepared>,
 ) -> Result<Vec<Ingested>> {
     if let Owner::Tenant(id) = &collection.owner
         && config.tenants.get(id).await?.is_none()
@@ -177,7 +212,6 @@ async fn ingest(
     if let Some(state) = &state {
         state.accepts(collection, &model)?;
     }
-    let documents = prepare(root, files)?;
 
     // What is new or changed (an unchanged file whose generation the collection lists is done).
     let mut todo = Vec::new();

@@ -135,6 +135,7 @@ impl Config {
             vectors: envelope(self.vector_key_id),
             fingerprints: envelope(self.fingerprint_key_id),
             bedrock: aws_sdk_bedrockruntime::Client::new(sdk),
+            bedrock_control: aws_sdk_bedrock::Client::new(sdk),
             tenants: TenantRegistry::new(ddb, self.tenants_table),
         })
     }

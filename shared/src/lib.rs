@@ -8,6 +8,7 @@ pub mod env;
 pub mod envelope;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod invocation_logging;
 pub mod leak;
 pub mod metadata;
 pub mod records;

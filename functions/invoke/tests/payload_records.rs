@@ -7,7 +7,7 @@ mod harness;
 use bedrock_standin::converse::Behaviour;
 use harness::{World, as_tenant, event, with_body};
 use promptseal::leak::{LeakAction, LeakPolicy};
-use promptseal::records::{PartKind, PayloadRecord, Source};
+use promptseal::records::{PartKind, Source};
 use promptseal::tenant::{PayloadLogging, Quotas};
 use serde_json::json;
 
@@ -29,18 +29,6 @@ async fn seed(world: &World, policy: LeakPolicy) {
     world.tenants().put(&globex).await.unwrap();
 }
 
-async fn records_of(world: &World, tenant: &str) -> Vec<PayloadRecord> {
-    world
-        .payload_records()
-        .stored_between(tenant, "0", "9")
-        .all()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.record)
-        .collect()
-}
-
 /// No run of eight words of the ISV text appears in `text`.
 fn assert_no_isv_text(text: &str) {
     let words: Vec<&str> = SYSTEM.split_whitespace().collect();
@@ -58,7 +46,7 @@ async fn an_opted_in_tenant_gets_a_redacted_record_and_others_get_none() {
 
     let reply = function.invoke(&event("http-api-jwt"));
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let records = records_of(&world, "acme").await;
+    let records = world.records_of("acme").await;
     assert_eq!(records.len(), 1);
     let record = &records[0];
 
@@ -133,8 +121,8 @@ async fn an_opted_in_tenant_gets_a_redacted_record_and_others_get_none() {
     // globex did not opt in: its request is answered and leaves no record.
     let reply = function.invoke(&as_tenant(event("http-api-jwt"), "globex"));
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(records_of(&world, "globex").await.is_empty());
-    assert_eq!(records_of(&world, "acme").await.len(), 1);
+    assert!(world.records_of("globex").await.is_empty());
+    assert_eq!(world.records_of("acme").await.len(), 1);
 }
 
 #[tokio::test]
@@ -159,7 +147,7 @@ async fn a_withheld_reply_is_recorded_without_the_leak() {
     let reply = function.invoke(&extraction);
     assert_eq!(reply.status, 422, "{}", reply.body);
 
-    let records = records_of(&world, "acme").await;
+    let records = world.records_of("acme").await;
     assert_eq!(records.len(), 1);
     let record = &records[0];
     assert_eq!(record.guard.action, LeakAction::Withheld);

@@ -10,7 +10,7 @@ use bedrock_standin::converse::Behaviour;
 use harness::{World, as_tenant, event, root, with_body};
 use promptseal::context::collection::{CollectionId, Owner};
 use promptseal::context::retrieval::{Placement, RetrievalSettings};
-use promptseal::records::{PartKind, PayloadRecord};
+use promptseal::records::PartKind;
 use promptseal::render::Renderer;
 use promptseal::tenant::{PayloadLogging, Quotas};
 use promptseal_devstack::{ContextFixture, EmulatedFunction, FunctionSpec};
@@ -139,18 +139,6 @@ fn blocks(request: &Value) -> (Vec<String>, Vec<String>) {
     (system, message)
 }
 
-async fn records_of(world: &World, tenant: &str) -> Vec<PayloadRecord> {
-    world
-        .payload_records()
-        .stored_between(tenant, "0", "9")
-        .all()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.record)
-        .collect()
-}
-
 #[tokio::test]
 async fn retrieved_chunks_reach_the_model_in_blocks_of_their_owner() {
     let r = setup(Placement::System).await;
@@ -180,7 +168,7 @@ async fn retrieved_chunks_reach_the_model_in_blocks_of_their_owner() {
     assert!(map.starts_with("s:I") && map.contains('C'), "{map}");
 
     // The payload record: chunk ids, the ISV's chunk as a placeholder, acme's own text kept.
-    let records = records_of(&r.world, "acme").await;
+    let records = r.world.records_of("acme").await;
     assert_eq!(records.len(), 1);
     let record = &records[0];
     assert_eq!(record.retrieved.len(), 2, "{:?}", record.retrieved);

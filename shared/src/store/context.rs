@@ -338,16 +338,8 @@ impl ContextStore {
         &self,
         collection: &CollectionId,
     ) -> Result<Option<CollectionState>, ContextStoreError> {
-        let out = self
-            .ddb
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(collection, META.to_owned())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| DynamoError::new("GetItem", e))?;
-        out.item.as_ref().map(read_state).transpose()
+        let item = self.item(collection, META.to_owned()).await?;
+        item.as_ref().map(read_state).transpose()
     }
 
     /// Every collection, the ISV's and every tenant's.
@@ -396,16 +388,26 @@ impl ContextStore {
         collection: &CollectionId,
         name: &str,
     ) -> Result<Option<DocumentSummary>, ContextStoreError> {
+        let item = self.item(collection, format!("{DOC_PREFIX}{name}")).await?;
+        Ok(item.as_ref().map(read_document).transpose()?)
+    }
+
+    /// One item of the collection's partition, read consistently.
+    async fn item(
+        &self,
+        collection: &CollectionId,
+        sk: String,
+    ) -> Result<Option<Item>, ContextStoreError> {
         let out = self
             .ddb
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(collection, format!("{DOC_PREFIX}{name}"))))
+            .set_key(Some(key(collection, sk)))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| DynamoError::new("GetItem", e))?;
-        Ok(out.item.as_ref().map(read_document).transpose()?)
+        Ok(out.item)
     }
 
     async fn partition(

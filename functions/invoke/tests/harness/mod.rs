@@ -149,6 +149,18 @@ impl World {
         )
     }
 
+    /// Every payload record stored for `tenant`.
+    pub async fn records_of(&self, tenant: &str) -> Vec<promptseal::records::PayloadRecord> {
+        self.payload_records()
+            .stored_between(tenant, "0", "9")
+            .all()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.record)
+            .collect()
+    }
+
     pub fn usage(&self) -> UsageLedger {
         UsageLedger::new(
             aws_sdk_dynamodb::Client::new(&self.config),
