@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::context::retrieval::{RetrievalSettings, RetrievalSettingsError};
+use crate::context::retrieval::{MAX_QUERY_CHARS, RetrievalSettings, RetrievalSettingsError};
 use crate::leak::{LeakSettings, MIN_SPAN_RANGE};
 
 /// Longest accepted template text (system part plus message parts), in bytes.
@@ -242,6 +242,8 @@ pub enum DefinitionError {
     Retrieval(#[from] RetrievalSettingsError),
     #[error("retrieval.query names {0:?}, which the schema does not declare")]
     RetrievalQuery(String),
+    #[error("retrieval.query's variable {0:?} must have max_chars of at most {MAX_QUERY_CHARS}")]
+    RetrievalQueryTooLong(String),
 }
 
 /// Checks an operator's definition apart from its text's syntax (see `render::Renderer::check`).
@@ -285,8 +287,17 @@ pub fn check_settings(id: &str, settings: &TemplateSettings) -> Result<(), Defin
     }
     if let Some(retrieval) = &settings.retrieval {
         retrieval.check()?;
-        if !seen.contains(retrieval.query.as_str()) {
-            return Err(DefinitionError::RetrievalQuery(retrieval.query.clone()));
+        let query = settings
+            .variables
+            .iter()
+            .find(|v| v.name == retrieval.query);
+        match query {
+            None => return Err(DefinitionError::RetrievalQuery(retrieval.query.clone())),
+            // retrieve-context embeds at most this much: a longer value would fail every time.
+            Some(v) if v.max_chars as usize > MAX_QUERY_CHARS => {
+                return Err(DefinitionError::RetrievalQueryTooLong(v.name.clone()));
+            }
+            Some(_) => {}
         }
     }
     Ok(())
@@ -417,6 +428,34 @@ mod tests {
             leak_guard: LeakSettings::default(),
             retrieval: None,
         }
+    }
+
+    #[test]
+    fn a_retrieval_query_is_a_declared_variable_short_enough_to_embed() {
+        let mut s = settings();
+        let retrieval = |query: &str| {
+            Some(RetrievalSettings {
+                collections: vec!["isv:kb".to_owned().try_into().unwrap()],
+                query: query.into(),
+                k: 4,
+                min_score: 0.2,
+                max_chars: 1000,
+                placement: Default::default(),
+            })
+        };
+        s.retrieval = retrieval("question");
+        assert_eq!(check_settings("t", &s), Ok(()));
+        s.retrieval = retrieval("topic");
+        assert_eq!(
+            check_settings("t", &s),
+            Err(DefinitionError::RetrievalQuery("topic".into()))
+        );
+        s.retrieval = retrieval("question");
+        s.variables[0].max_chars = MAX_QUERY_CHARS as u32 + 1;
+        assert_eq!(
+            check_settings("t", &s),
+            Err(DefinitionError::RetrievalQueryTooLong("question".into()))
+        );
     }
 
     #[test]

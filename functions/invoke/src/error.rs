@@ -267,6 +267,10 @@ impl InvokeError {
 
     /// The AWS error code of the underlying failure, if any (for the log, never the message).
     pub fn aws_error_code(&self) -> Option<String> {
+        // retrieve-context's own code (static, from its errorType) says why it refused.
+        if let Self::Retrieval(RetrievalError::Refused(code)) = self {
+            return Some(code.clone());
+        }
         let mut source = self.source();
         while let Some(e) = source {
             if let Some(code) = aws_code(e) {

@@ -261,7 +261,13 @@ async fn invoke(
                 input_tokens: reply.input_tokens,
                 output_tokens: reply.output_tokens,
             },
-            retrieved,
+            // The tenant's own chunks; the ISV's ids (its collections, their size) stay in the
+            // ISV's audit line.
+            retrieved: retrieved
+                .iter()
+                .filter(|id| !id.starts_with("isv:"))
+                .cloned()
+                .collect(),
         };
         let record = PayloadRecord::new(metadata, exchange);
         write_record(deps, &tenant, &record).await;
