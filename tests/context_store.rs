@@ -1,11 +1,13 @@
 //! The context store against the local stack: sealed chunks and vectors written, loaded into an
 //! index and searched; a chunk that opens only in its own place; an ingestion cut short between
-//! its writes and its commit, then done again, leaving no duplicate.
+//! its writes and its commit, then done again, leaving no duplicate; collections whose vectors
+//! are kept in S3 Vectors, each in an index of its own.
 
-use promptseal::context::collection::{ChunkId, CollectionId, Owner};
+use promptseal::context::collection::{ChunkId, CollectionId, DocumentGeneration, Owner};
 use promptseal::context::embed::Purpose;
 use promptseal::envelope::{CachePolicy, Envelope, EnvelopeError};
-use promptseal::store::context::{ContextStore, ContextStoreError, open_chunk};
+use promptseal::store::context::{ContextStore, ContextStoreError, VectorBackend, open_chunk};
+use promptseal::store::vector_index::S3VectorIndex;
 use promptseal_devstack::ContextFixture;
 
 mod common;
@@ -243,6 +245,152 @@ async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again
     assert_eq!(loaded.chunks.len(), 3);
     assert!(loaded.chunks.iter().all(|c| c.document.generation == 3));
     assert!(f.store.state(&kb).await.unwrap().unwrap().version > version);
+}
+
+/// The keys of the vectors in an S3 Vectors index, sorted.
+async fn index_keys(client: &aws_sdk_s3vectors::Client, bucket: &str, index: &str) -> Vec<String> {
+    let out = client
+        .list_vectors()
+        .vector_bucket_name(bucket)
+        .index_name(index)
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = out.vectors.into_iter().map(|v| v.key).collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn a_collection_in_s3_vectors_has_an_index_of_its_own_that_follows_its_documents() {
+    let mut f = Fixture::new().await;
+    f.ctx.backend = VectorBackend::S3Vectors;
+    let acme = CollectionId::new(Owner::Tenant("acme".into()), "docs").unwrap();
+    let globex = CollectionId::new(Owner::Tenant("globex".into()), "docs").unwrap();
+    f.put(&acme, "handbook.md", HANDBOOK, &f.key("VectorKey"))
+        .await
+        .unwrap();
+    f.put(&globex, "handbook.md", HANDBOOK, &f.key("VectorKey"))
+        .await
+        .unwrap();
+    let state = f.store.state(&acme).await.unwrap().unwrap();
+    assert_eq!(state.backend, VectorBackend::S3Vectors);
+    let globex_state = f.store.state(&globex).await.unwrap().unwrap();
+
+    // One index per collection, keyed by chunk id; no sealed segment in the vector bucket.
+    let client = aws_sdk_s3vectors::Client::new(&f.stack.config);
+    let bucket = f.stack.resources.bucket("VectorIndexBucket");
+    let indexes = |client: aws_sdk_s3vectors::Client| async move {
+        let out = client
+            .list_indexes()
+            .vector_bucket_name(bucket)
+            .send()
+            .await
+            .unwrap();
+        let mut names: Vec<String> = out.indexes.into_iter().map(|i| i.index_name).collect();
+        names.sort();
+        names
+    };
+    let acme_index = S3VectorIndex::index_name(&acme, &state.incarnation);
+    let globex_index = S3VectorIndex::index_name(&globex, &globex_state.incarnation);
+    let mut both = vec![acme_index.clone(), globex_index.clone()];
+    both.sort();
+    assert_eq!(indexes(client.clone()).await, both);
+    let generation_one: Vec<String> = {
+        let doc = f
+            .store
+            .document(&acme, "handbook.md")
+            .await
+            .unwrap()
+            .unwrap();
+        (0..3).map(|i| format!("{}.1.{i}", doc.document)).collect()
+    };
+    assert_eq!(
+        index_keys(&client, bucket, &acme_index).await,
+        generation_one
+    );
+    let objects = aws_sdk_s3::Client::new(&f.stack.config)
+        .list_objects_v2()
+        .bucket(f.stack.resources.bucket("VectorBucket"))
+        .send()
+        .await
+        .unwrap();
+    assert!(objects.contents().is_empty());
+
+    // The search finds the chunk that answers, which opens in its place.
+    let query = f
+        .ctx
+        .embedder()
+        .embed(&["when are invoices sent"], Purpose::Query)
+        .await
+        .unwrap();
+    let query = &query.vectors[0];
+    let hits = f
+        .store
+        .search_index(&acme, &state, query, 1, 0.0)
+        .await
+        .unwrap();
+    let (best, score) = hits[0];
+    assert!(score > 0.0);
+    let sealed = f.store.sealed_chunks(&acme, &[best]).await.unwrap()[0]
+        .clone()
+        .unwrap();
+    let text = open_chunk(&f.key("ContextKey"), &acme, &best, &sealed)
+        .await
+        .unwrap();
+    assert!(text.text.contains("QUILLFEATHER"));
+
+    // Replaced: the index holds the new generation's vectors only.
+    let changed = HANDBOOK.replace("two days", "three days");
+    assert_eq!(
+        f.put(&acme, "handbook.md", &changed, &f.key("VectorKey"))
+            .await
+            .unwrap(),
+        2
+    );
+    let keys = index_keys(&client, bucket, &acme_index).await;
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k.contains(".2.")), "{keys:?}");
+
+    // A vector of a generation the collection does not list (an ingestion at work, or cut
+    // short), however near the query, is never returned.
+    let state = f.store.state(&acme).await.unwrap().unwrap();
+    let uncommitted = ChunkId {
+        document: DocumentGeneration {
+            document: best.document.document,
+            generation: 9,
+        },
+        index: 0,
+    };
+    S3VectorIndex::new(client.clone(), bucket)
+        .put(
+            &acme,
+            &state.incarnation,
+            &[uncommitted],
+            std::slice::from_ref(query),
+        )
+        .await
+        .unwrap();
+    let hits = f
+        .store
+        .search_index(&acme, &state, query, 5, -1.0)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 3);
+    assert!(
+        hits.iter().all(|(id, _)| id.document.generation == 2),
+        "{hits:?}"
+    );
+
+    // Deleted: its index goes, globex's stays and still answers.
+    f.store.delete_collection(&acme).await.unwrap();
+    assert_eq!(indexes(client.clone()).await, vec![globex_index]);
+    let hits = f
+        .store
+        .search_index(&globex, &globex_state, query, 1, 0.0)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
 }
 
 #[tokio::test]

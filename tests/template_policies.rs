@@ -151,7 +151,8 @@ fn context_text_opens_in_invoke_alone_and_vectors_in_retrieve_context_alone() {
             "dynamodb:BatchGetItem",
             "dynamodb:GetItem",
             "kms:Decrypt",
-            "s3:GetObject"
+            "s3:GetObject",
+            "s3vectors:QueryVectors"
         ]
     );
     for s in &role {
@@ -192,6 +193,78 @@ fn context_text_opens_in_invoke_alone_and_vectors_in_retrieve_context_alone() {
             }
         }
     }
+}
+
+/// Collections kept in S3 Vectors: whatever identity policies say, the bucket policy lets only
+/// retrieve-context read vectors and only the operators write them; retrieve-context itself may
+/// only query (keys and distances: no vector data, no metadata); the key the service encrypts
+/// them under at rest is used by the service alone, for this account.
+#[test]
+fn s3_vectors_are_read_by_retrieve_context_alone_and_written_by_operators_alone() {
+    let t = template();
+    let r = resources(&t);
+    let policy = &r["VectorIndexBucketPolicy"]["Properties"];
+    assert_eq!(
+        text(&policy["VectorBucketArn"]),
+        text(&serde_yaml_ng::from_str::<Value>("!Ref VectorIndexBucket").unwrap())
+    );
+    let statements = policy["Policy"]["Statement"].as_sequence().unwrap();
+    let denied_unless = |action: &str| -> String {
+        let s = statements
+            .iter()
+            .find(|s| actions(s).iter().any(|a| a == action))
+            .unwrap_or_else(|| panic!("nothing about {action}"));
+        assert_eq!(s["Effect"].as_str(), Some("Deny"), "{s:?}");
+        assert_eq!(s["Principal"].as_str(), Some("*"), "{s:?}");
+        assert!(text(&s["Resource"]).contains("VectorIndexBucket"), "{s:?}");
+        text(&s["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
+    };
+    for read in [
+        "s3vectors:QueryVectors",
+        "s3vectors:GetVectors",
+        "s3vectors:ListVectors",
+    ] {
+        assert!(
+            denied_unless(read).contains("-retrieve-context\""),
+            "{read}"
+        );
+    }
+    for write in [
+        "s3vectors:PutVectors",
+        "s3vectors:DeleteVectors",
+        "s3vectors:CreateIndex",
+        "s3vectors:DeleteIndex",
+    ] {
+        assert!(
+            denied_unless(write).contains("AdminPrincipalArn"),
+            "{write}"
+        );
+    }
+    for (id, role) in roles(&t) {
+        for s in role_statements(role) {
+            let vector_actions: Vec<String> = actions(&s)
+                .into_iter()
+                .filter(|a| a.starts_with("s3vectors:") || a == "*")
+                .collect();
+            if !vector_actions.is_empty() {
+                assert_eq!(id, "RetrieveContextRole", "{s:?}");
+                assert_eq!(vector_actions, ["s3vectors:QueryVectors"]);
+            }
+        }
+    }
+    let key = r["VectorIndexKey"]["Properties"]["KeyPolicy"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let users: Vec<&Value> = key.iter().filter(|s| grants_decrypt(s)).collect();
+    assert_eq!(users.len(), 1);
+    assert_eq!(
+        users[0]["Principal"]["Service"].as_str(),
+        Some("indexing.s3vectors.amazonaws.com")
+    );
+    assert!(text(&users[0]["Condition"]).contains("aws:SourceAccount"));
+    let bucket = &r["VectorIndexBucket"]["Properties"]["EncryptionConfiguration"];
+    assert_eq!(bucket["SseType"].as_str(), Some("aws:kms"));
+    assert!(text(&bucket["KmsKeyArn"]).contains("VectorIndexKey"));
 }
 
 #[test]

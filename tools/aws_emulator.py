@@ -1,5 +1,5 @@
-"""The local AWS API emulator: moto's server app, with requests handled one at a time, and two
-checks AWS makes that moto does not.
+"""The local AWS API emulator: moto's server app, with requests handled one at a time, two
+checks AWS makes that moto does not, and the S3 Vectors query moto lacks.
 
 moto applies a TransactWriteItems one operation after another and rolls back by restoring a copy
 of the table, without a lock, so under moto_server's threads a concurrent reader can see half a
@@ -10,12 +10,19 @@ AWS refuses an S3 request whose `x-amz-expected-bucket-owner` is not the bucket'
 AssumeRole whose ExternalId is not the one the role's trust policy requires; moto accepts both.
 Export delivery relies on these refusals, so the emulator makes them, in AWS's wire format.
 
+moto keeps S3 Vectors buckets, indexes and vectors but does not answer QueryVectors, and lets
+CreateIndex replace an index of the same name (AWS refuses with ConflictException). The emulator
+answers QueryVectors by exact search over the index moto holds (its distance metric, topK,
+returnDistance and returnMetadata; a metadata filter is refused rather than ignored) and refuses a
+second CreateIndex, both in the service's wire format.
+
 Usage: python tools/aws_emulator.py --host 127.0.0.1 --port 4566
 """
 
 import argparse
 import io
 import json
+import math
 import threading
 import urllib.parse
 
@@ -112,11 +119,79 @@ class AwsChecks:
         return self.app(environ, start_response)
 
 
+def cosine_distance(a, b):
+    dot = sum(x * y for x, y in zip(a, b))
+    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return 1.0 - dot / norms if norms else 1.0
+
+
+def euclidean_distance(a, b):
+    return math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)))
+
+
+def serve_s3_vectors_queries():
+    """Teaches moto's S3 Vectors service QueryVectors and CreateIndex's conflict."""
+    from moto.core.exceptions import ServiceException
+    from moto.core.responses import ActionResult
+    from moto.s3vectors import urls
+    from moto.s3vectors.exceptions import ValidationError
+    from moto.s3vectors.models import S3VectorsBackend
+    from moto.s3vectors.responses import S3VectorsResponse
+
+    class Conflict(ServiceException):
+        code = "ConflictException"
+
+    def query_vectors(self):
+        index = self.s3vectors_backend.get_index(
+            self._get_param("vectorBucketName"),
+            self._get_param("indexName"),
+            self._get_param("indexArn"),
+        )
+        if self._get_param("filter") is not None:
+            raise ValidationError("the local emulator does not evaluate metadata filters")
+        top_k = self._get_param("topK")
+        query = (self._get_param("queryVector") or {}).get("float32")
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValidationError("topK must be at least 1")
+        if not query or len(query) != index.dimension:
+            raise ValidationError(
+                f"Query vector dimension {len(query or [])} does not match index dimension "
+                f"{index.dimension}"
+            )
+        distance = cosine_distance if index.distance_metric == "cosine" else euclidean_distance
+        scored = sorted(
+            (distance(query, v.data["float32"]), key, v)
+            for key, v in index.vectors.items()
+        )[:top_k]
+        vectors = []
+        for d, key, vector in scored:
+            found = {"key": key}
+            if self._get_param("returnDistance"):
+                found["distance"] = d
+            if self._get_param("returnMetadata"):
+                found["metadata"] = vector.metadata
+            vectors.append(found)
+        return ActionResult({"vectors": vectors, "distanceMetric": index.distance_metric})
+
+    create_index = S3VectorsBackend.create_index
+
+    def create_index_once(self, vector_bucket_name, vector_bucket_arn, index_name, *args, **kw):
+        bucket = self.get_vector_bucket(vector_bucket_name, vector_bucket_arn)
+        if any(i.index_name == index_name for i in bucket.indexes.values()):
+            raise Conflict("An index with the same name already exists")
+        return create_index(self, vector_bucket_name, vector_bucket_arn, index_name, *args, **kw)
+
+    S3VectorsResponse.query_vectors = query_vectors
+    S3VectorsBackend.create_index = create_index_once
+    urls.url_paths["{0}/QueryVectors$"] = S3VectorsResponse.dispatch
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    serve_s3_vectors_queries()
     app = OneAtATime(AwsChecks(DomainDispatcherApplication(create_backend_app)))
     run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
 

@@ -12,7 +12,7 @@ use promptseal::context::document::{self, DocumentError};
 use promptseal::context::embed::{DEFAULT_MODEL, Embedder, EmbeddingModel, Purpose};
 use promptseal::envelope::Envelope;
 use promptseal::invocation_logging::disallowed_destinations;
-use promptseal::store::context::{ContextStore, IngestKeys, NewDocument};
+use promptseal::store::context::{ContextStore, IngestKeys, NewDocument, VectorBackend};
 use promptseal::store::tenants::TenantRegistry;
 use serde::Serialize;
 
@@ -37,6 +37,12 @@ pub enum ContextCommand {
         /// Titan's vector size: 256, 512 or 1024 (default: the collection's, or 1024).
         #[arg(long)]
         dimensions: Option<u32>,
+        /// Where a new collection keeps its vectors: `memory` (sealed in the vector bucket,
+        /// searched in retrieve-context's memory; the default) or `s3-vectors` (an S3 Vectors
+        /// index of its own, for collections too large for a Lambda's memory). An existing
+        /// collection keeps its own.
+        #[arg(long)]
+        backend: Option<VectorBackend>,
         /// Documents are named by their path relative to this directory.
         #[arg(long, default_value = ".")]
         root: PathBuf,
@@ -115,6 +121,7 @@ pub async fn run(cmd: ContextCommand, config: &ContextConfig, out: &Output) -> R
             collection,
             model,
             dimensions,
+            backend,
             root,
             files,
             allow_invocation_logging,
@@ -124,7 +131,7 @@ pub async fn run(cmd: ContextCommand, config: &ContextConfig, out: &Output) -> R
             if !allow_invocation_logging {
                 check_invocation_logging(&config.bedrock_control).await?;
             }
-            let done = ingest(config, &collection, model, dimensions, documents).await?;
+            let done = ingest(config, &collection, model, dimensions, backend, documents).await?;
             out.ingested(&collection, &done)
         }
         ContextCommand::List => out.collections(&config.store.list().await?),
@@ -192,6 +199,7 @@ async fn ingest(
     collection: &CollectionId,
     model: Option<String>,
     dimensions: Option<u32>,
+    backend: Option<VectorBackend>,
     documents: Vec<Prepared>,
 ) -> Result<Vec<Ingested>> {
     if let Owner::Tenant(id) = &collection.owner
@@ -210,7 +218,7 @@ async fn ingest(
         (None, None) => EmbeddingModel::new(DEFAULT_MODEL, dimensions)?,
     };
     if let Some(state) = &state {
-        state.accepts(collection, &model)?;
+        state.accepts(collection, &model, backend)?;
     }
 
     // What is new or changed (an unchanged file whose generation the collection lists is done).
@@ -258,6 +266,7 @@ async fn ingest(
             .put_document(
                 collection,
                 &model,
+                backend,
                 NewDocument {
                     name: &doc.name,
                     sha256: &document::content_hash(&doc.text),

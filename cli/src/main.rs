@@ -94,6 +94,10 @@ struct Config {
     /// The S3 bucket of context vectors (template.yaml's VectorBucket).
     #[arg(long, global = true, env = "VECTOR_BUCKET")]
     vector_bucket: Option<String>,
+    /// The S3 Vectors bucket, name or ARN (template.yaml's VectorIndexBucket), of collections
+    /// that keep their vectors in S3 Vectors.
+    #[arg(long, global = true, env = "VECTOR_INDEX_BUCKET")]
+    vector_index_bucket: Option<String>,
     /// KMS key (id, ARN or alias) for the data keys of context chunks.
     #[arg(
         long,
@@ -125,11 +129,11 @@ impl Config {
         let kms = aws_sdk_kms::Client::new(sdk);
         let envelope = |key: String| Envelope::new(kms.clone(), key, CachePolicy::default());
         Ok(context::ContextConfig {
-            store: ContextStore::new(
-                ddb.clone(),
+            store: ContextStore::connect(
+                sdk,
                 self.context_table,
-                aws_sdk_s3::Client::new(sdk),
                 bucket,
+                self.vector_index_bucket.as_deref(),
             ),
             text: envelope(self.context_key_id),
             vectors: envelope(self.vector_key_id),
@@ -295,7 +299,14 @@ async fn main() -> ExitCode {
             ExitCode::from(3)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            // The context store's refusals lead with their stable code.
+            match e
+                .chain()
+                .find_map(|c| c.downcast_ref::<promptseal::store::context::ContextStoreError>())
+            {
+                Some(store) => eprintln!("error: {}: {e}", store.code()),
+                None => eprintln!("error: {e}"),
+            }
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }

@@ -343,11 +343,18 @@ async fn tenant_collections_need_a_registered_tenant_and_keep_one_model() {
             ]
             .concat(),
         );
-        assert!(
-            stderr.contains("model_mismatch") || stderr.contains("cannot take"),
-            "{stderr}"
-        );
+        assert!(stderr.contains("error: model_mismatch: "), "{stderr}");
     }
+    // And its vectors stay where they are kept.
+    let stderr = cli.fails(
+        &[
+            &["context", "ingest"][..],
+            &acme[..],
+            &["--backend", "s3-vectors", other.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(stderr.contains("error: backend_mismatch: "), "{stderr}");
     // Without --model the collection's own is used.
     cli.json(
         &[

@@ -8,7 +8,7 @@ use promptseal::context::document::content_hash;
 use promptseal::context::embed::{Embedder, EmbeddingModel, Purpose};
 use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::store::context::{
-    ContextStore, ContextStoreError, DocumentSummary, IngestKeys, NewDocument,
+    ContextStore, ContextStoreError, DocumentSummary, IngestKeys, NewDocument, VectorBackend,
 };
 
 use crate::Resources;
@@ -23,6 +23,8 @@ pub struct ContextFixture {
     pub text: Envelope,
     pub vectors: Envelope,
     pub fingerprints: Envelope,
+    /// Where collections it creates keep their vectors.
+    pub backend: VectorBackend,
     embedder: Embedder,
 }
 
@@ -40,15 +42,16 @@ impl ContextFixture {
         // Endpoint from AWS_ENDPOINT_URL_BEDROCK_RUNTIME, as the functions find it.
         let bedrock = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Self {
-            store: ContextStore::new(
-                aws_sdk_dynamodb::Client::new(config),
+            store: ContextStore::connect(
+                config,
                 resources.table("ContextTable"),
-                aws_sdk_s3::Client::new(config),
                 resources.bucket("VectorBucket"),
+                Some(resources.bucket("VectorIndexBucket")),
             ),
             text: envelope("ContextKey"),
             vectors: envelope("VectorKey"),
             fingerprints: envelope("FingerprintKey"),
+            backend: VectorBackend::Memory,
             embedder: Embedder::new(
                 aws_sdk_bedrockruntime::Client::new(&bedrock),
                 EmbeddingModel::new(FIXTURE_MODEL, Some(FIXTURE_DIMENSIONS))
@@ -88,6 +91,7 @@ impl ContextFixture {
             .put_document(
                 collection,
                 self.embedder.model(),
+                Some(self.backend),
                 NewDocument {
                     name,
                     sha256: &content_hash(text),

@@ -1,5 +1,5 @@
-//! Provisioning through the AWS SDK: template.yaml's DynamoDB tables and KMS keys created in the
-//! emulator, named as a CloudFormation stack of a given name would name them, and the SDK
+//! Provisioning through the AWS SDK: template.yaml's DynamoDB tables, S3 and S3 Vectors buckets
+//! and KMS keys created in the emulator, named as a CloudFormation stack of a given name would name them, and the SDK
 //! configuration that reaches the emulator.
 
 use std::collections::BTreeMap;
@@ -50,7 +50,7 @@ pub struct Resources {
     pub tables: BTreeMap<String, String>,
     /// Key logical id → alias name (`alias/...`), for keys that template.yaml gives an alias.
     pub key_aliases: BTreeMap<String, String>,
-    /// Bucket logical id → bucket name.
+    /// Bucket logical id (S3 or S3 Vectors) → bucket name.
     pub buckets: BTreeMap<String, String>,
 }
 
@@ -111,7 +111,7 @@ fn screaming_snake(camel: &str) -> String {
     out
 }
 
-/// Creates template.yaml's DynamoDB tables, S3 buckets and KMS keys (with their aliases) in the
+/// Creates template.yaml's DynamoDB tables, S3 and S3 Vectors buckets and KMS keys (with their aliases) in the
 /// emulator, named for a stack called `stack_name`.
 pub async fn provision(config: &SdkConfig, template: &Path, stack_name: &str) -> Result<Resources> {
     let text = std::fs::read_to_string(template)
@@ -154,6 +154,18 @@ pub async fn provision(config: &SdkConfig, template: &Path, stack_name: &str) ->
             .send()
             .await
             .with_context(|| format!("creating bucket {name}"))?;
+        out.buckets.insert(id, name);
+    }
+    let s3vectors = aws_sdk_s3vectors::Client::new(config);
+    for (id, props) in of_type("AWS::S3Vectors::VectorBucket") {
+        let name = substitute(&props["VectorBucketName"], stack_name)
+            .with_context(|| format!("{id}: VectorBucketName"))?;
+        s3vectors
+            .create_vector_bucket()
+            .vector_bucket_name(&name)
+            .send()
+            .await
+            .with_context(|| format!("creating vector bucket {name}"))?;
         out.buckets.insert(id, name);
     }
     for (id, props) in of_type("AWS::KMS::Key") {

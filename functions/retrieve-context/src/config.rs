@@ -20,6 +20,8 @@ pub enum Hosting {
 pub struct Config {
     pub context_table: String,
     pub vector_bucket: String,
+    /// The S3 Vectors bucket (name or ARN) of collections kept there, if there are any.
+    pub vector_index_bucket: Option<String>,
     pub vector_key_id: String,
     pub hosting: Hosting,
 }
@@ -44,6 +46,7 @@ impl Config {
         Ok(Self {
             context_table: env.required("CONTEXT_TABLE")?,
             vector_bucket: env.required("VECTOR_BUCKET")?,
+            vector_index_bucket: env.optional("VECTOR_INDEX_BUCKET"),
             vector_key_id: env.required("VECTOR_KEY_ID")?,
             hosting,
         })

@@ -4,7 +4,8 @@
 //! a tenant's own account serves that tenant alone. A tenant's collections are always its own
 //! (`tenant:NAME` means the calling tenant's `NAME`) and are searched through their own index,
 //! never a shared one. ISV collections are searched only when the template version the tenant
-//! uses declares them. Vectors stay in memory while the collection's version is unchanged.
+//! uses declares them. A collection's vectors are searched in memory, where they stay while its
+//! version is unchanged, or by S3 Vectors in the collection's own index.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,9 @@ use promptseal::context::retrieval::{
     SealedChunk,
 };
 use promptseal::envelope::Envelope;
-use promptseal::store::context::{ContextStore, ContextStoreError, LoadedCollection};
+use promptseal::store::context::{
+    CollectionState, ContextStore, ContextStoreError, LoadedCollection, VectorBackend,
+};
 use promptseal::store::templates::{TemplateCatalog, TemplateStoreError};
 use promptseal::store::tenants::TenantRegistry;
 use promptseal::template::VersionStatus;
@@ -111,11 +114,11 @@ pub async fn handle(
         let id = name
             .resolve(&request.tenant_id)
             .map_err(|_| RetrieveError::BadRequest("a collection name is malformed"))?;
-        let Some(loaded) = load(deps, &id).await? else {
+        let Some(searchable) = searchable(deps, &id).await? else {
             // Declared, but nothing ingested yet: nothing to find.
             continue;
         };
-        let model = (loaded.model.clone(), loaded.dimensions);
+        let model = searchable.model();
         if !queries.contains_key(&model) {
             let embedder = Embedder::new(
                 deps.bedrock.clone(),
@@ -128,13 +131,19 @@ pub async fn handle(
             let vector = embedded.vectors.into_iter().next().unwrap_or_default();
             queries.insert(model.clone(), vector);
         }
-        let found = loaded
-            .index
-            .search(&queries[&model], request.k as usize, request.min_score);
+        let (query, k, min_score) = (&queries[&model], request.k as usize, request.min_score);
+        let found = match &searchable {
+            Searchable::Loaded(loaded) => loaded.search(query, k, min_score),
+            Searchable::Indexed(state) => {
+                deps.store
+                    .search_index(&id, state, query, k, min_score)
+                    .await?
+            }
+        };
         hits.extend(
             found
                 .into_iter()
-                .map(|hit| (hit.score, name, id.clone(), loaded.chunks[hit.index])),
+                .map(|(chunk, score)| (score, name, id.clone(), chunk)),
         );
     }
     hits.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -259,27 +268,47 @@ async fn authorize(access: &Access, request: &RetrieveRequest) -> Result<(), Ret
     }
 }
 
-/// The collection's vectors: kept from an earlier request while its version holds, loaded (and
-/// kept) otherwise. `None` for a collection with nothing ingested.
-async fn load(
-    deps: &Deps,
-    id: &CollectionId,
-) -> Result<Option<Arc<LoadedCollection>>, RetrieveError> {
-    let Some(state) = deps.store.state(id).await? else {
+/// A collection ready to search.
+enum Searchable {
+    /// Its vectors, in memory.
+    Loaded(Arc<LoadedCollection>),
+    /// Its state: the vectors are in S3 Vectors.
+    Indexed(CollectionState),
+}
+
+impl Searchable {
+    /// The model the collection's vectors come from, and their size.
+    fn model(&self) -> (String, u32) {
+        match self {
+            Self::Loaded(loaded) => (loaded.model.clone(), loaded.dimensions),
+            Self::Indexed(state) => (state.model.clone(), state.dimensions),
+        }
+    }
+}
+
+/// The collection, ready to search: in memory, kept from an earlier request while its version
+/// holds, loaded (and kept) otherwise; or its state, for a collection kept in S3 Vectors. `None`
+/// for a collection with nothing ingested.
+async fn searchable(deps: &Deps, id: &CollectionId) -> Result<Option<Searchable>, RetrieveError> {
+    let state = deps.store.state(id).await?;
+    let Some(state) = state.filter(|s| !s.documents.is_empty()) else {
         deps.loaded.lock().expect("cache lock").remove(id);
         return Ok(None);
     };
+    if state.backend == VectorBackend::S3Vectors {
+        return Ok(Some(Searchable::Indexed(state)));
+    }
     let kept = deps.loaded.lock().expect("cache lock").get(id).cloned();
     // The same incarnation (a collection deleted and made again starts over) at the same version.
     if let Some(kept) =
         kept.filter(|k| k.incarnation == state.incarnation && k.version == state.version)
     {
-        return Ok(Some(kept));
+        return Ok(Some(Searchable::Loaded(kept)));
     }
     let loaded = Arc::new(deps.store.load_state(id, &state, &deps.vectors).await?);
     deps.loaded
         .lock()
         .expect("cache lock")
         .insert(id.clone(), loaded.clone());
-    Ok(Some(loaded))
+    Ok(Some(Searchable::Loaded(loaded)))
 }

@@ -25,16 +25,16 @@ async fn main() -> Result<(), Error> {
             templates_table,
         } => Access::Isv {
             tenants: TenantRegistry::new(ddb.clone(), tenants_table),
-            templates: TemplateCatalog::new(ddb.clone(), templates_table),
+            templates: TemplateCatalog::new(ddb, templates_table),
         },
         Hosting::Tenant { tenant_id } => Access::Tenant { tenant_id },
     };
     let deps = Deps {
-        store: ContextStore::new(
-            ddb,
+        store: ContextStore::connect(
+            &sdk,
             config.context_table,
-            aws_sdk_s3::Client::new(&sdk),
             config.vector_bucket,
+            config.vector_index_bucket.as_deref(),
         ),
         vectors: Envelope::new(
             aws_sdk_kms::Client::new(&sdk),

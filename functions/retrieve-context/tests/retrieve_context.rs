@@ -1,14 +1,15 @@
 //! retrieve-context's binary under cargo-lambda's runtime emulator, against the local stack:
 //! what a tenant gets back (its own chunks and the ISV's, sealed, never another tenant's), what
 //! it is refused and under which code, what the function logs, and a warm function following a
-//! collection that changes.
+//! collection that changes. What depends on where vectors are kept runs with both backends: in
+//! memory, and in S3 Vectors (the emulator answering QueryVectors by exact search).
 
 use std::path::{Path, PathBuf};
 
 use promptseal::context::collection::{ChunkId, CollectionId, Owner};
 use promptseal::envelope::{CachePolicy, Envelope};
 use promptseal::render::Renderer;
-use promptseal::store::context::open_chunk;
+use promptseal::store::context::{VectorBackend, open_chunk};
 use promptseal::store::sealed::SealedStores;
 use promptseal::store::tenants::TenantRegistry;
 use promptseal::template::TemplateDefinition;
@@ -67,6 +68,11 @@ impl World {
     /// A template declaring `isv:kb` and `tenant:docs`, tenants acme and globex that may use it,
     /// the ISV's knowledge base and each tenant's documents, each with a secret word.
     async fn new() -> Self {
+        Self::keeping_vectors_in(VectorBackend::Memory).await
+    }
+
+    /// The same, with every collection's vectors kept in `backend`.
+    async fn keeping_vectors_in(backend: VectorBackend) -> Self {
         let (config, resources) = promptseal_devstack::fresh_resources().await;
         let ddb = aws_sdk_dynamodb::Client::new(&config);
         let definition: TemplateDefinition = toml::from_str(TEMPLATE).unwrap();
@@ -79,7 +85,8 @@ impl World {
         for id in ["acme", "globex"] {
             registry.put(&tenant(id)).await.unwrap();
         }
-        let ctx = ContextFixture::new(&config, &resources).await;
+        let mut ctx = ContextFixture::new(&config, &resources).await;
+        ctx.backend = backend;
         let kb = CollectionId::new(Owner::Isv, "kb").unwrap();
         ctx.ingest(
             &kb,
@@ -155,7 +162,19 @@ fn error_type(reply: &Value) -> &str {
 
 #[tokio::test]
 async fn a_tenant_gets_its_own_chunks_and_the_isvs_sealed_never_another_tenants() {
-    let world = World::new().await;
+    own_chunks_and_the_isvs_never_another_tenants(VectorBackend::Memory).await;
+}
+
+#[tokio::test]
+async fn a_tenant_gets_its_own_chunks_and_the_isvs_never_another_tenants_from_s3_vectors() {
+    own_chunks_and_the_isvs_never_another_tenants(VectorBackend::S3Vectors).await;
+}
+
+async fn own_chunks_and_the_isvs_never_another_tenants(backend: VectorBackend) {
+    let world = World::keeping_vectors_in(backend).await;
+    let kb = CollectionId::new(Owner::Isv, "kb").unwrap();
+    let state = world.ctx.store.state(&kb).await.unwrap().unwrap();
+    assert_eq!(state.backend, backend);
     let function = world.start(&[]);
     // Asking for globex's secret by its words, as acme, with every collection acme may name.
     let reply = function
@@ -325,7 +344,16 @@ async fn what_a_tenant_may_not_read_is_refused_with_a_stable_code() {
 
 #[tokio::test]
 async fn a_warm_function_follows_its_collections_as_they_change() {
-    let world = World::new().await;
+    follows_collections_as_they_change(VectorBackend::Memory).await;
+}
+
+#[tokio::test]
+async fn a_function_follows_collections_in_s3_vectors_as_they_change() {
+    follows_collections_as_they_change(VectorBackend::S3Vectors).await;
+}
+
+async fn follows_collections_as_they_change(backend: VectorBackend) {
+    let world = World::keeping_vectors_in(backend).await;
     let function = world.start(&[]);
     let ask = || {
         function

@@ -1,10 +1,13 @@
-//! The context store: collections of sealed chunks in DynamoDB and their sealed vectors in S3.
+//! The context store: collections of sealed chunks in DynamoDB and their vectors, sealed in S3
+//! or kept by S3 Vectors.
 //!
 //! One partition per collection (`isv/NAME` or `tenant/ID/NAME`) holds a `meta` item (the
-//! embedding model, a version that every change raises, and each document's committed
-//! generation), one `doc/NAME` item per document, and one `chunk/ID` item per chunk (its text
-//! sealed under the context key, bound to owner, collection, document generation and index). A
-//! document generation's vectors are one S3 object, sealed under the vector key.
+//! embedding model, where the vectors are kept, a version that every change raises, and each
+//! document's committed generation), one `doc/NAME` item per document, and one `chunk/ID` item
+//! per chunk (its text sealed under the context key, bound to owner, collection, document
+//! generation and index). A collection's vectors are kept one of two ways ([`VectorBackend`]):
+//! each document generation's as one S3 object sealed under the vector key, loaded into memory
+//! to be searched; or in an S3 Vectors index of the collection's own, searched by the service.
 //!
 //! A document is ingested as a new generation: chunks and vectors are written first, invisible,
 //! and one transaction then makes the generation the document's (the `doc` item) and the
@@ -31,6 +34,7 @@ use crate::context::search::{IndexError, VectorIndex};
 use crate::envelope::{Envelope, EnvelopeError, Sealed};
 use crate::leak::{Fingerprints, LeakSettings};
 use crate::store::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
+use crate::store::vector_index::{MAX_TOP_K, S3VectorIndex, VectorIndexError};
 
 const META: &str = "meta";
 const DOC_PREFIX: &str = "doc/";
@@ -82,6 +86,16 @@ pub enum ContextStoreError {
     Segment(#[from] MalformedSegment),
     #[error("stored vectors do not form an index: {0}")]
     Index(#[from] IndexError),
+    #[error("collection {collection} keeps its vectors in {stored}, not {asked}")]
+    BackendMismatch {
+        collection: String,
+        stored: VectorBackend,
+        asked: VectorBackend,
+    },
+    #[error("collection {0} keeps its vectors in S3 Vectors, and no vector bucket is configured")]
+    NoVectorIndex(String),
+    #[error(transparent)]
+    VectorIndex(#[from] VectorIndexError),
 }
 
 impl ContextStoreError {
@@ -93,7 +107,11 @@ impl ContextStoreError {
             Self::ModelMismatch { .. } => "model_mismatch",
             Self::Conflict { .. } => "conflict",
             Self::NoChunks => "empty",
-            Self::Dynamo(_) | Self::S3 { .. } | Self::Throttled => "store_unavailable",
+            Self::Dynamo(_) | Self::S3 { .. } | Self::VectorIndex(_) | Self::Throttled => {
+                "store_unavailable"
+            }
+            Self::BackendMismatch { .. } => "backend_mismatch",
+            Self::NoVectorIndex(_) => "vector_index_not_configured",
             Self::Envelope(EnvelopeError::Integrity) => "sealed_data_invalid",
             Self::Envelope(_) => "key_unavailable",
             Self::Malformed(_) | Self::Segment(_) | Self::Index(_) => "store_corrupt",
@@ -108,6 +126,44 @@ impl ContextStoreError {
     }
 }
 
+/// Where a collection's vectors are kept, chosen when it is created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VectorBackend {
+    /// Sealed segments in the vector bucket, loaded and searched in retrieve-context's memory.
+    #[default]
+    Memory,
+    /// An S3 Vectors index of the collection's own, searched by the service.
+    S3Vectors,
+}
+
+impl VectorBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::S3Vectors => "s3-vectors",
+        }
+    }
+}
+
+impl std::fmt::Display for VectorBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for VectorBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "memory" => Ok(Self::Memory),
+            "s3-vectors" => Ok(Self::S3Vectors),
+            other => Err(format!("{other:?} is not memory or s3-vectors")),
+        }
+    }
+}
+
 /// A collection as `context list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CollectionSummary {
@@ -117,6 +173,7 @@ pub struct CollectionSummary {
     pub collection: String,
     pub model: String,
     pub dimensions: u32,
+    pub backend: VectorBackend,
     /// Raised by every change: a warm reader reloads when it moves.
     pub version: u64,
     pub documents: usize,
@@ -145,27 +202,44 @@ pub struct CollectionState {
     pub incarnation: String,
     pub model: String,
     pub dimensions: u32,
+    pub backend: VectorBackend,
     pub version: u64,
     pub documents: BTreeMap<DocumentKey, (u32, u32)>,
     pub updated_at: String,
 }
 
 impl CollectionState {
-    /// Refuses vectors of a model (or size) other than the collection's: one collection, one
-    /// embedding space.
+    /// Refuses vectors of a model (or size) other than the collection's (one collection, one
+    /// embedding space), and a backend other than its own.
     pub fn accepts(
         &self,
         collection: &CollectionId,
         model: &EmbeddingModel,
+        backend: Option<VectorBackend>,
     ) -> Result<(), ContextStoreError> {
-        if self.model == model.model_id() && self.dimensions == model.dimensions() {
-            return Ok(());
+        if self.model != model.model_id() || self.dimensions != model.dimensions() {
+            return Err(ContextStoreError::ModelMismatch {
+                collection: collection.path(),
+                stored: format!("{} ({} dimensions)", self.model, self.dimensions),
+                asked: format!("{} ({} dimensions)", model.model_id(), model.dimensions()),
+            });
         }
-        Err(ContextStoreError::ModelMismatch {
-            collection: collection.path(),
-            stored: format!("{} ({} dimensions)", self.model, self.dimensions),
-            asked: format!("{} ({} dimensions)", model.model_id(), model.dimensions()),
-        })
+        match backend.filter(|asked| *asked != self.backend) {
+            Some(asked) => Err(ContextStoreError::BackendMismatch {
+                collection: collection.path(),
+                stored: self.backend,
+                asked,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a chunk belongs to a generation the collection lists (a search of S3 Vectors
+    /// may also find a generation not committed yet, or replaced and not removed yet).
+    pub fn holds(&self, chunk: &ChunkId) -> bool {
+        self.documents
+            .get(&chunk.document.document)
+            .is_some_and(|&(g, count)| g == chunk.document.generation && chunk.index < count)
     }
 
     /// Whether `doc` is the generation the collection lists (a document whose commit was cut
@@ -204,6 +278,17 @@ pub struct LoadedCollection {
     pub index: VectorIndex,
 }
 
+impl LoadedCollection {
+    /// The `k` chunks nearest `query` with a cosine of at least `min_score`, best first.
+    pub fn search(&self, query: &[f32], k: usize, min_score: f32) -> Vec<(ChunkId, f32)> {
+        self.index
+            .search(query, k, min_score)
+            .into_iter()
+            .map(|hit| (self.chunks[hit.index], hit.score))
+            .collect()
+    }
+}
+
 /// The keys a document is sealed under while it is ingested.
 pub struct IngestKeys<'a> {
     pub text: &'a Envelope,
@@ -230,6 +315,7 @@ pub struct ContextStore {
     table: String,
     s3: aws_sdk_s3::Client,
     bucket: String,
+    vector_index: Option<S3VectorIndex>,
     stale_after: std::time::Duration,
 }
 
@@ -288,8 +374,44 @@ impl ContextStore {
             table: table.into(),
             s3,
             bucket: bucket.into(),
+            vector_index: None,
             stale_after: STALE_AFTER,
         }
+    }
+
+    /// The store on `sdk`'s clients: the context table, the vector bucket, and the S3 Vectors
+    /// bucket (name or ARN) if collections may keep their vectors there.
+    pub fn connect(
+        sdk: &aws_types::SdkConfig,
+        table: impl Into<String>,
+        bucket: impl Into<String>,
+        vector_index: Option<&str>,
+    ) -> Self {
+        let store = Self::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            table,
+            aws_sdk_s3::Client::new(sdk),
+            bucket,
+        );
+        match vector_index {
+            Some(bucket) => store.with_vector_index(S3VectorIndex::new(
+                aws_sdk_s3vectors::Client::new(sdk),
+                bucket,
+            )),
+            None => store,
+        }
+    }
+
+    /// The S3 Vectors bucket of collections that keep their vectors there.
+    pub fn with_vector_index(mut self, index: S3VectorIndex) -> Self {
+        self.vector_index = Some(index);
+        self
+    }
+
+    fn vector_index(&self, collection: &CollectionId) -> Result<&S3VectorIndex, ContextStoreError> {
+        self.vector_index
+            .as_ref()
+            .ok_or_else(|| ContextStoreError::NoVectorIndex(collection.path()))
     }
 
     /// How old an uncommitted generation must be before it is cleaned up (tests: zero).
@@ -434,10 +556,13 @@ impl ContextStore {
     /// Stores a document as its next generation and commits it (see the module's notes). The
     /// chunk texts are sealed under one data key of `keys.text`, the vectors under one of
     /// `keys.vectors`; an ISV document's fingerprints are sealed beside it.
+    /// `backend` is where a new collection keeps its vectors (by default in memory); an existing
+    /// one keeps its own, and naming another is refused.
     pub async fn put_document(
         &self,
         collection: &CollectionId,
         model: &EmbeddingModel,
+        backend: Option<VectorBackend>,
         doc: NewDocument<'_>,
         keys: IngestKeys<'_>,
     ) -> Result<DocumentSummary, ContextStoreError> {
@@ -445,16 +570,14 @@ impl ContextStore {
             return Err(ContextStoreError::NoChunks);
         }
         assert_eq!(doc.chunks.len(), doc.vectors.len(), "one vector per chunk");
-        if let Some(state) = self.state(collection).await? {
-            state.accepts(collection, model)?;
-        }
+        let state = self.open_collection(collection, model, backend).await?;
         let previous = self.document(collection, doc.name).await?;
         let generation = self.claim(collection, doc.name).await?;
         // What superseded or interrupted ingestions of this document left behind: generations
         // older than the committed one, and uncommitted ones old enough not to be at work.
         let committed = previous.as_ref().map_or(0, |p| p.generation);
         let stale = self.stale_after;
-        self.remove_generations(collection, generation.document, |g, age| {
+        self.remove_generations(collection, &state, generation.document, |g, age| {
             g < committed || (g > committed && g != generation.generation && age >= stale)
         })
         .await?;
@@ -462,21 +585,40 @@ impl ContextStore {
         let count = u32::try_from(doc.chunks.len()).expect("a document has fewer than 2^32 chunks");
         self.write_chunks(collection, generation, doc.chunks, keys.text)
             .await?;
-        let vectors = keys
-            .vectors
-            .seal(
-                &encode_segment(model.dimensions(), doc.vectors),
-                &collection.vector_context(&generation),
-            )
-            .await?;
-        self.s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(Self::segment_key(collection, &generation))
-            .body(ByteStream::from(sealed_body(&vectors)))
-            .send()
-            .await
-            .map_err(|e| ContextStoreError::s3("PutObject", e))?;
+        match state.backend {
+            VectorBackend::Memory => {
+                let vectors = keys
+                    .vectors
+                    .seal(
+                        &encode_segment(model.dimensions(), doc.vectors),
+                        &collection.vector_context(&generation),
+                    )
+                    .await?;
+                self.s3
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(Self::segment_key(collection, &generation))
+                    .body(ByteStream::from(sealed_body(&vectors)))
+                    .send()
+                    .await
+                    .map_err(|e| ContextStoreError::s3("PutObject", e))?;
+            }
+            VectorBackend::S3Vectors => {
+                let index = self.vector_index(collection)?;
+                let ids: Vec<ChunkId> = (0..count)
+                    .map(|index| ChunkId {
+                        document: generation,
+                        index,
+                    })
+                    .collect();
+                index
+                    .create(collection, &state.incarnation, state.dimensions)
+                    .await?;
+                index
+                    .put(collection, &state.incarnation, &ids, doc.vectors)
+                    .await?;
+            }
+        }
 
         let now = dynamo::now_rfc3339();
         let mut doc_item = key(collection, format!("{DOC_PREFIX}{}", doc.name));
@@ -510,13 +652,13 @@ impl ContextStore {
             );
         }
         self.commit(
-            collection, model, doc.name, &previous, doc_item, generation, count, &now,
+            collection, &state, doc.name, &previous, doc_item, generation, count, &now,
         )
         .await?;
         if previous.is_some() {
             // Replaced: readers move to the new generation as they see the version change. Any
             // older attempt can no longer commit.
-            self.remove_generations(collection, generation.document, |g, _| {
+            self.remove_generations(collection, &state, generation.document, |g, _| {
                 g < generation.generation
             })
             .await?;
@@ -526,6 +668,60 @@ impl ContextStore {
             .ok_or_else(|| ContextStoreError::Conflict {
                 name: doc.name.to_owned(),
             })
+    }
+
+    /// The collection's state, its meta item created first if it has none: its model, its
+    /// backend (`backend`, or memory) and a new incarnation. Refuses another model or backend.
+    async fn open_collection(
+        &self,
+        collection: &CollectionId,
+        model: &EmbeddingModel,
+        backend: Option<VectorBackend>,
+    ) -> Result<CollectionState, ContextStoreError> {
+        // Twice at most: a collection created by someone else meanwhile is read and checked.
+        for _ in 0..2 {
+            if let Some(state) = self.state(collection).await? {
+                state.accepts(collection, model, backend)?;
+                return Ok(state);
+            }
+            let state = CollectionState {
+                incarnation: crate::random_hex::<8>(),
+                model: model.model_id().to_owned(),
+                dimensions: model.dimensions(),
+                backend: backend.unwrap_or_default(),
+                version: 0,
+                documents: BTreeMap::new(),
+                updated_at: dynamo::now_rfc3339(),
+            };
+            let mut item = key(collection, META.to_owned());
+            item.extend([
+                ("incarnation".to_owned(), s(&state.incarnation)),
+                ("model".to_owned(), s(&state.model)),
+                ("dimensions".to_owned(), n(state.dimensions)),
+                ("backend".to_owned(), s(state.backend.as_str())),
+                ("version".to_owned(), n(0)),
+                ("documents".to_owned(), AttributeValue::M(HashMap::new())),
+                ("updated_at".to_owned(), s(&state.updated_at)),
+            ]);
+            let created = self
+                .ddb
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match created {
+                Ok(_) => return Ok(state),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(DynamoError::new("PutItem", e).into()),
+            }
+        }
+        Err(ContextStoreError::Conflict {
+            name: collection.path(),
+        })
     }
 
     async fn write_chunks(
@@ -601,7 +797,7 @@ impl ContextStore {
     async fn commit(
         &self,
         collection: &CollectionId,
-        model: &EmbeddingModel,
+        state: &CollectionState,
         name: &str,
         previous: &Option<DocumentSummary>,
         doc_item: Item,
@@ -623,51 +819,18 @@ impl ContextStore {
             ("generation".to_owned(), n(generation.generation)),
             ("chunks".to_owned(), n(chunks)),
         ]));
-        // The first document creates the meta item (its model and an empty map): DynamoDB cannot
-        // create a map and set a key inside it in one expression. Idempotent; no version moves.
-        self.ddb
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(collection, META.to_owned())))
-            .update_expression(
-                "SET documents = if_not_exists(documents, :empty), model = :model, \
-                 dimensions = :dims, updated_at = if_not_exists(updated_at, :now), \
-                 version = if_not_exists(version, :zero), \
-                 incarnation = if_not_exists(incarnation, :incarnation)",
-            )
-            .condition_expression(
-                "attribute_not_exists(pk) OR (model = :model AND dimensions = :dims)",
-            )
-            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
-            .expression_attribute_values(":model", s(model.model_id()))
-            .expression_attribute_values(":dims", n(model.dimensions()))
-            .expression_attribute_values(":now", s(now))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":incarnation", s(crate::random_hex::<8>()))
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => {
-                    ContextStoreError::ModelMismatch {
-                        collection: collection.path(),
-                        stored: "another model".to_owned(),
-                        asked: format!("{} ({} dimensions)", model.model_id(), model.dimensions()),
-                    }
-                }
-                _ => DynamoError::new("UpdateItem", e).into(),
-            })?;
         // The commit: the document names its new generation (unless someone else changed it
-        // since it was read) and the collection lists it, its version raised, in one transaction.
+        // since it was read) and the collection lists it, its version raised, in one transaction
+        // (unless the collection was deleted meanwhile, or deleted and made again).
         let list = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(collection, META.to_owned())))
             .update_expression("SET documents.#doc = :entry, updated_at = :now ADD version :one")
-            .condition_expression("model = :model AND dimensions = :dims")
+            .condition_expression("incarnation = :incarnation")
             .expression_attribute_names("#doc", generation.document.to_string())
             .expression_attribute_values(":entry", entry)
             .expression_attribute_values(":now", s(now))
-            .expression_attribute_values(":model", s(model.model_id()))
-            .expression_attribute_values(":dims", n(model.dimensions()))
+            .expression_attribute_values(":incarnation", s(&state.incarnation))
             .expression_attribute_values(":one", n(1))
             .build()
             .expect("table, key and expression set");
@@ -694,11 +857,12 @@ impl ContextStore {
         }
     }
 
-    /// Deletes the chunk items and vector segments of `document`'s generations that `which`
-    /// picks, given each generation and the age of what is stored of it.
+    /// Deletes the chunk items and vectors of `document`'s generations that `which` picks, given
+    /// each generation and the age of what is stored of it.
     async fn remove_generations(
         &self,
         collection: &CollectionId,
+        state: &CollectionState,
         document: DocumentKey,
         which: impl Fn(u32, std::time::Duration) -> bool,
     ) -> Result<(), ContextStoreError> {
@@ -708,6 +872,7 @@ impl ContextStore {
             .partition(collection, &format!("{CHUNK_PREFIX}{document}."))
             .await?;
         let mut deletes = Vec::new();
+        let mut removed = Vec::new();
         for item in chunks {
             let sk = dynamo::string(&item, "sk")?;
             let Ok(id) = sk[CHUNK_PREFIX.len()..].parse::<ChunkId>() else {
@@ -719,7 +884,16 @@ impl ContextStore {
                 );
             if which(id.document.generation, age(written)) {
                 deletes.push(delete_request(collection, sk));
+                removed.push(id);
             }
+        }
+        if state.backend == VectorBackend::S3Vectors {
+            // Vectors are written after their chunks and removed before them: a chunk item left
+            // by an interrupted removal still names the vector to remove.
+            self.vector_index(collection)?
+                .delete(collection, &state.incarnation, &removed)
+                .await?;
+            return self.batch_write(deletes).await;
         }
         self.batch_write(deletes).await?;
         // Segments are written after chunks: a generation with no chunk left may still have one.
@@ -804,6 +978,10 @@ impl ContextStore {
             .document
             .parse()
             .map_err(|()| MalformedItem("document"))?;
+        let state = self
+            .state(collection)
+            .await?
+            .ok_or_else(|| ContextStoreError::CollectionNotFound(collection.path()))?;
         let delete_doc = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(collection, format!("{DOC_PREFIX}{name}"))))
@@ -829,7 +1007,7 @@ impl ContextStore {
             ],
         )
         .await?;
-        self.remove_generations(collection, document, |_, _| true)
+        self.remove_generations(collection, &state, document, |_, _| true)
             .await?;
         self.delete_items(collection, &format!("{ATTEMPT_PREFIX}{name}"), |sk| {
             sk == format!("{ATTEMPT_PREFIX}{name}")
@@ -852,6 +1030,16 @@ impl ContextStore {
             .iter()
             .filter(|i| dynamo::string(i, "sk").is_ok_and(|sk| sk.starts_with(DOC_PREFIX)))
             .count();
+        let backend = match items
+            .iter()
+            .find(|i| dynamo::string(i, "sk").is_ok_and(|sk| sk == META))
+        {
+            Some(meta) => read_state(meta)?.backend,
+            None => VectorBackend::Memory,
+        };
+        if backend == VectorBackend::S3Vectors {
+            self.vector_index(collection)?;
+        }
         self.ddb
             .delete_item()
             .table_name(&self.table)
@@ -860,7 +1048,11 @@ impl ContextStore {
             .await
             .map_err(|e| DynamoError::new("DeleteItem", e))?;
         // Everything else of the partition and under its prefix: documents, chunks and what an
-        // interrupted ingestion or deletion left behind.
+        // interrupted ingestion or deletion left behind; the indexes of every incarnation first,
+        // while chunk items remain (so that running it again still finds the collection).
+        if let Some(index) = &self.vector_index {
+            index.delete_all(collection).await?;
+        }
         self.delete_items(collection, "", |_| true).await?;
         self.delete_objects(&format!("{}/", collection.path()), |_, _| true)
             .await?;
@@ -931,6 +1123,31 @@ impl ContextStore {
             chunks,
             index,
         })
+    }
+
+    /// The `k` chunks of a collection kept in S3 Vectors nearest `query` with a cosine of at
+    /// least `min_score`, best first: of the committed generations of `state` only.
+    pub async fn search_index(
+        &self,
+        collection: &CollectionId,
+        state: &CollectionState,
+        query: &[f32],
+        k: usize,
+        min_score: f32,
+    ) -> Result<Vec<(ChunkId, f32)>, ContextStoreError> {
+        // Some room for generations written and not committed, or replaced and not removed.
+        let top_k = (k * 2 + 10).min(MAX_TOP_K);
+        let found = self
+            .vector_index(collection)?
+            .query(collection, &state.incarnation, query, top_k)
+            .await?;
+        let mut hits: Vec<(ChunkId, f32)> = found
+            .into_iter()
+            .filter_map(|(key, score)| Some((key.parse::<ChunkId>().ok()?, score)))
+            .filter(|(id, score)| state.holds(id) && *score >= min_score)
+            .collect();
+        hits.truncate(k);
+        Ok(hits)
     }
 
     /// One document generation's vectors, opened.
@@ -1053,6 +1270,9 @@ fn read_state(item: &Item) -> Result<CollectionState, ContextStoreError> {
         incarnation: dynamo::string(item, "incarnation")?,
         model: dynamo::string(item, "model")?,
         dimensions: dynamo::number(item, "dimensions")?,
+        backend: dynamo::string(item, "backend")?
+            .parse()
+            .map_err(|_| MalformedItem("backend"))?,
         version: dynamo::number(item, "version")?,
         documents,
         updated_at: dynamo::string(item, "updated_at")?,
@@ -1066,6 +1286,7 @@ fn summary(collection: &CollectionId, state: &CollectionState) -> CollectionSumm
         collection: collection.name.clone(),
         model: state.model.clone(),
         dimensions: state.dimensions,
+        backend: state.backend,
         version: state.version,
         documents: state.documents.len(),
         chunks: state.documents.values().map(|&(_, c)| u64::from(c)).sum(),

@@ -10,3 +10,4 @@ pub mod sealed;
 pub mod templates;
 pub mod tenants;
 pub mod usage;
+pub mod vector_index;
