@@ -19,6 +19,11 @@ pub struct Behaviour {
     pub delay_ms: u64,
     /// Answers every call with this text (still cut at maxTokens).
     pub reply: Option<String>,
+    /// Answers from the material it is given, as a model grounded in retrieved context does:
+    /// the sentence of the reference material (a block starting `Reference material:`) and the
+    /// sentence of the other blocks before the question that share most words with the
+    /// question (the last block of the last user message), quoted.
+    pub grounded: bool,
     /// The guardrail a request names (`guardrailConfig`) intervenes, on the input or on the
     /// output; a request without a guardrail is answered as usual.
     pub guardrail: Option<Intervention>,
@@ -247,6 +252,8 @@ pub fn reply(body: &Value, behaviour: &Behaviour) -> Result<Reply, Invalid> {
         system.join("\n")
     } else if let Some(fixed) = &behaviour.reply {
         fixed.clone()
+    } else if behaviour.grounded {
+        grounded_answer(body).unwrap_or_else(|| canned_answer(&last_user))
     } else {
         canned_answer(&last_user)
     };
@@ -326,6 +333,71 @@ fn guardrail_config(body: &Value) -> Result<Option<GuardrailConfig>, Invalid> {
     }))
 }
 
+/// The answer of a grounded model: the best sentence of the reference material and the best of
+/// the other material, by words shared with the question; `None` when nothing shares any.
+fn grounded_answer(body: &Value) -> Option<String> {
+    let system = body.get("system").and_then(Value::as_array);
+    let messages = body.get("messages").and_then(Value::as_array)?;
+    let mut blocks: Vec<&str> = system
+        .into_iter()
+        .flatten()
+        .filter_map(block_text)
+        .collect();
+    blocks.extend(
+        messages
+            .iter()
+            .filter_map(|m| m.get("content").and_then(Value::as_array))
+            .flatten()
+            .filter_map(block_text),
+    );
+    let question = words(blocks.pop()?);
+    let best = |reference: bool| {
+        blocks
+            .iter()
+            .filter(|b| b.starts_with("Reference material:") == reference)
+            .flat_map(|b| sentences(b))
+            .map(|s| (words(&s).intersection(&question).count(), s))
+            .filter(|(shared, _)| *shared > 0)
+            // The first of the best, as documents are read in order.
+            .fold(None, |best: Option<(usize, String)>, (n, s)| match best {
+                Some((m, _)) if m >= n => best,
+                _ => Some((n, s)),
+            })
+            .map(|(_, s)| s)
+    };
+    let found: Vec<String> = [best(false), best(true)].into_iter().flatten().collect();
+    (!found.is_empty()).then(|| format!("From the material provided: {}", found.join(" ")))
+}
+
+/// The words of at least four letters, lowercased.
+fn words(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 4)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// A block's sentences: tags and heading lines left out.
+fn sentences(block: &str) -> Vec<String> {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in block.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim_end().ends_with(':'))
+        .flat_map(|l| l.split_inclusive(['.', '!', '?']))
+        .map(str::trim)
+        .filter(|s| s.split_whitespace().count() >= 3)
+        .map(str::to_owned)
+        .collect()
+}
+
 fn asks_for_instructions(user_text: &str) -> bool {
     let lower = user_text.to_lowercase();
     EXTRACTION_PHRASES.iter().any(|p| lower.contains(p))
@@ -373,6 +445,39 @@ mod tests {
                 { "guardContent": { "text": { "text": user } } },
             ]}],
         })
+    }
+
+    #[test]
+    fn a_grounded_model_quotes_the_best_sentence_of_each_kind_of_material() {
+        let body = json!({
+            "system": [
+                { "text": "You answer support questions." },
+                { "text": "Reference material:\n\n# Refunds\nRefunds need a manager. Returns \
+                           ship to the north depot within ten days." },
+            ],
+            "messages": [{ "role": "user", "content": [
+                { "text": "<ctx-1 id=\"tenant:docs/1\">Our contract sets a refund window \
+                           of thirty days. The office closes at five.</ctx-1>" },
+                { "text": "What refund window does our contract give, and who approves refunds?" },
+            ]}],
+        });
+        let grounded = Behaviour {
+            grounded: true,
+            ..Behaviour::default()
+        };
+        let answer = reply(&body, &grounded).unwrap().text;
+        assert_eq!(
+            answer,
+            "From the material provided: Our contract sets a refund window of thirty days. \
+             Refunds need a manager."
+        );
+        // Nothing shares a word with the question: the usual answer.
+        let mut unrelated = body.clone();
+        unrelated["messages"][0]["content"][1]["text"] = json!("Zebra?");
+        assert_eq!(
+            reply(&unrelated, &grounded).unwrap(),
+            reply(&unrelated, &Behaviour::default()).unwrap()
+        );
     }
 
     fn obedient() -> Behaviour {
