@@ -247,6 +247,31 @@ async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again
     assert!(f.store.state(&kb).await.unwrap().unwrap().version > version);
 }
 
+/// A collection stored before collections named where they keep their vectors is read as one
+/// kept in memory, and still loads.
+#[tokio::test]
+async fn a_collection_from_before_backends_keeps_its_vectors_in_memory() {
+    let f = Fixture::new().await;
+    let kb = CollectionId::new(Owner::Isv, "kb").unwrap();
+    f.put(&kb, "handbook.md", HANDBOOK, &f.key("VectorKey"))
+        .await
+        .unwrap();
+    f.stack
+        .ddb()
+        .update_item()
+        .table_name(f.stack.resources.table("ContextTable"))
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(kb.path()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("meta".into()))
+        .update_expression("REMOVE backend")
+        .send()
+        .await
+        .unwrap();
+    let state = f.store.state(&kb).await.unwrap().unwrap();
+    assert_eq!(state.backend, VectorBackend::Memory);
+    let loaded = f.store.load(&kb, &f.key("VectorKey")).await.unwrap().unwrap();
+    assert_eq!(loaded.chunks.len(), 3);
+}
+
 /// The keys of the vectors in an S3 Vectors index, sorted.
 async fn index_keys(client: &aws_sdk_s3vectors::Client, bucket: &str, index: &str) -> Vec<String> {
     let out = client

@@ -157,9 +157,16 @@ fn context_text_opens_in_invoke_alone_and_vectors_in_retrieve_context_alone() {
     );
     for s in &role {
         if grants_decrypt(s) {
-            assert_eq!(
-                text(&s["Resource"]),
-                text(&serde_yaml_ng::from_str::<Value>("!GetAtt VectorKey.Arn").unwrap())
+            // Its vectors, or S3 Vectors' encryption at rest (through that service only).
+            let resource = text(&s["Resource"]);
+            let through_s3_vectors = resource.contains("VectorIndexKey")
+                && text(&s["Condition"]).contains("kms:ViaService")
+                && text(&s["Condition"]).contains("s3vectors.");
+            assert!(
+                resource
+                    == text(&serde_yaml_ng::from_str::<Value>("!GetAtt VectorKey.Arn").unwrap())
+                    || through_s3_vectors,
+                "{s:?}"
             );
         }
         if actions(s).iter().any(|a| a.starts_with("bedrock:")) {
@@ -229,6 +236,13 @@ fn s3_vectors_are_read_by_retrieve_context_alone_and_written_by_operators_alone(
             "{read}"
         );
     }
+    for rules in [
+        "s3vectors:PutVectorBucketPolicy",
+        "s3vectors:DeleteVectorBucketPolicy",
+        "s3vectors:DeleteVectorBucket",
+    ] {
+        assert!(denied_unless(rules).contains("KeyAdminRoleArn"), "{rules}");
+    }
     for write in [
         "s3vectors:PutVectors",
         "s3vectors:DeleteVectors",
@@ -255,13 +269,20 @@ fn s3_vectors_are_read_by_retrieve_context_alone_and_written_by_operators_alone(
     let key = r["VectorIndexKey"]["Properties"]["KeyPolicy"]["Statement"]
         .as_sequence()
         .unwrap();
-    let users: Vec<&Value> = key.iter().filter(|s| grants_decrypt(s)).collect();
-    assert_eq!(users.len(), 1);
-    assert_eq!(
-        users[0]["Principal"]["Service"].as_str(),
-        Some("indexing.s3vectors.amazonaws.com")
-    );
-    assert!(text(&users[0]["Condition"]).contains("aws:SourceAccount"));
+    // The service, for this bucket; retrieve-context and the operators only through it.
+    for user in key.iter().filter(|s| grants_decrypt(s)) {
+        let condition = text(&user["Condition"]);
+        if user["Principal"]["Service"].as_str() == Some("indexing.s3vectors.amazonaws.com") {
+            assert!(condition.contains("aws:SourceAccount") && condition.contains("vector-index"));
+        } else {
+            assert!(condition.contains("kms:ViaService") && condition.contains("s3vectors."));
+            let who = text(&user["Principal"]) + &condition;
+            assert!(
+                who.contains("-retrieve-context\"") || who.contains("AdminPrincipalArn"),
+                "{user:?}"
+            );
+        }
+    }
     let bucket = &r["VectorIndexBucket"]["Properties"]["EncryptionConfiguration"];
     assert_eq!(bucket["SseType"].as_str(), Some("aws:kms"));
     assert!(text(&bucket["KmsKeyArn"]).contains("VectorIndexKey"));

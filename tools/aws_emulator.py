@@ -151,8 +151,8 @@ def serve_s3_vectors_queries():
             raise ValidationError("the local emulator does not evaluate metadata filters")
         top_k = self._get_param("topK")
         query = (self._get_param("queryVector") or {}).get("float32")
-        if not isinstance(top_k, int) or top_k < 1:
-            raise ValidationError("topK must be at least 1")
+        if not isinstance(top_k, int) or not 1 <= top_k <= 100:
+            raise ValidationError("topK must be between 1 and 100")
         if not query or len(query) != index.dimension:
             raise ValidationError(
                 f"Query vector dimension {len(query or [])} does not match index dimension "

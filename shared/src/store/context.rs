@@ -651,10 +651,27 @@ impl ContextStore {
                 dynamo::sealed_attributes(&sealed).map(|(name, v)| (format!("fp_{name}"), v)),
             );
         }
-        self.commit(
-            collection, &state, doc.name, &previous, doc_item, generation, count, &now,
-        )
-        .await?;
+        let committed = self
+            .commit(
+                collection, &state, doc.name, &previous, doc_item, generation, count, &now,
+            )
+            .await;
+        if let (Err(_), VectorBackend::S3Vectors) = (&committed, state.backend) {
+            // Never to be committed: its vectors go now, not when the document is ingested again
+            // (which may never happen, the collection deleted meanwhile). Its chunk items stay
+            // for that ingestion to remove, naming nothing searchable.
+            let ids: Vec<ChunkId> = (0..count)
+                .map(|index| ChunkId {
+                    document: generation,
+                    index,
+                })
+                .collect();
+            let _ = self
+                .vector_index(collection)?
+                .delete(collection, &state.incarnation, &ids)
+                .await;
+        }
+        committed?;
         if previous.is_some() {
             // Replaced: readers move to the new generation as they see the version change. Any
             // older attempt can no longer commit.
@@ -888,6 +905,9 @@ impl ContextStore {
             }
         }
         if state.backend == VectorBackend::S3Vectors {
+            if removed.is_empty() {
+                return Ok(());
+            }
             // Vectors are written after their chunks and removed before them: a chunk item left
             // by an interrupted removal still names the vector to remove.
             self.vector_index(collection)?
@@ -985,15 +1005,18 @@ impl ContextStore {
         let delete_doc = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(collection, format!("{DOC_PREFIX}{name}"))))
-            .condition_expression("generation = :generation")
+            .condition_expression("generation = :generation AND document = :document")
             .expression_attribute_values(":generation", n(doc.generation))
+            .expression_attribute_values(":document", s(document.to_string()))
             .build()
             .expect("table and key set");
+        // Of this incarnation: a collection deleted and made again meanwhile is left alone.
         let unlist = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(collection, META.to_owned())))
             .update_expression("REMOVE documents.#doc SET updated_at = :now ADD version :one")
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("incarnation = :incarnation")
+            .expression_attribute_values(":incarnation", s(&state.incarnation))
             .expression_attribute_names("#doc", document.to_string())
             .expression_attribute_values(":now", s(dynamo::now_rfc3339()))
             .expression_attribute_values(":one", n(1))
@@ -1037,8 +1060,16 @@ impl ContextStore {
             Some(meta) => read_state(meta)?.backend,
             None => VectorBackend::Memory,
         };
-        if backend == VectorBackend::S3Vectors {
-            self.vector_index(collection)?;
+        // The indexes of every incarnation first, while the meta item still says where the
+        // vectors are: an interrupted deletion is run again with the same configuration.
+        match &self.vector_index {
+            Some(index) => {
+                index.delete_all(collection).await?;
+            }
+            None if backend == VectorBackend::S3Vectors => {
+                return Err(ContextStoreError::NoVectorIndex(collection.path()));
+            }
+            None => {}
         }
         self.ddb
             .delete_item()
@@ -1048,11 +1079,7 @@ impl ContextStore {
             .await
             .map_err(|e| DynamoError::new("DeleteItem", e))?;
         // Everything else of the partition and under its prefix: documents, chunks and what an
-        // interrupted ingestion or deletion left behind; the indexes of every incarnation first,
-        // while chunk items remain (so that running it again still finds the collection).
-        if let Some(index) = &self.vector_index {
-            index.delete_all(collection).await?;
-        }
+        // interrupted ingestion or deletion left behind.
         self.delete_items(collection, "", |_| true).await?;
         self.delete_objects(&format!("{}/", collection.path()), |_, _| true)
             .await?;
@@ -1270,8 +1297,9 @@ fn read_state(item: &Item) -> Result<CollectionState, ContextStoreError> {
         incarnation: dynamo::string(item, "incarnation")?,
         model: dynamo::string(item, "model")?,
         dimensions: dynamo::number(item, "dimensions")?,
-        backend: dynamo::string(item, "backend")?
-            .parse()
+        // Collections made before S3 Vectors kept their vectors in memory.
+        backend: dynamo::opt_string(item, "backend")
+            .map_or(Ok(VectorBackend::Memory), |b| b.parse())
             .map_err(|_| MalformedItem("backend"))?,
         version: dynamo::number(item, "version")?,
         documents,

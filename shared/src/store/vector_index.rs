@@ -134,7 +134,8 @@ impl S3VectorIndex {
         Ok(())
     }
 
-    /// Deletes the vectors of some chunks (those never written are no error).
+    /// Deletes the vectors of some chunks (those never written are no error; a missing index or
+    /// bucket is).
     pub async fn delete(
         &self,
         collection: &CollectionId,
@@ -143,31 +144,20 @@ impl S3VectorIndex {
     ) -> Result<(), VectorIndexError> {
         let index = Self::index_name(collection, incarnation);
         for batch in ids.chunks(DELETE_BATCH) {
-            let missing = self
-                .client
+            self.client
                 .delete_vectors()
                 .vector_bucket_name(&self.bucket)
                 .index_name(&index)
                 .set_keys(Some(batch.iter().map(ToString::to_string).collect()))
                 .send()
-                .await;
-            match missing {
-                Ok(_) => {}
-                // No index: nothing of this incarnation was ever written.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_not_found_exception()) =>
-                {
-                    return Ok(());
-                }
-                Err(e) => return Err(VectorIndexError::new("DeleteVectors", e)),
-            }
+                .await
+                .map_err(|e| VectorIndexError::new("DeleteVectors", e))?;
         }
         Ok(())
     }
 
-    /// The `top_k` nearest vectors to `query` as (key, cosine), nearest first. An index not
-    /// created yet holds nothing.
+    /// The `top_k` nearest vectors to `query` as (key, cosine), nearest first. Asked of a
+    /// collection with documents, a missing index (or bucket) is an error, never "nothing found".
     pub async fn query(
         &self,
         collection: &CollectionId,
@@ -184,17 +174,8 @@ impl S3VectorIndex {
             .query_vector(VectorData::Float32(query.to_vec()))
             .return_distance(true)
             .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_not_found_exception()) =>
-            {
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(VectorIndexError::new("QueryVectors", e)),
-        };
+            .await
+            .map_err(|e| VectorIndexError::new("QueryVectors", e))?;
         Ok(out
             .vectors
             .into_iter()
