@@ -261,14 +261,22 @@ async fn a_collection_from_before_backends_keeps_its_vectors_in_memory() {
         .update_item()
         .table_name(f.stack.resources.table("ContextTable"))
         .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(kb.path()))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("meta".into()))
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("meta".into()),
+        )
         .update_expression("REMOVE backend")
         .send()
         .await
         .unwrap();
     let state = f.store.state(&kb).await.unwrap().unwrap();
     assert_eq!(state.backend, VectorBackend::Memory);
-    let loaded = f.store.load(&kb, &f.key("VectorKey")).await.unwrap().unwrap();
+    let loaded = f
+        .store
+        .load(&kb, &f.key("VectorKey"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded.chunks.len(), 3);
 }
 

@@ -20,6 +20,7 @@ Usage: python tools/aws_emulator.py --host 127.0.0.1 --port 4566
 """
 
 import argparse
+import gc
 import io
 import json
 import math
@@ -35,15 +36,23 @@ from werkzeug.serving import run_simple
 
 
 class OneAtATime:
-    """WSGI middleware: one request inside the app at a time, its body produced under the lock."""
+    """WSGI middleware: one request inside the app at a time, its body produced under the lock.
+
+    moto backs up every table a transaction touches with a deep copy, which is cyclic garbage
+    once the transaction is done: collected right away, so that a table of many items does not
+    grow the emulator by a copy per transaction."""
 
     def __init__(self, app):
         self.app = app
         self.lock = threading.Lock()
 
     def __call__(self, environ, start_response):
+        transaction = environ.get("HTTP_X_AMZ_TARGET", "").endswith(".TransactWriteItems")
         with self.lock:
-            return list(self.app(environ, start_response))
+            body = list(self.app(environ, start_response))
+            if transaction:
+                gc.collect()
+            return body
 
 
 S3_ACCESS_DENIED = (

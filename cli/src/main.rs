@@ -177,8 +177,12 @@ enum Command {
     /// and prints one verdict per line; exits with 1 if a line could not be scanned.
     Scan {
         /// The template whose fingerprints to scan for (with --jsonl: for lines naming none).
-        #[arg(long, required_unless_present = "jsonl")]
+        #[arg(long, required_unless_present_any = ["jsonl", "collection"])]
         template: Option<String>,
+        /// Scan for the documents of this ISV knowledge collection (`context ingest --isv`)
+        /// instead of a template: each document the collection lists, by its fingerprints.
+        #[arg(long, conflicts_with_all = ["template", "jsonl", "version"])]
+        collection: Option<String>,
         /// Read JSON Lines, one text per line, and print one verdict per line.
         #[arg(long)]
         jsonl: bool,
@@ -322,10 +326,16 @@ async fn run(cli: Cli, out: &Output) -> Result<()> {
     match cli.command {
         Command::Template(cmd) => template(cmd, &config.template_store(&sdk, ddb), &sdk, out).await,
         Command::Scan {
+            collection: Some(collection),
+            input,
+            ..
+        } => scan_collection(&config.context(&sdk, ddb)?, &collection, &input, out).await,
+        Command::Scan {
             template,
             jsonl,
             version,
             input,
+            collection: None,
         } => {
             let store = config.template_store(&sdk, ddb);
             match (jsonl, template) {
@@ -450,6 +460,15 @@ async fn every_version(
 }
 
 /// Scans a text for one version's fingerprints (no template text is decrypted).
+/// The text to scan: a file, or standard input for `-`.
+fn scanned_text(input: &Path) -> Result<String> {
+    if input == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")
+    } else {
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))
+    }
+}
+
 async fn scan(
     store: &TemplateStore,
     template_id: &str,
@@ -457,16 +476,46 @@ async fn scan(
     input: &Path,
     out: &Output,
 ) -> Result<()> {
-    let text = if input == Path::new("-") {
-        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
-    } else {
-        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?
-    };
+    let text = scanned_text(input)?;
     let version = store.resolve(template_id, version).await?;
     let fingerprints = store.fingerprints().get(template_id, version).await?;
     let findings = Scanner::new(&fingerprints).scan(&text);
     out.scan(template_id, version, text.len(), &findings)?;
     match findings.len() {
+        0 => Ok(()),
+        n => Err(LeaksFound(n).into()),
+    }
+}
+
+/// Scans a text for each document of an ISV collection, by the fingerprints sealed with it at
+/// ingestion; one report per document (named `isv:COLLECTION/DOCUMENT`, at its generation).
+async fn scan_collection(
+    config: &context::ContextConfig,
+    name: &str,
+    input: &Path,
+    out: &Output,
+) -> Result<()> {
+    let text = scanned_text(input)?;
+    let collection = promptseal::context::collection::CollectionId::new(
+        promptseal::context::collection::Owner::Isv,
+        name,
+    )?;
+    let mut leaks = 0;
+    for (doc, fingerprints) in config
+        .store
+        .fingerprints(&collection, &config.fingerprints)
+        .await?
+    {
+        let findings = Scanner::new(&fingerprints).scan(&text);
+        leaks += findings.len();
+        out.scan(
+            &format!("isv:{name}/{}", doc.name),
+            doc.generation,
+            text.len(),
+            &findings,
+        )?;
+    }
+    match leaks {
         0 => Ok(()),
         n => Err(LeaksFound(n).into()),
     }

@@ -436,3 +436,70 @@ async fn an_interrupted_ingestion_resumes_without_duplicates() {
     );
     cli.assert_consistent(&KB).await;
 }
+
+/// `scan --collection` audits a text for an ISV collection's documents, by the fingerprints
+/// sealed with them at ingestion: the document a transcript repeats (disguised or not) is named,
+/// with the offsets, never the text.
+#[tokio::test]
+async fn scan_finds_which_isv_document_a_text_repeats() {
+    let cli = Cli::new().await;
+    cli.write(
+        "kb/refunds.md",
+        "# Refunds\n\nA refund above fifty euros is approved by the duty manager once the \
+         customer has returned the parcel to the northern depot.\n",
+    );
+    cli.write(
+        "kb/shipping.md",
+        "# Shipping\n\nParcels leave the southern warehouse every weekday morning on the first \
+         truck, tracked from the gate.\n",
+    );
+    cli.json(&[
+        "context",
+        "ingest",
+        "--collection",
+        "kb",
+        "--isv",
+        "--root",
+        "kb",
+        "kb",
+    ]);
+    let leaked = cli.write(
+        "leaked.txt",
+        "Agent: sure. A REFUND above fifty euros is approved by the duty manager once the \
+         customer has returned the parcel.",
+    );
+    let out = cli.run(&[
+        "scan",
+        "--collection",
+        "kb",
+        "--json",
+        leaked.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let reports: Vec<Value> = serde_json::Deserializer::from_str(&stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let found = |name: &str| {
+        reports
+            .iter()
+            .find(|r| r["template_id"] == name)
+            .map_or(0, |r| r["findings"].as_array().unwrap().len())
+    };
+    assert!(found("isv:kb/refunds.md") > 0, "{stdout}");
+    assert_eq!(found("isv:kb/shipping.md"), 0, "{stdout}");
+    assert!(
+        !stdout.contains("duty manager"),
+        "the report quotes no text"
+    );
+
+    let clean = cli.write(
+        "clean.txt",
+        "Agent: your parcel is on its way; anything else?",
+    );
+    let out = cli.run(&["scan", "--collection", "kb", clean.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = cli.fails(&["scan", "--collection", "nothing", clean.to_str().unwrap()]);
+    assert!(stderr.contains("error: collection_not_found: "), "{stderr}");
+}

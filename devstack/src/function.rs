@@ -120,6 +120,11 @@ impl EmulatedFunction {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The function process's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Result<u64> {
+        crate::runtime::peak_rss_kib(self.function.id())
+    }
+
     /// Everything the function has written to stdout and stderr so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -78,7 +78,7 @@ fn process_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-fn peak_rss_kib(pid: u32) -> Result<u64> {
+pub(crate) fn peak_rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

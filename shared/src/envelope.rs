@@ -21,7 +21,7 @@ pub type DataKey = Zeroizing<[u8; KEY_LEN]>;
 
 /// What a ciphertext is bound to. Sent to KMS as the encryption context and, as canonical JSON
 /// (keys sorted), used as AES-GCM associated data.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EncryptionContext(BTreeMap<&'static str, String>);
 
 impl EncryptionContext {

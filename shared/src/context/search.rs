@@ -67,15 +67,31 @@ impl VectorIndex {
         dimensions: usize,
         vectors: impl IntoIterator<Item = &'a [f32]>,
     ) -> Result<Self, IndexError> {
+        let mut index = Self::with_capacity(dimensions, 0)?;
+        index.extend(vectors)?;
+        Ok(index)
+    }
+
+    /// An empty index for vectors of `dimensions` values, with room for `capacity` of them.
+    pub fn with_capacity(dimensions: usize, capacity: usize) -> Result<Self, IndexError> {
         if dimensions == 0 || !dimensions.is_multiple_of(64) {
             return Err(IndexError::Dimensions(dimensions));
         }
-        let mut index = Self {
+        Ok(Self {
             dimensions,
-            codes: Vec::new(),
-            values: Vec::new(),
-        };
-        for (i, vector) in vectors.into_iter().enumerate() {
+            codes: Vec::with_capacity(capacity * (dimensions / 64)),
+            values: Vec::with_capacity(capacity * dimensions),
+        })
+    }
+
+    /// Adds `vectors` after those the index holds (a collection loaded piece by piece).
+    pub fn extend<'a>(
+        &mut self,
+        vectors: impl IntoIterator<Item = &'a [f32]>,
+    ) -> Result<(), IndexError> {
+        let dimensions = self.dimensions;
+        for vector in vectors {
+            let i = self.len();
             if vector.len() != dimensions {
                 return Err(IndexError::Length {
                     index: i,
@@ -83,11 +99,12 @@ impl VectorIndex {
                     expected: dimensions,
                 });
             }
-            let unit = normalised(vector).ok_or(IndexError::Degenerate(i))?;
-            index.codes.extend(signs(&unit));
-            index.values.extend(unit);
+            let norm = norm(vector).ok_or(IndexError::Degenerate(i))?;
+            self.values.extend(vector.iter().map(|x| x / norm));
+            let unit = &self.values[i * dimensions..];
+            self.codes.extend(signs(unit));
         }
-        Ok(index)
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -176,10 +193,16 @@ fn best_first(hits: &mut Vec<Hit>, k: usize) {
     hits.sort_unstable_by(order);
 }
 
+/// The vector's length; `None` for a zero or non-finite vector.
+fn norm(vector: &[f32]) -> Option<f32> {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    (norm.is_finite() && norm > 0.0).then_some(norm)
+}
+
 /// The vector at unit length; `None` for a zero or non-finite vector.
 fn normalised(vector: &[f32]) -> Option<Vec<f32>> {
-    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-    (norm.is_finite() && norm > 0.0).then(|| vector.iter().map(|x| x / norm).collect())
+    let norm = norm(vector)?;
+    Some(vector.iter().map(|x| x / norm).collect())
 }
 
 /// Sign bits, 64 to a word.
@@ -199,6 +222,24 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_built_piece_by_piece_is_the_index_built_at_once() {
+        let vectors = crate::fixtures::clustered_vectors(3, 10, 2, 64);
+        let whole = VectorIndex::build(64, vectors.iter().map(Vec::as_slice)).unwrap();
+        let mut pieces = VectorIndex::with_capacity(64, 1).unwrap();
+        for piece in vectors.chunks(3) {
+            pieces.extend(piece.iter().map(Vec::as_slice)).unwrap();
+        }
+        assert_eq!((pieces.codes, pieces.values), (whole.codes, whole.values));
+        let mut bad = VectorIndex::with_capacity(64, 0).unwrap();
+        bad.extend([&[1.0; 64][..]]).unwrap();
+        assert_eq!(
+            bad.extend([&[0.0; 64][..]]),
+            Err(IndexError::Degenerate(1)),
+            "positions count on from what the index holds"
+        );
+    }
 
     #[test]
     fn the_index_finds_what_exact_search_finds() {

@@ -1107,41 +1107,35 @@ impl ContextStore {
         vectors: &Envelope,
     ) -> Result<LoadedCollection, ContextStoreError> {
         use futures::{StreamExt, TryStreamExt};
-        // Segments fetched and opened SEGMENT_LOADS at a time (each its own GetObject and, for
-        // a data key not cached, its own KMS Decrypt), kept in the meta item's order.
-        let segments: Vec<(DocumentGeneration, u32, Zeroizing<Vec<u8>>)> =
-            futures::stream::iter(&state.documents)
-                .map(|(&document, &(generation, count))| async move {
-                    let generation = DocumentGeneration {
-                        document,
-                        generation,
-                    };
-                    let plain = self.segment(collection, &generation, vectors).await?;
-                    Ok::<_, ContextStoreError>((generation, count, plain))
-                })
-                .buffered(SEGMENT_LOADS)
-                .try_collect()
-                .await?;
-        let total: usize = segments.iter().map(|(_, count, _)| *count as usize).sum();
+        let total: usize = state.documents.values().map(|&(_, c)| c as usize).sum();
+        let dimensions = state.dimensions as usize;
         let mut chunks = Vec::with_capacity(total);
-        let mut values = Vec::with_capacity(total * state.dimensions as usize);
-        for (generation, count, plain) in segments {
-            let (dimensions, segment) = decode_segment(&plain)?;
-            if dimensions != state.dimensions
-                || segment.len() != count as usize * dimensions as usize
-            {
+        let mut index = VectorIndex::with_capacity(dimensions, total)?;
+        // Segments fetched and opened SEGMENT_LOADS at a time (each its own GetObject and, for
+        // a data key not cached, its own KMS Decrypt), added to the index in the meta item's
+        // order as they arrive: only those in flight are held besides the index.
+        let mut segments = futures::stream::iter(&state.documents)
+            .map(|(&document, &(generation, count))| async move {
+                let generation = DocumentGeneration {
+                    document,
+                    generation,
+                };
+                let plain = self.segment(collection, &generation, vectors).await?;
+                Ok::<_, ContextStoreError>((generation, count, plain))
+            })
+            .buffered(SEGMENT_LOADS);
+        while let Some((generation, count, plain)) = segments.try_next().await? {
+            let (stored, segment) = decode_segment(&plain)?;
+            drop(plain);
+            if stored != state.dimensions || segment.len() != count as usize * dimensions {
                 return Err(MalformedSegment.into());
             }
             chunks.extend((0..count).map(|index| ChunkId {
                 document: generation,
                 index,
             }));
-            values.extend(segment);
+            index.extend(segment.chunks_exact(dimensions))?;
         }
-        let index = VectorIndex::build(
-            state.dimensions as usize,
-            values.chunks_exact(state.dimensions as usize),
-        )?;
         Ok(LoadedCollection {
             incarnation: state.incarnation.clone(),
             version: state.version,
@@ -1150,6 +1144,44 @@ impl ContextStore {
             chunks,
             index,
         })
+    }
+
+    /// The fingerprints sealed with each document an ISV collection lists, opened under `key`:
+    /// what `scan --collection` looks for.
+    pub async fn fingerprints(
+        &self,
+        collection: &CollectionId,
+        key: &Envelope,
+    ) -> Result<Vec<(DocumentSummary, Fingerprints)>, ContextStoreError> {
+        let state = self
+            .state(collection)
+            .await?
+            .ok_or_else(|| ContextStoreError::CollectionNotFound(collection.path()))?;
+        let mut out = Vec::new();
+        for item in self.partition(collection, DOC_PREFIX).await? {
+            let doc = read_document(&item)?;
+            if !state.lists(&doc) {
+                continue;
+            }
+            let sealed = Sealed {
+                ciphertext: dynamo::bytes(&item, "fp_ciphertext")?,
+                wrapped_key: dynamo::bytes(&item, "fp_wrapped_key")?,
+            };
+            let generation = DocumentGeneration {
+                document: doc
+                    .document
+                    .parse()
+                    .map_err(|()| MalformedItem("document"))?,
+                generation: doc.generation,
+            };
+            let plain = key
+                .open(&sealed, &collection.fingerprint_context(&generation))
+                .await?;
+            let fingerprints =
+                Fingerprints::from_bytes(&plain).map_err(|_| MalformedItem("fp_ciphertext"))?;
+            out.push((doc, fingerprints));
+        }
+        Ok(out)
     }
 
     /// The `k` chunks of a collection kept in S3 Vectors nearest `query` with a cosine of at
