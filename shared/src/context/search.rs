@@ -67,7 +67,8 @@ impl VectorIndex {
         dimensions: usize,
         vectors: impl IntoIterator<Item = &'a [f32]>,
     ) -> Result<Self, IndexError> {
-        let mut index = Self::with_capacity(dimensions, 0)?;
+        let vectors = vectors.into_iter();
+        let mut index = Self::with_capacity(dimensions, vectors.size_hint().0)?;
         index.extend(vectors)?;
         Ok(index)
     }
