@@ -6,7 +6,9 @@
 use promptseal::context::collection::{ChunkId, CollectionId, DocumentGeneration, Owner};
 use promptseal::context::embed::Purpose;
 use promptseal::envelope::{CachePolicy, Envelope, EnvelopeError};
-use promptseal::store::context::{ContextStore, ContextStoreError, VectorBackend, open_chunk};
+use promptseal::store::context::{
+    ContextStore, ContextStoreError, LoadedCollection, VectorBackend, open_chunk,
+};
 use promptseal::store::vector_index::S3VectorIndex;
 use promptseal_devstack::ContextFixture;
 
@@ -29,6 +31,23 @@ impl Fixture {
         let ctx = ContextFixture::new(&stack.config, &stack.resources).await;
         let store = ctx.store.clone();
         Self { stack, ctx, store }
+    }
+
+    /// The collection's vectors, loaded under the vector key.
+    async fn loaded(&self, collection: &CollectionId) -> LoadedCollection {
+        let key = self.key("VectorKey");
+        self.store.load(collection, &key).await.unwrap().unwrap()
+    }
+
+    /// A fixture whose collection of `owner` holds the handbook.
+    async fn with_handbook(owner: Owner) -> (Self, CollectionId) {
+        let f = Self::new().await;
+        let name = if owner == Owner::Isv { "kb" } else { "docs" };
+        let collection = CollectionId::new(owner, name).unwrap();
+        f.put(&collection, "handbook.md", HANDBOOK, &f.key("VectorKey"))
+            .await
+            .unwrap();
+        (f, collection)
     }
 
     fn key(&self, logical_id: &str) -> Envelope {
@@ -104,11 +123,7 @@ impl Fixture {
 
 #[tokio::test]
 async fn stored_chunks_are_found_by_their_vectors_and_open_only_in_their_place() {
-    let f = Fixture::new().await;
-    let kb = CollectionId::new(Owner::Isv, "kb").unwrap();
-    f.put(&kb, "handbook.md", HANDBOOK, &f.key("VectorKey"))
-        .await
-        .unwrap();
+    let (f, kb) = Fixture::with_handbook(Owner::Isv).await;
 
     // Nothing stored holds the text in the clear.
     let raw = f.raw().await;
@@ -124,12 +139,7 @@ async fn stored_chunks_are_found_by_their_vectors_and_open_only_in_their_place()
         f.store.load(&kb, &f.key("ContextKey")).await,
         Err(ContextStoreError::Envelope(_))
     ));
-    let loaded = f
-        .store
-        .load(&kb, &f.key("VectorKey"))
-        .await
-        .unwrap()
-        .unwrap();
+    let loaded = f.loaded(&kb).await;
     assert_eq!(loaded.chunks.len(), 3);
     let query = f
         .ctx
@@ -193,11 +203,7 @@ async fn stored_chunks_are_found_by_their_vectors_and_open_only_in_their_place()
 
 #[tokio::test]
 async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again() {
-    let f = Fixture::new().await;
-    let kb = CollectionId::new(Owner::Tenant("acme".into()), "docs").unwrap();
-    f.put(&kb, "handbook.md", HANDBOOK, &f.key("VectorKey"))
-        .await
-        .unwrap();
+    let (f, kb) = Fixture::with_handbook(Owner::Tenant("acme".into())).await;
     let version = f.store.state(&kb).await.unwrap().unwrap().version;
 
     // The new generation's chunks are written, then sealing its vectors fails: nothing commits.
@@ -219,12 +225,7 @@ async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again
         6,
         "the cut-short generation's chunks are left over"
     );
-    let loaded = f
-        .store
-        .load(&kb, &f.key("VectorKey"))
-        .await
-        .unwrap()
-        .unwrap();
+    let loaded = f.loaded(&kb).await;
     assert!(loaded.chunks.iter().all(|c| c.document.generation == 1));
 
     // Done again: the leftovers and the replaced generation are gone, no chunk twice.
@@ -236,12 +237,7 @@ async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again
         "every attempt has a generation of its own"
     );
     assert_eq!(f.chunk_items().await, 3);
-    let loaded = f
-        .store
-        .load(&kb, &f.key("VectorKey"))
-        .await
-        .unwrap()
-        .unwrap();
+    let loaded = f.loaded(&kb).await;
     assert_eq!(loaded.chunks.len(), 3);
     assert!(loaded.chunks.iter().all(|c| c.document.generation == 3));
     assert!(f.store.state(&kb).await.unwrap().unwrap().version > version);
@@ -251,11 +247,7 @@ async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again
 /// kept in memory, and still loads.
 #[tokio::test]
 async fn a_collection_from_before_backends_keeps_its_vectors_in_memory() {
-    let f = Fixture::new().await;
-    let kb = CollectionId::new(Owner::Isv, "kb").unwrap();
-    f.put(&kb, "handbook.md", HANDBOOK, &f.key("VectorKey"))
-        .await
-        .unwrap();
+    let (f, kb) = Fixture::with_handbook(Owner::Isv).await;
     f.stack
         .ddb()
         .update_item()
@@ -271,12 +263,7 @@ async fn a_collection_from_before_backends_keeps_its_vectors_in_memory() {
         .unwrap();
     let state = f.store.state(&kb).await.unwrap().unwrap();
     assert_eq!(state.backend, VectorBackend::Memory);
-    let loaded = f
-        .store
-        .load(&kb, &f.key("VectorKey"))
-        .await
-        .unwrap()
-        .unwrap();
+    let loaded = f.loaded(&kb).await;
     assert_eq!(loaded.chunks.len(), 3);
 }
 
@@ -428,11 +415,7 @@ async fn a_collection_in_s3_vectors_has_an_index_of_its_own_that_follows_its_doc
 
 #[tokio::test]
 async fn two_ingestions_of_one_document_at_once_leave_one_whole_generation() {
-    let f = Fixture::new().await;
-    let kb = CollectionId::new(Owner::Isv, "kb").unwrap();
-    f.put(&kb, "handbook.md", HANDBOOK, &f.key("VectorKey"))
-        .await
-        .unwrap();
+    let (f, kb) = Fixture::with_handbook(Owner::Isv).await;
     let vectors = f.key("VectorKey");
     for round in 0..3 {
         let a = HANDBOOK.replace("two days", &format!("{round} days"));

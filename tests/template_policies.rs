@@ -219,8 +219,11 @@ fn s3_vectors_are_read_by_retrieve_context_alone_and_written_by_operators_alone(
     let denied_unless = |action: &str| -> String {
         let s = statements
             .iter()
-            .find(|s| actions(s).iter().any(|a| a == action))
-            .unwrap_or_else(|| panic!("nothing about {action}"));
+            .find(|s| {
+                actions(s).iter().any(|a| a == action)
+                    && s["Condition"].get("ArnNotEquals").is_some()
+            })
+            .unwrap_or_else(|| panic!("nothing about who may {action}"));
         assert_eq!(s["Effect"].as_str(), Some("Deny"), "{s:?}");
         assert_eq!(s["Principal"].as_str(), Some("*"), "{s:?}");
         assert!(text(&s["Resource"]).contains("VectorIndexBucket"), "{s:?}");
@@ -252,6 +255,18 @@ fn s3_vectors_are_read_by_retrieve_context_alone_and_written_by_operators_alone(
         assert!(
             denied_unless(write).contains("AdminPrincipalArn"),
             "{write}"
+        );
+    }
+    // No index with encryption other than the bucket's key.
+    for (condition, value) in [
+        ("s3vectors:sseType", "\"aws:kms\""),
+        ("s3vectors:kmsKeyArn", "VectorIndexKey"),
+    ] {
+        assert!(
+            statements.iter().any(|s| s["Effect"] == "Deny"
+                && actions(s) == ["s3vectors:CreateIndex"]
+                && text(&s["Condition"]["StringNotEqualsIfExists"][condition]).contains(value)),
+            "{condition}"
         );
     }
     for (id, role) in roles(&t) {

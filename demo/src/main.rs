@@ -529,18 +529,31 @@ fn run(root: &Path) -> Result<()> {
         bail!("the grounded question should have been answered");
     }
     println!("what the model was sent:");
-    print_prompt(&standin, kb_model)?;
+    let sent = print_prompt(&standin, kb_model)?;
+    if !sent.contains(asked)
+        || !sent.contains("thirty days")
+        || !sent.contains("Reference material")
+    {
+        bail!("the model should have been sent acme's contract and the handbook's chunks");
+    }
+    println!(
+        "(a short fact of the handbook may be restated, as an answer needs: the guard withholds \
+         runs of eight words or more, verbatim or disguised, not a fact in a few words)"
+    );
 
     step("16. Another tenant's documents stay out of reach");
     let asked = "What refund window does the globex contract give, account GLOBEX-9921?";
-    send(
+    if send(
         &function,
         &format!("acme asks: {asked}"),
         kb_question(root, asked)?,
-    )?;
+    )? != 200
+    {
+        bail!("acme's question should have been answered, from its own documents");
+    }
     let sent = print_prompt(&standin, kb_model)?;
-    if sent.contains("ninety") {
-        bail!("globex's document reached acme's prompt");
+    if !sent.contains(asked) || !sent.contains("thirty days") || sent.contains("ninety") {
+        bail!("acme's prompt should hold acme's contract and never globex's");
     }
     println!("(globex's contract, 'ninety days', reached neither the model nor acme)");
     for (name, collections) in [
@@ -585,8 +598,17 @@ fn run(root: &Path) -> Result<()> {
         .context("no payload record of kb-answer")?;
     let shown = serde_json::to_string_pretty(&retrieved.record)?;
     println!("acme's payload record of it:\n{shown}");
-    if shown.contains("ORANGE-DESK") {
-        bail!("the payload record holds handbook text");
+    let record: Value = serde_json::from_str(&shown)?;
+    let ids = record["retrieved"].as_array().cloned().unwrap_or_default();
+    if shown.contains("ORANGE-DESK")
+        || record["guard"]["action"] != "withheld"
+        || record["output"] != ""
+        || ids.is_empty()
+        || !ids
+            .iter()
+            .all(|id| id.as_str().is_some_and(|id| id.starts_with("tenant:docs/")))
+    {
+        bail!("the record should hold the withheld reply, acme's chunk ids and no handbook text");
     }
     println!(
         "(acme's own chunk ids listed, the handbook's blocks as placeholders, the reply withheld)"

@@ -39,6 +39,8 @@ pub enum IndexError {
     },
     #[error("vector {0} is zero or not finite")]
     Degenerate(usize),
+    #[error("{0} vectors do not fit in memory")]
+    Capacity(usize),
 }
 
 /// A collection's vectors, ready to search. Its `Debug` shows sizes only: text can partly be
@@ -78,11 +80,23 @@ impl VectorIndex {
         if dimensions == 0 || !dimensions.is_multiple_of(64) {
             return Err(IndexError::Dimensions(dimensions));
         }
-        Ok(Self {
+        let mut index = Self {
             dimensions,
-            codes: Vec::with_capacity(capacity * (dimensions / 64)),
-            values: Vec::with_capacity(capacity * dimensions),
-        })
+            codes: Vec::new(),
+            values: Vec::new(),
+        };
+        // The count comes from stored data: too large is an error, not an abort.
+        let values = capacity.checked_mul(dimensions);
+        values
+            .and_then(|n| index.values.try_reserve_exact(n).ok())
+            .and_then(|()| {
+                index
+                    .codes
+                    .try_reserve_exact(capacity * (dimensions / 64))
+                    .ok()
+            })
+            .ok_or(IndexError::Capacity(capacity))?;
+        Ok(index)
     }
 
     /// Adds `vectors` after those the index holds (a collection loaded piece by piece).

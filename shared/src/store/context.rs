@@ -570,7 +570,17 @@ impl ContextStore {
             return Err(ContextStoreError::NoChunks);
         }
         assert_eq!(doc.chunks.len(), doc.vectors.len(), "one vector per chunk");
+        if backend == Some(VectorBackend::S3Vectors) {
+            self.vector_index(collection)?;
+        }
         let state = self.open_collection(collection, model, backend).await?;
+        if state.backend == VectorBackend::S3Vectors {
+            // Before anything of the document is written: an ingestion cut short never leaves
+            // chunks whose clean-up would look for an index that does not exist.
+            self.vector_index(collection)?
+                .create(collection, &state.incarnation, state.dimensions)
+                .await?;
+        }
         let previous = self.document(collection, doc.name).await?;
         let generation = self.claim(collection, doc.name).await?;
         // What superseded or interrupted ingestions of this document left behind: generations
@@ -604,17 +614,13 @@ impl ContextStore {
                     .map_err(|e| ContextStoreError::s3("PutObject", e))?;
             }
             VectorBackend::S3Vectors => {
-                let index = self.vector_index(collection)?;
                 let ids: Vec<ChunkId> = (0..count)
                     .map(|index| ChunkId {
                         document: generation,
                         index,
                     })
                     .collect();
-                index
-                    .create(collection, &state.incarnation, state.dimensions)
-                    .await?;
-                index
+                self.vector_index(collection)?
                     .put(collection, &state.incarnation, &ids, doc.vectors)
                     .await?;
             }
@@ -656,7 +662,18 @@ impl ContextStore {
                 collection, &state, doc.name, &previous, doc_item, generation, count, &now,
             )
             .await;
-        if let (Err(_), VectorBackend::S3Vectors) = (&committed, state.backend) {
+        let landed = match &committed {
+            Ok(()) => true,
+            Err(ContextStoreError::Conflict { .. }) => false,
+            // An answer lost in transit: the transaction may have committed; the document says.
+            Err(_) => self.document(collection, doc.name).await.map_or(true, |d| {
+                d.is_some_and(|d| {
+                    d.generation == generation.generation
+                        && d.document == generation.document.to_string()
+                })
+            }),
+        };
+        if !landed && state.backend == VectorBackend::S3Vectors {
             // Never to be committed: its vectors go now, not when the document is ingested again
             // (which may never happen, the collection deleted meanwhile). Its chunk items stay
             // for that ingestion to remove, naming nothing searchable.
@@ -1002,6 +1019,10 @@ impl ContextStore {
             .state(collection)
             .await?
             .ok_or_else(|| ContextStoreError::CollectionNotFound(collection.path()))?;
+        if state.backend == VectorBackend::S3Vectors {
+            // Checked before the document is unlisted: its vectors can then always be removed.
+            self.vector_index(collection)?;
+        }
         let delete_doc = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(collection, format!("{DOC_PREFIX}{name}"))))
@@ -1047,7 +1068,15 @@ impl ContextStore {
     ) -> Result<usize, ContextStoreError> {
         let items = self.partition(collection, "").await?;
         if items.is_empty() {
-            return Err(ContextStoreError::CollectionNotFound(collection.path()));
+            // Nothing left in the table; indexes an interrupted deletion left are swept still.
+            let swept = match &self.vector_index {
+                Some(index) => index.delete_all(collection).await?,
+                None => 0,
+            };
+            return match swept {
+                0 => Err(ContextStoreError::CollectionNotFound(collection.path())),
+                _ => Ok(0),
+            };
         }
         let documents = items
             .iter()
