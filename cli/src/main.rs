@@ -501,11 +501,14 @@ async fn scan_collection(
         name,
     )?;
     let mut leaks = 0;
-    for (doc, fingerprints) in config
+    let documents = config
         .store
         .fingerprints(&collection, &config.fingerprints)
-        .await?
-    {
+        .await?;
+    if documents.is_empty() {
+        out.done(&format!("{}: no documents to scan for", collection.path()))?;
+    }
+    for (doc, fingerprints) in documents {
         let findings = Scanner::new(&fingerprints).scan(&text);
         leaks += findings.len();
         out.scan(

@@ -1155,6 +1155,7 @@ impl ContextStore {
             .buffered(SEGMENT_LOADS);
         while let Some((generation, count, plain)) = segments.try_next().await? {
             let (stored, segment) = decode_segment(&plain)?;
+            let segment = Zeroizing::new(segment);
             drop(plain);
             if stored != state.dimensions || segment.len() != count as usize * dimensions {
                 return Err(MalformedSegment.into());
