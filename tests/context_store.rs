@@ -267,6 +267,45 @@ async fn a_collection_from_before_backends_keeps_its_vectors_in_memory() {
     assert_eq!(loaded.chunks.len(), 3);
 }
 
+/// A deletion cut short leaves its tombstone: the collection takes no more ingestion until the
+/// deletion is run again, which finishes it, and the name can then be used again.
+#[tokio::test]
+async fn a_collection_being_deleted_takes_nothing_more_until_the_deletion_is_done() {
+    let (f, kb) = Fixture::with_handbook(Owner::Tenant("acme".into())).await;
+    // What `delete_collection` writes first, as a deletion interrupted right after leaves it.
+    f.stack
+        .ddb()
+        .update_item()
+        .table_name(f.stack.resources.table("ContextTable"))
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(kb.path()))
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("meta".into()),
+        )
+        .update_expression("SET deleting = :yes")
+        .expression_attribute_values(":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        .send()
+        .await
+        .unwrap();
+    assert!(f.store.state(&kb).await.unwrap().unwrap().deleting);
+    let err = f
+        .put(
+            &kb,
+            "other.md",
+            "# Other\n\nMore text.",
+            &f.key("VectorKey"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "collection_being_deleted", "{err:?}");
+    assert_eq!(f.store.delete_collection(&kb).await.unwrap(), 1);
+    assert!(f.store.state(&kb).await.unwrap().is_none());
+    assert_eq!(f.chunk_items().await, 0);
+    f.put(&kb, "handbook.md", HANDBOOK, &f.key("VectorKey"))
+        .await
+        .unwrap();
+}
+
 /// The keys of the vectors in an S3 Vectors index, sorted.
 async fn index_keys(client: &aws_sdk_s3vectors::Client, bucket: &str, index: &str) -> Vec<String> {
     let out = client

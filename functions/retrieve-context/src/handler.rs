@@ -291,7 +291,8 @@ impl Searchable {
 /// for a collection with nothing ingested.
 async fn searchable(deps: &Deps, id: &CollectionId) -> Result<Option<Searchable>, RetrieveError> {
     let state = deps.store.state(id).await?;
-    let Some(state) = state.filter(|s| !s.documents.is_empty()) else {
+    // Nothing ingested yet, or being deleted: nothing to find.
+    let Some(state) = state.filter(|s| !s.documents.is_empty() && !s.deleting) else {
         deps.loaded.lock().expect("cache lock").remove(id);
         return Ok(None);
     };

@@ -94,6 +94,10 @@ pub enum ContextStoreError {
     },
     #[error("collection {0} keeps its vectors in S3 Vectors, and no vector bucket is configured")]
     NoVectorIndex(String),
+    #[error(
+        "collection {0} is being deleted; finish with `context delete` before using the name again"
+    )]
+    BeingDeleted(String),
     #[error(transparent)]
     VectorIndex(#[from] VectorIndexError),
 }
@@ -112,6 +116,7 @@ impl ContextStoreError {
             }
             Self::BackendMismatch { .. } => "backend_mismatch",
             Self::NoVectorIndex(_) => "vector_index_not_configured",
+            Self::BeingDeleted(_) => "collection_being_deleted",
             Self::Envelope(EnvelopeError::Integrity) => "sealed_data_invalid",
             Self::Envelope(_) => "key_unavailable",
             Self::Malformed(_) | Self::Segment(_) | Self::Index(_) => "store_corrupt",
@@ -206,6 +211,8 @@ pub struct CollectionState {
     pub version: u64,
     pub documents: BTreeMap<DocumentKey, (u32, u32)>,
     pub updated_at: String,
+    /// Its deletion has begun: nothing more is committed to it, and nothing is read from it.
+    pub deleting: bool,
 }
 
 impl CollectionState {
@@ -715,6 +722,9 @@ impl ContextStore {
         // Twice at most: a collection created by someone else meanwhile is read and checked.
         for _ in 0..2 {
             if let Some(state) = self.state(collection).await? {
+                if state.deleting {
+                    return Err(ContextStoreError::BeingDeleted(collection.path()));
+                }
                 state.accepts(collection, model, backend)?;
                 return Ok(state);
             }
@@ -726,6 +736,7 @@ impl ContextStore {
                 version: 0,
                 documents: BTreeMap::new(),
                 updated_at: dynamo::now_rfc3339(),
+                deleting: false,
             };
             let mut item = key(collection, META.to_owned());
             item.extend([
@@ -860,7 +871,7 @@ impl ContextStore {
             .table_name(&self.table)
             .set_key(Some(key(collection, META.to_owned())))
             .update_expression("SET documents.#doc = :entry, updated_at = :now ADD version :one")
-            .condition_expression("incarnation = :incarnation")
+            .condition_expression("incarnation = :incarnation AND attribute_not_exists(deleting)")
             .expression_attribute_names("#doc", generation.document.to_string())
             .expression_attribute_values(":entry", entry)
             .expression_attribute_values(":now", s(now))
@@ -1089,29 +1100,38 @@ impl ContextStore {
             Some(meta) => read_state(meta)?.backend,
             None => VectorBackend::Memory,
         };
-        // The indexes of every incarnation first, while the meta item still says where the
-        // vectors are: an interrupted deletion is run again with the same configuration.
-        match &self.vector_index {
-            Some(index) => {
-                index.delete_all(collection).await?;
-            }
-            None if backend == VectorBackend::S3Vectors => {
-                return Err(ContextStoreError::NoVectorIndex(collection.path()));
-            }
-            None => {}
+        if backend == VectorBackend::S3Vectors {
+            self.vector_index(collection)?;
         }
-        self.ddb
-            .delete_item()
+        // First the tombstone: from here no ingestion commits to the collection and no search
+        // reads it, and an interrupted deletion is finished by running it again. The meta item
+        // goes last.
+        let marked = self
+            .ddb
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(key(collection, META.to_owned())))
+            .update_expression("SET deleting = :yes")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .send()
-            .await
-            .map_err(|e| DynamoError::new("DeleteItem", e))?;
-        // Everything else of the partition and under its prefix: documents, chunks and what an
-        // interrupted ingestion or deletion left behind.
-        self.delete_items(collection, "", |_| true).await?;
+            .await;
+        match marked {
+            Ok(_) => {}
+            // No meta item, only what an interrupted deletion left: nothing reads it.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(DynamoError::new("UpdateItem", e).into()),
+        }
+        // The indexes of every incarnation, the items and the objects; the meta item last.
+        if let Some(index) = &self.vector_index {
+            index.delete_all(collection).await?;
+        }
         self.delete_objects(&format!("{}/", collection.path()), |_, _| true)
             .await?;
+        self.delete_items(collection, "", |sk| sk != META).await?;
+        self.delete_items(collection, META, |sk| sk == META).await?;
         Ok(documents)
     }
 
@@ -1366,6 +1386,7 @@ fn read_state(item: &Item) -> Result<CollectionState, ContextStoreError> {
         version: dynamo::number(item, "version")?,
         documents,
         updated_at: dynamo::string(item, "updated_at")?,
+        deleting: item.contains_key("deleting"),
     })
 }
 
