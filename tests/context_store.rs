@@ -33,6 +33,25 @@ impl Fixture {
         Self { stack, ctx, store }
     }
 
+    /// Changes a collection's meta item behind the store, as older code or an operation cut
+    /// short leaves it (`:yes` is `true`).
+    async fn update_meta(&self, collection: &CollectionId, expression: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let update = self
+            .stack
+            .ddb()
+            .update_item()
+            .table_name(self.stack.resources.table("ContextTable"))
+            .key("pk", AttributeValue::S(collection.path()))
+            .key("sk", AttributeValue::S("meta".into()))
+            .update_expression(expression);
+        let update = match expression.contains(":yes") {
+            true => update.expression_attribute_values(":yes", AttributeValue::Bool(true)),
+            false => update,
+        };
+        update.send().await.unwrap();
+    }
+
     /// The collection's vectors, loaded under the vector key.
     async fn loaded(&self, collection: &CollectionId) -> LoadedCollection {
         let key = self.key("VectorKey");
@@ -248,19 +267,7 @@ async fn an_ingestion_cut_short_before_its_commit_leaves_nothing_once_done_again
 #[tokio::test]
 async fn a_collection_from_before_backends_keeps_its_vectors_in_memory() {
     let (f, kb) = Fixture::with_handbook(Owner::Isv).await;
-    f.stack
-        .ddb()
-        .update_item()
-        .table_name(f.stack.resources.table("ContextTable"))
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(kb.path()))
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("meta".into()),
-        )
-        .update_expression("REMOVE backend")
-        .send()
-        .await
-        .unwrap();
+    f.update_meta(&kb, "REMOVE backend").await;
     let state = f.store.state(&kb).await.unwrap().unwrap();
     assert_eq!(state.backend, VectorBackend::Memory);
     let loaded = f.loaded(&kb).await;
@@ -273,20 +280,7 @@ async fn a_collection_from_before_backends_keeps_its_vectors_in_memory() {
 async fn a_collection_being_deleted_takes_nothing_more_until_the_deletion_is_done() {
     let (f, kb) = Fixture::with_handbook(Owner::Tenant("acme".into())).await;
     // What `delete_collection` writes first, as a deletion interrupted right after leaves it.
-    f.stack
-        .ddb()
-        .update_item()
-        .table_name(f.stack.resources.table("ContextTable"))
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(kb.path()))
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("meta".into()),
-        )
-        .update_expression("SET deleting = :yes")
-        .expression_attribute_values(":yes", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
-        .send()
-        .await
-        .unwrap();
+    f.update_meta(&kb, "SET deleting = :yes").await;
     assert!(f.store.state(&kb).await.unwrap().unwrap().deleting);
     let err = f
         .put(
