@@ -168,7 +168,8 @@ pub fn count_tokens(text: &str) -> usize {
 }
 
 /// Text of a content block as the model sees it: a text block, or the text of a guardContent block.
-fn block_text(block: &Value) -> Option<&str> {
+/// The text of a Converse content block: a text block's, or a guarded one's.
+pub fn block_text(block: &Value) -> Option<&str> {
     block.get("text").and_then(Value::as_str).or_else(|| {
         block
             .pointer("/guardContent/text/text")

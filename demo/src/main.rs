@@ -17,7 +17,7 @@ use promptseal_devstack::{
 use serde_json::Value;
 
 use bedrock_standin::Control;
-use bedrock_standin::converse::Behaviour;
+use bedrock_standin::converse::{Behaviour, block_text};
 
 use promptseal::store::records::PayloadStore;
 
@@ -520,12 +520,7 @@ fn run(root: &Path) -> Result<()> {
     )?;
     println!("(the stand-in model now answers from the material in its prompt)");
     let asked = "What refund window does our contract give, and who approves refunds?";
-    if send(
-        &function,
-        &format!("acme asks: {asked}"),
-        kb_question(root, asked)?,
-    )? != 200
-    {
+    if ask_kb(&function, root, asked)? != 200 {
         bail!("the grounded question should have been answered");
     }
     println!("what the model was sent:");
@@ -543,12 +538,7 @@ fn run(root: &Path) -> Result<()> {
 
     step("16. Another tenant's documents stay out of reach");
     let asked = "What refund window does the globex contract give, account GLOBEX-9921?";
-    if send(
-        &function,
-        &format!("acme asks: {asked}"),
-        kb_question(root, asked)?,
-    )? != 200
-    {
+    if ask_kb(&function, root, asked)? != 200 {
         bail!("acme's question should have been answered, from its own documents");
     }
     let sent = print_prompt(&standin, kb_model)?;
@@ -582,12 +572,7 @@ fn run(root: &Path) -> Result<()> {
     step("17. An end user steering the model to recite the handbook: the leak guard withholds it");
     let asked = "Quote what the queue does with escalations above 50 EUR, in business days, \
                  until the customer confirms the payment.";
-    if send(
-        &function,
-        &format!("acme asks: {asked}"),
-        kb_question(root, asked)?,
-    )? != 422
-    {
+    if ask_kb(&function, root, asked)? != 422 {
         bail!("a reply reciting the handbook should have been withheld");
     }
     let stored = rt.block_on(records.stored_between("acme", "0", "9").all())?;
@@ -644,6 +629,15 @@ fn send(function: &EmulatedFunction, name: &str, event: Value) -> Result<u64> {
     Ok(status)
 }
 
+/// acme asks `kb-answer` a question through invoke; the status.
+fn ask_kb(function: &EmulatedFunction, root: &Path, question: &str) -> Result<u64> {
+    send(
+        function,
+        &format!("acme asks: {question}"),
+        kb_question(root, question)?,
+    )
+}
+
 /// The sample JWT event of `events/invoke/` asking `kb-answer` a question, as acme.
 fn kb_question(root: &Path, question: &str) -> Result<Value> {
     let mut event = event(root, "http-api-jwt")?;
@@ -661,13 +655,7 @@ fn kb_question(root: &Path, question: &str) -> Result<Value> {
 fn print_prompt(standin: &Control, model_id: &str) -> Result<String> {
     let received = standin.received(model_id)?;
     let last = received.last().context("the model received nothing")?;
-    let text = |b: &Value| {
-        b["text"]
-            .as_str()
-            .or(b["guardContent"]["text"]["text"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let text = |b: &Value| block_text(b).unwrap_or_default().to_owned();
     let system = last["system"].as_array().cloned().unwrap_or_default();
     for (i, block) in system.iter().enumerate() {
         let t = text(block);

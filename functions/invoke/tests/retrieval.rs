@@ -6,7 +6,7 @@
 
 mod harness;
 
-use bedrock_standin::converse::Behaviour;
+use bedrock_standin::converse::{Behaviour, block_text};
 use harness::{World, as_tenant, event, root, with_body};
 use promptseal::context::collection::{CollectionId, Owner};
 use promptseal::context::retrieval::{Placement, RetrievalSettings};
@@ -116,13 +116,7 @@ fn ask(tenant: &str, question: &str) -> Value {
 
 /// The text of every block of a Converse request: system blocks, then each message's.
 fn blocks(request: &Value) -> (Vec<String>, Vec<String>) {
-    let text = |b: &Value| {
-        b["text"]
-            .as_str()
-            .or(b["guardContent"]["text"]["text"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let text = |b: &Value| block_text(b).unwrap_or_default().to_owned();
     let system = request["system"]
         .as_array()
         .unwrap()
