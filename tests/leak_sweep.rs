@@ -298,6 +298,7 @@ impl Sweep {
                         external_id: None,
                     }),
                     preview: id == "previewer",
+                    context: None,
                 })
                 .await
                 .unwrap();

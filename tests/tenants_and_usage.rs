@@ -20,6 +20,7 @@ fn spec(id: &str) -> TenantSpec {
         },
         export: None,
         preview: false,
+        context: None,
     }
 }
 

@@ -16,6 +16,10 @@ answers QueryVectors by exact search over the index moto holds (its distance met
 returnDistance and returnMetadata; a metadata filter is refused rather than ignored) and refuses a
 second CreateIndex, both in the service's wire format.
 
+moto encrypts and decrypts under a disabled key, or one pending deletion; KMS refuses
+(DisabledException, KMSInvalidStateException). A tenant's own key is its off-switch, so the
+emulator refuses too.
+
 Usage: python tools/aws_emulator.py --host 127.0.0.1 --port 4566
 """
 
@@ -195,12 +199,44 @@ def serve_s3_vectors_queries():
     urls.url_paths["{0}/QueryVectors$"] = S3VectorsResponse.dispatch
 
 
+def refuse_unusable_keys():
+    """Teaches moto's KMS to refuse a disabled key, or one pending deletion, as KMS does."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.kms.models import KmsBackend
+
+    def check(key):
+        if key is None or key.key_state == "Enabled":
+            return
+        if key.key_state == "Disabled":
+            raise JsonRESTError("DisabledException", f"{key.arn} is disabled.")
+        raise JsonRESTError("KMSInvalidStateException", f"{key.arn} is {key.key_state}.")
+
+    encrypt, decrypt = KmsBackend.encrypt, KmsBackend.decrypt
+
+    def encrypt_enabled(self, key_id, *args, **kw):
+        try:
+            key = self.keys.get(self.any_id_to_key_id(key_id))
+        except Exception:  # an id of no key: moto's own answer
+            key = None
+        check(key)
+        return encrypt(self, key_id, *args, **kw)
+
+    def decrypt_enabled(self, *args, **kw):
+        plaintext, arn = decrypt(self, *args, **kw)
+        check(next((k for k in self.keys.values() if k.arn == arn), None))
+        return plaintext, arn
+
+    KmsBackend.encrypt = encrypt_enabled
+    KmsBackend.decrypt = decrypt_enabled
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     serve_s3_vectors_queries()
+    refuse_unusable_keys()
     app = OneAtATime(AwsChecks(DomainDispatcherApplication(create_backend_app)))
     run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
 

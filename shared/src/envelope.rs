@@ -281,6 +281,17 @@ impl Envelope {
         }
     }
 
+    /// An envelope under another KMS key, through the same client, that caches no data key:
+    /// every open asks KMS, so the key's policy decides each time (a tenant's own key, which the
+    /// tenant may switch off).
+    pub fn uncached(&self, key_id: impl Into<String>) -> Self {
+        let policy = CachePolicy {
+            max_entries: 0,
+            ..CachePolicy::default()
+        };
+        Self::new(self.kms.clone(), key_id, policy)
+    }
+
     /// Encrypts `plaintext` under a new data key bound to `ctx`.
     pub async fn seal(
         &self,

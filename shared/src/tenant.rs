@@ -76,6 +76,22 @@ pub struct TenantSpec {
     /// May call draft versions (never activated) by number, to try them before they go live.
     #[serde(default)]
     pub preview: bool,
+    /// The tenant keeps its context itself: its key, and where it is searched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<TenantContext>,
+}
+
+/// A tenant that brings its own key for its retrieval context, and may keep that context at
+/// home. Its chunk text is sealed under `key_arn` (a KMS key, or alias, ARN in the tenant's
+/// account) and opened by invoke only through that key, never a cached data key: the key's
+/// policy is the tenant's off-switch, effective from the next request. With `function`, its
+/// collections are searched by the tenant's own retrieve-context (deployed into its account
+/// with `tenant-context.yaml`) instead of the ISV's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantContext {
+    pub key_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
 }
 
 /// A registered tenant.
@@ -113,6 +129,19 @@ pub enum TenantError {
     ExportRole(String),
     #[error("export account {0:?} must be a 12-digit AWS account id")]
     ExportAccount(String),
+    #[error("context key {0:?} must be a KMS key or alias ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")]
+    ContextKey(String),
+    #[error(
+        "context function {0:?} must be the ARN of the tenant's own retrieve-context \
+         (arn:aws:lambda:REGION:ACCOUNT:function:promptseal-tenant-context-{1}, as \
+         tenant-context.yaml names it) in the account and region of the context key"
+    )]
+    ContextFunction(String, String),
+    #[error(
+        "context key {0:?} must be in the stack's region, {1}: invoke opens chunks and calls \
+         functions in its own region"
+    )]
+    ContextRegion(String, String),
     #[error("tenant {0:?} not found")]
     NotFound(String),
     #[error(transparent)]
@@ -136,18 +165,78 @@ impl TenantSpec {
         if let Some(export) = &self.export {
             export.check()?;
         }
+        if let Some(context) = &self.context {
+            context.check(&self.tenant_id)?;
+        }
         Ok(())
     }
 }
 
+impl TenantContext {
+    /// Whether the key (and so the function) is in `region`, the stack's: KMS opens a chunk, and
+    /// Lambda runs a function, only when asked in the key's or function's own region.
+    pub fn check_region(&self, region: &str) -> Result<(), TenantError> {
+        match arn_fields(&self.key_arn) {
+            Some((_, r, _, _)) if r != region => Err(TenantError::ContextRegion(
+                self.key_arn.clone(),
+                region.to_owned(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The key is a KMS key or alias ARN; the function, if any, is `tenant_id`'s own
+    /// retrieve-context beside it: named for that tenant, so no tenant is registered with
+    /// another's function (which would refuse it, but be called on its behalf).
+    pub fn check(&self, tenant_id: &str) -> Result<(), TenantError> {
+        let key = arn_fields(&self.key_arn).filter(|(service, region, _, resource)| {
+            let name_ok = |name: &str, extra: &str| {
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c) || extra.contains(c))
+            };
+            if *service != "kms" || region.is_empty() {
+                return false;
+            }
+            match resource.split_once('/') {
+                Some(("key", id)) => name_ok(id, ""),
+                Some(("alias", name)) => name_ok(name, "/"),
+                _ => false,
+            }
+        });
+        let Some((_, region, account, _)) = key else {
+            return Err(TenantError::ContextKey(self.key_arn.clone()));
+        };
+        if let Some(function) = &self.function {
+            let same_place = arn_fields(function).is_some_and(|(service, r, a, resource)| {
+                service == "lambda"
+                    && r == region
+                    && a == account
+                    && resource.strip_prefix("function:") == Some(&tenant_function(tenant_id))
+            });
+            if !same_place {
+                return Err(TenantError::ContextFunction(
+                    function.clone(),
+                    tenant_id.to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name tenant-context.yaml gives a tenant's own retrieve-context.
+fn tenant_function(tenant_id: &str) -> String {
+    format!("promptseal-tenant-context-{tenant_id}")
+}
+
 /// Whether `arn` is an IAM role ARN (`arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`) in `account`.
 fn role_in_account(arn: &str, account: &str) -> bool {
-    let fields: Vec<&str> = arn.splitn(6, ':').collect();
     matches!(
-        fields[..],
-        ["arn", partition, "iam", "", acct, resource]
-            if partition.starts_with("aws")
-                && acct == account
+        arn_fields(arn),
+        Some(("iam", "", acct, resource))
+            if acct == account
                 && resource.strip_prefix("role/").is_some_and(|name| {
                     !name.is_empty()
                         && name
@@ -155,6 +244,22 @@ fn role_in_account(arn: &str, account: &str) -> bool {
                             .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
                 })
     )
+}
+
+/// The fields of `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE` when the account is 12 digits:
+/// (service, region, account, resource).
+fn arn_fields(arn: &str) -> Option<(&str, &str, &str, &str)> {
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    match fields[..] {
+        ["arn", partition, service, region, account, resource]
+            if partition.starts_with("aws")
+                && account.len() == 12
+                && account.bytes().all(|c| c.is_ascii_digit()) =>
+        {
+            Some((service, region, account, resource))
+        }
+        _ => None,
+    }
 }
 
 impl ExportDestination {
@@ -205,6 +310,7 @@ mod tests {
             quotas: Quotas::default(),
             export: None,
             preview: false,
+            context: None,
         }
     }
 
@@ -287,5 +393,69 @@ mod tests {
             export("acme-logs", "", Some("role")),
             Err(TenantError::ExportRole(_))
         ));
+    }
+
+    #[test]
+    fn a_tenants_own_key_and_function_are_arns_in_one_account_and_region() {
+        let context = |key: &str, function: Option<&str>| {
+            let mut s = spec();
+            s.context = Some(TenantContext {
+                key_arn: key.into(),
+                function: function.map(str::to_owned),
+            });
+            s.check()
+        };
+        let key = "arn:aws:kms:eu-west-1:222233334444:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let function =
+            "arn:aws:lambda:eu-west-1:222233334444:function:promptseal-tenant-context-acme-corp";
+        assert!(context(key, None).is_ok());
+        assert!(context(key, Some(function)).is_ok());
+        assert!(
+            context(
+                "arn:aws:kms:eu-west-1:222233334444:alias/acme/context",
+                None
+            )
+            .is_ok()
+        );
+        let own = TenantContext {
+            key_arn: key.into(),
+            function: Some(function.into()),
+        };
+        assert!(own.check_region("eu-west-1").is_ok());
+        assert!(matches!(
+            own.check_region("us-east-1"),
+            Err(TenantError::ContextRegion(..))
+        ));
+        for bad in [
+            "alias/acme-context",
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms::222233334444:key/1234",
+            "arn:aws:kms:eu-west-1:2222:key/1234",
+            "arn:aws:s3:eu-west-1:222233334444:key/1234",
+            "arn:aws:kms:eu-west-1:222233334444:key/",
+            "arn:aws:kms:eu-west-1:222233334444:grant/1234",
+        ] {
+            assert!(
+                matches!(context(bad, None), Err(TenantError::ContextKey(_))),
+                "{bad}"
+            );
+        }
+        for bad in [
+            // Another account or region than the key's: not the tenant's own data plane.
+            "arn:aws:lambda:eu-west-1:999988887777:function:promptseal-tenant-context-acme-corp",
+            "arn:aws:lambda:us-east-1:222233334444:function:promptseal-tenant-context-acme-corp",
+            "arn:aws:lambda:eu-west-1:222233334444:function:promptseal-tenant-context-acme-corp:1",
+            // Another tenant's own function: never called on this tenant's behalf.
+            "arn:aws:lambda:eu-west-1:222233334444:function:promptseal-tenant-context-globex",
+            "promptseal-tenant-context-acme-corp",
+        ] {
+            assert!(
+                matches!(
+                    context(key, Some(bad)),
+                    Err(TenantError::ContextFunction(..))
+                ),
+                "{bad}"
+            );
+        }
     }
 }

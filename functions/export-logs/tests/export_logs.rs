@@ -77,6 +77,7 @@ impl World {
                 quotas: Quotas::default(),
                 export,
                 preview: false,
+                context: None,
             })
             .await
             .unwrap();

@@ -124,6 +124,7 @@ impl World {
                     quotas: Quotas::default(),
                     export: None,
                     preview: false,
+                    context: None,
                 })
                 .await
                 .unwrap();

@@ -61,6 +61,7 @@ fn tenant(id: &str) -> TenantSpec {
         quotas: Default::default(),
         export: None,
         preview: false,
+        context: None,
     }
 }
 

@@ -6,7 +6,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use crate::store::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
 use crate::tenant::{
-    ExportDestination, PayloadLogging, Quotas, Tenant, TenantError, TenantSpec, TenantStatus,
+    ExportDestination, PayloadLogging, Quotas, Tenant, TenantContext, TenantError, TenantSpec,
+    TenantStatus,
 };
 
 #[derive(Clone)]
@@ -72,6 +73,16 @@ impl TenantRegistry {
             (
                 "export_role_arn",
                 export.and_then(|e| e.role_arn.as_ref().map(s)),
+            ),
+            (
+                "context_key_arn",
+                spec.context.as_ref().map(|c| s(&c.key_arn)),
+            ),
+            (
+                "context_function",
+                spec.context
+                    .as_ref()
+                    .and_then(|c| c.function.as_ref().map(s)),
             ),
         ] {
             match value {
@@ -193,6 +204,10 @@ fn tenant(item: &Item) -> Result<Tenant, MalformedItem> {
                 kms_key_id: dynamo::opt_string(item, "export_kms_key_id"),
                 role_arn: dynamo::opt_string(item, "export_role_arn"),
                 external_id: dynamo::opt_string(item, "export_external_id"),
+            }),
+            context: dynamo::opt_string(item, "context_key_arn").map(|key_arn| TenantContext {
+                key_arn,
+                function: dynamo::opt_string(item, "context_function"),
             }),
         },
         status,
