@@ -14,6 +14,7 @@ use promptseal::envelope::Envelope;
 use promptseal::invocation_logging::disallowed_destinations;
 use promptseal::store::context::{ContextStore, IngestKeys, NewDocument, VectorBackend};
 use promptseal::store::tenants::TenantRegistry;
+use promptseal::tenant::TenantContext;
 use serde::Serialize;
 
 use crate::output::Output;
@@ -103,6 +104,9 @@ pub struct ContextConfig {
     /// Bedrock's control plane: where invocation logs go.
     pub bedrock_control: aws_sdk_bedrock::Client,
     pub tenants: TenantRegistry,
+    /// Set in a tenant's own account (tenant-context.yaml): the one tenant whose documents this
+    /// store keeps, under the stack's key, with no tenant registry beside it.
+    pub hosted_tenant: Option<String>,
 }
 
 /// What happened to one document.
@@ -202,11 +206,8 @@ async fn ingest(
     backend: Option<VectorBackend>,
     documents: Vec<Prepared>,
 ) -> Result<Vec<Ingested>> {
-    if let Owner::Tenant(id) = &collection.owner
-        && config.tenants.get(id).await?.is_none()
-    {
-        bail!("tenant_not_found: tenant {id:?} is not registered");
-    }
+    let own_key = text_key(config, &collection.owner).await?;
+    let own_text = own_key.map(|key| config.text.uncached(key));
     let state = config.store.state(collection).await?;
     // The collection's model and size unless told otherwise; a model named without a size has
     // its own default size.
@@ -275,7 +276,7 @@ async fn ingest(
                     vectors: &vectors,
                 },
                 IngestKeys {
-                    text: &config.text,
+                    text: own_text.as_ref().unwrap_or(&config.text),
                     vectors: &config.vectors,
                     fingerprints: &config.fingerprints,
                 },
@@ -295,6 +296,40 @@ async fn ingest(
     }
     progress.finish_and_clear();
     Ok(done)
+}
+
+/// The tenant's own key its chunk text is sealed under, if it brought one; refuses an owner
+/// whose documents do not belong in this store.
+async fn text_key(config: &ContextConfig, owner: &Owner) -> Result<Option<String>> {
+    match (owner, &config.hosted_tenant) {
+        (Owner::Isv, None) => Ok(None),
+        (Owner::Isv, Some(hosted)) => bail!(
+            "collection_forbidden: this is tenant {hosted:?}'s own context store; the ISV's \
+             knowledge is not kept here"
+        ),
+        // The stack's key is the tenant's own.
+        (Owner::Tenant(id), Some(hosted)) if id == hosted => Ok(None),
+        (Owner::Tenant(id), Some(hosted)) => {
+            bail!("tenant_forbidden: this is tenant {hosted:?}'s own context store, not {id:?}'s")
+        }
+        (Owner::Tenant(id), None) => {
+            let tenant =
+                config.tenants.get(id).await?.with_context(|| {
+                    format!("tenant_not_found: tenant {id:?} is not registered")
+                })?;
+            match tenant.spec.context {
+                Some(TenantContext {
+                    function: Some(function),
+                    ..
+                }) => bail!(
+                    "context_kept_by_tenant: tenant {id:?} keeps its documents in its own \
+                     account ({function}); they are ingested there, with HOSTED_TENANT_ID set"
+                ),
+                Some(own) => Ok(Some(own.key_arn)),
+                None => Ok(None),
+            }
+        }
+    }
 }
 
 /// Reads every file (directories: their text and Markdown files, recursively), named relative to

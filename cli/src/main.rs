@@ -20,7 +20,9 @@ use promptseal::store::templates::TemplateStore;
 use promptseal::store::tenants::TenantRegistry;
 use promptseal::store::usage::UsageLedger;
 use promptseal::template::TemplateDefinition;
-use promptseal::tenant::{ExportDestination, PayloadLogging, Quotas, TenantSpec, TenantStatus};
+use promptseal::tenant::{
+    ExportDestination, PayloadLogging, Quotas, TenantContext, TenantSpec, TenantStatus,
+};
 
 use output::Output;
 
@@ -106,6 +108,11 @@ struct Config {
         default_value = "alias/promptseal-context"
     )]
     context_key_id: String,
+    /// In a tenant's own account (tenant-context.yaml): the tenant whose context store this is.
+    /// Ingestion then takes no registry, keeps that tenant's collections only, and seals under
+    /// --context-key-id, the tenant's own key.
+    #[arg(long, global = true, env = "HOSTED_TENANT_ID")]
+    hosted_tenant: Option<String>,
     /// KMS key (id, ARN or alias) for the data keys of context vectors.
     #[arg(
         long,
@@ -141,6 +148,7 @@ impl Config {
             bedrock: aws_sdk_bedrockruntime::Client::new(sdk),
             bedrock_control: aws_sdk_bedrock::Client::new(sdk),
             tenants: TenantRegistry::new(ddb, self.tenants_table),
+            hosted_tenant: self.hosted_tenant,
         })
     }
 
@@ -244,44 +252,56 @@ enum TemplateCommand {
     Retire { template_id: String, version: u32 },
 }
 
+#[derive(Args)]
+struct TenantPut {
+    tenant_id: String,
+    /// A template the tenant may use (repeat for several).
+    #[arg(long = "template")]
+    templates: Vec<String>,
+    /// Keep redacted payload records for this tenant.
+    #[arg(long)]
+    payload_logging: bool,
+    /// How long payload records are kept.
+    #[arg(long, default_value_t = 30)]
+    retention_days: u16,
+    #[arg(long)]
+    daily_tokens: Option<u64>,
+    #[arg(long)]
+    daily_requests: Option<u64>,
+    /// The S3 bucket export-logs delivers the tenant's payload records to.
+    #[arg(long, requires = "export_account")]
+    export_bucket: Option<String>,
+    /// The AWS account that owns the export bucket (and the export role): every write
+    /// names it as the bucket's expected owner.
+    #[arg(long, requires = "export_bucket")]
+    export_account: Option<String>,
+    /// Key prefix in the export bucket (for example `promptseal/`).
+    #[arg(long, requires = "export_bucket", default_value = "")]
+    export_prefix: String,
+    /// KMS key (id or ARN) for SSE-KMS on exported objects.
+    #[arg(long, requires = "export_bucket")]
+    export_kms_key: Option<String>,
+    /// IAM role in the tenant's account that export-logs assumes to write there.
+    #[arg(long, requires = "export_bucket")]
+    export_role: Option<String>,
+    /// Let the tenant call draft versions (never activated) by number, to try them first.
+    #[arg(long)]
+    preview: bool,
+    /// The tenant's own KMS key (key or alias ARN) its context documents are sealed under
+    /// (bring your own key): invoke opens them only through it, so the tenant can switch
+    /// access off in the key's policy.
+    #[arg(long)]
+    context_key: Option<String>,
+    /// The tenant's own retrieve-context (function ARN, in the key's account and region,
+    /// deployed with tenant-context.yaml): its collections are searched there, at home.
+    #[arg(long, requires = "context_key")]
+    context_function: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum TenantCommand {
     /// Register a tenant, or replace an existing tenant's settings (its status is kept).
-    Put {
-        tenant_id: String,
-        /// A template the tenant may use (repeat for several).
-        #[arg(long = "template")]
-        templates: Vec<String>,
-        /// Keep redacted payload records for this tenant.
-        #[arg(long)]
-        payload_logging: bool,
-        /// How long payload records are kept.
-        #[arg(long, default_value_t = 30)]
-        retention_days: u16,
-        #[arg(long)]
-        daily_tokens: Option<u64>,
-        #[arg(long)]
-        daily_requests: Option<u64>,
-        /// The S3 bucket export-logs delivers the tenant's payload records to.
-        #[arg(long, requires = "export_account")]
-        export_bucket: Option<String>,
-        /// The AWS account that owns the export bucket (and the export role): every write
-        /// names it as the bucket's expected owner.
-        #[arg(long, requires = "export_bucket")]
-        export_account: Option<String>,
-        /// Key prefix in the export bucket (for example `promptseal/`).
-        #[arg(long, requires = "export_bucket", default_value = "")]
-        export_prefix: String,
-        /// KMS key (id or ARN) for SSE-KMS on exported objects.
-        #[arg(long, requires = "export_bucket")]
-        export_kms_key: Option<String>,
-        /// IAM role in the tenant's account that export-logs assumes to write there.
-        #[arg(long, requires = "export_bucket")]
-        export_role: Option<String>,
-        /// Let the tenant call draft versions (never activated) by number, to try them first.
-        #[arg(long)]
-        preview: bool,
-    },
+    Put(Box<TenantPut>),
     /// Show one tenant.
     Get { tenant_id: String },
     /// List every tenant.
@@ -345,7 +365,8 @@ async fn run(cli: Cli, out: &Output) -> Result<()> {
             }
         }
         Command::Tenant(cmd) => {
-            tenant(cmd, &TenantRegistry::new(ddb, config.tenants_table), out).await
+            let registry = TenantRegistry::new(ddb, config.tenants_table);
+            tenant(cmd, &registry, &sdk, out).await
         }
         Command::Context(cmd) => context::run(cmd, &config.context(&sdk, ddb)?, out).await,
         Command::Usage { tenant_id, since } => {
@@ -668,22 +689,30 @@ impl std::fmt::Display for LeaksFound {
 
 impl std::error::Error for LeaksFound {}
 
-async fn tenant(cmd: TenantCommand, registry: &TenantRegistry, out: &Output) -> Result<()> {
+async fn tenant(
+    cmd: TenantCommand,
+    registry: &TenantRegistry,
+    sdk: &aws_config::SdkConfig,
+    out: &Output,
+) -> Result<()> {
     match cmd {
-        TenantCommand::Put {
-            tenant_id,
-            templates,
-            payload_logging,
-            retention_days,
-            daily_tokens,
-            daily_requests,
-            export_bucket,
-            export_prefix,
-            export_kms_key,
-            export_role,
-            export_account,
-            preview,
-        } => {
+        TenantCommand::Put(put) => {
+            let TenantPut {
+                tenant_id,
+                templates,
+                payload_logging,
+                retention_days,
+                daily_tokens,
+                daily_requests,
+                export_bucket,
+                export_prefix,
+                export_kms_key,
+                export_role,
+                export_account,
+                preview,
+                context_key,
+                context_function,
+            } = *put;
             let spec = TenantSpec {
                 tenant_id,
                 templates: templates.into_iter().collect::<BTreeSet<_>>(),
@@ -704,7 +733,14 @@ async fn tenant(cmd: TenantCommand, registry: &TenantRegistry, out: &Output) -> 
                     external_id: None,
                 }),
                 preview,
+                context: context_key.map(|key_arn| TenantContext {
+                    key_arn,
+                    function: context_function,
+                }),
             };
+            if let (Some(context), Some(region)) = (&spec.context, sdk.region()) {
+                context.check_region(region.as_ref())?;
+            }
             out.tenant(&registry.put(&spec).await?)
         }
         TenantCommand::Get { tenant_id } => match registry.get(&tenant_id).await? {

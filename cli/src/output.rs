@@ -251,6 +251,17 @@ impl Output {
         println!("daily requests   {}", limit(s.quotas.daily_requests));
         println!("export           {}", export(s.export.as_ref()));
         println!(
+            "context key      {}",
+            s.context.as_ref().map_or("- (the ISV's)", |c| &c.key_arn)
+        );
+        println!(
+            "context search   {}",
+            s.context
+                .as_ref()
+                .and_then(|c| c.function.as_deref())
+                .unwrap_or("- (the ISV's retrieve-context)")
+        );
+        println!(
             "drafts           {}",
             if s.preview {
                 "may call (previews)"

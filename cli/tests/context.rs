@@ -5,9 +5,13 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use bedrock_standin::Control;
 use bedrock_standin::converse::Behaviour;
-use promptseal_devstack::Resources;
+use promptseal::context::collection::{ChunkId, CollectionId, Owner};
+use promptseal::envelope::{CachePolicy, Envelope, Sealed};
+use promptseal::store::context::{ContextStoreError, open_chunk};
+use promptseal_devstack::{ACCOUNT_ID, REGION, Resources};
 use serde_json::Value;
 
 struct Cli {
@@ -502,4 +506,153 @@ async fn scan_finds_which_isv_document_a_text_repeats() {
     assert!(out.status.success(), "{out:?}");
     let stderr = cli.fails(&["scan", "--collection", "nothing", clean.to_str().unwrap()]);
     assert!(stderr.contains("error: collection_not_found: "), "{stderr}");
+}
+
+/// The chunk items of `collection`, each opened with `text`: the chunk texts, or the first
+/// refusal.
+async fn open_chunks(
+    cli: &Cli,
+    collection: &CollectionId,
+    text: &Envelope,
+) -> Result<Vec<String>, ContextStoreError> {
+    let items = aws_sdk_dynamodb::Client::new(&cli.config)
+        .query()
+        .table_name(cli.resources.table("ContextTable"))
+        .key_condition_expression("pk = :pk AND begins_with(sk, :chunk)")
+        .expression_attribute_values(":pk", AttributeValue::S(collection.path()))
+        .expression_attribute_values(":chunk", AttributeValue::S("chunk/".into()))
+        .send()
+        .await
+        .unwrap();
+    let mut texts = Vec::new();
+    for item in items.items() {
+        let id: ChunkId = item["sk"].as_s().unwrap()["chunk/".len()..]
+            .parse()
+            .unwrap();
+        let sealed = Sealed {
+            ciphertext: item["ciphertext"].as_b().unwrap().clone().into_inner(),
+            wrapped_key: item["wrapped_key"].as_b().unwrap().clone().into_inner(),
+        };
+        texts.push(open_chunk(text, collection, &id, &sealed).await?.text);
+    }
+    Ok(texts)
+}
+
+/// A tenant that brings its own key: the operator registers it (checked: a KMS key ARN in the
+/// stack's region, a function only beside it), its documents are sealed under that key and open
+/// under no other; a tenant that keeps its documents at home is never ingested into the ISV's
+/// store.
+#[tokio::test]
+async fn a_tenants_own_key_seals_its_documents_and_no_other_opens_them() {
+    let cli = Cli::new().await;
+    let kms = aws_sdk_kms::Client::new(&cli.config);
+    let own = kms.create_key().send().await.unwrap();
+    let own = own.key_metadata().unwrap().arn().unwrap().to_owned();
+    let elsewhere = own.replace(REGION, "eu-west-1");
+    let at_home =
+        format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:promptseal-tenant-context-acme");
+    for (args, refusal) in [
+        (&["--context-key", "alias/acme"][..], "must be a KMS key"),
+        (&["--context-key", &elsewhere][..], "the stack's region"),
+        (
+            &[
+                "--context-key",
+                &own,
+                "--context-function",
+                &at_home.replace(ACCOUNT_ID, "999988887777"),
+            ][..],
+            "in the account and region of the context key",
+        ),
+        (
+            &[
+                "--context-key",
+                &own,
+                "--context-function",
+                &at_home.replace("-acme", "-globex"),
+            ][..],
+            "tenant's own retrieve-context",
+        ),
+    ] {
+        let stderr = cli.fails(&[&["tenant", "put", "acme"][..], args].concat());
+        assert!(stderr.contains(refusal), "{args:?}: {stderr}");
+    }
+    let out = cli.run(&["tenant", "put", "acme", "--context-function", &at_home]);
+    assert!(!out.status.success(), "a function needs the tenant's key");
+    assert_eq!(cli.json(&["tenant", "list"]), Value::Array(vec![]));
+
+    let acme = cli.json(&["tenant", "put", "acme", "--context-key", &own]);
+    assert_eq!(acme["context"]["key_arn"], own.as_str());
+    let doc = cli.write("contract.md", markdown("contract", 2));
+    let ingest = |tenant: &str| {
+        cli.run(&[
+            "context",
+            "ingest",
+            "--collection",
+            "docs",
+            "--tenant",
+            tenant,
+            doc.to_str().unwrap(),
+        ])
+    };
+    assert!(ingest("acme").status.success());
+    let docs = CollectionId::new(Owner::Tenant("acme".into()), "docs").unwrap();
+    let stack_key = cli.resources.key_alias("ContextKey");
+    let with = |key: &str| Envelope::new(kms.clone(), key, CachePolicy::default());
+    let texts = open_chunks(&cli, &docs, &with(&own)).await.unwrap();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts.iter().all(|t| t.contains("contract")), "{texts:?}");
+    assert!(open_chunks(&cli, &docs, &with(stack_key)).await.is_err());
+
+    // Kept at home: the ISV's store takes none of its documents.
+    cli.json(&[
+        "tenant",
+        "put",
+        "acme",
+        "--context-key",
+        &own,
+        "--context-function",
+        &at_home,
+    ]);
+    let refused = ingest("acme");
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert!(
+        stderr.contains("error: context_kept_by_tenant: "),
+        "{stderr}"
+    );
+    assert!(cli.json(&["context", "list"]).as_array().unwrap().len() == 1);
+}
+
+/// In a tenant's own account (tenant-context.yaml's store, `HOSTED_TENANT_ID`), the CLI ingests
+/// that tenant's documents under the stack's key, with no tenant registry, and nothing else.
+#[tokio::test]
+async fn a_tenants_own_store_keeps_its_documents_and_nothing_else() {
+    let mut cli = Cli::new().await;
+    cli.env.push(("HOSTED_TENANT_ID".into(), "initech".into()));
+    let doc = cli.write("handbook.md", markdown("handbook", 1));
+    let doc = doc.to_str().unwrap();
+    for (owner, refusal) in [
+        (&["--isv"][..], "collection_forbidden"),
+        (&["--tenant", "acme"][..], "tenant_forbidden"),
+    ] {
+        let stderr = cli.fails(
+            &[
+                &["context", "ingest", "--collection", "docs"][..],
+                owner,
+                &[doc],
+            ]
+            .concat(),
+        );
+        assert!(stderr.contains(&format!("error: {refusal}: ")), "{stderr}");
+    }
+    assert_eq!(cli.stored().await, (vec![], vec![]));
+    let own = ["--collection", "docs", "--tenant", "initech"];
+    cli.json(&[&["context", "ingest"][..], &own[..], &[doc]].concat());
+    cli.assert_consistent(&own).await;
+    let docs = CollectionId::new(Owner::Tenant("initech".into()), "docs").unwrap();
+    let stack_key = Envelope::new(
+        aws_sdk_kms::Client::new(&cli.config),
+        cli.resources.key_alias("ContextKey"),
+        CachePolicy::default(),
+    );
+    assert_eq!(open_chunks(&cli, &docs, &stack_key).await.unwrap().len(), 1);
 }
