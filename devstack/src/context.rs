@@ -29,7 +29,8 @@ pub struct ContextFixture {
 }
 
 impl ContextFixture {
-    /// The store of `resources`; embeddings from the Bedrock runtime the environment points at.
+    /// The store of `resources` (template.yaml's, or a tenant's own from tenant-context.yaml);
+    /// embeddings from the Bedrock runtime the environment points at.
     pub async fn new(config: &SdkConfig, resources: &Resources) -> Self {
         let kms = aws_sdk_kms::Client::new(config);
         let envelope = |logical_id: &str| {
@@ -46,11 +47,19 @@ impl ContextFixture {
                 config,
                 resources.table("ContextTable"),
                 resources.bucket("VectorBucket"),
-                Some(resources.bucket("VectorIndexBucket")),
+                resources
+                    .buckets
+                    .get("VectorIndexBucket")
+                    .map(String::as_str),
             ),
             text: envelope("ContextKey"),
             vectors: envelope("VectorKey"),
-            fingerprints: envelope("FingerprintKey"),
+            // A tenant's own stack keeps no ISV document, and has no fingerprint key: its
+            // context key stands in, never used.
+            fingerprints: envelope(match resources.key_aliases.contains_key("FingerprintKey") {
+                true => "FingerprintKey",
+                false => "ContextKey",
+            }),
             backend: VectorBackend::Memory,
             embedder: Embedder::new(
                 aws_sdk_bedrockruntime::Client::new(&bedrock),

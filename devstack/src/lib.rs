@@ -14,6 +14,8 @@ mod context;
 #[cfg(feature = "sdk")]
 mod events;
 #[cfg(feature = "sdk")]
+mod lambda;
+#[cfg(feature = "sdk")]
 mod provision;
 
 #[cfg(feature = "sdk")]
@@ -21,6 +23,8 @@ pub use context::{ContextFixture, FIXTURE_DIMENSIONS, FIXTURE_MODEL};
 #[cfg(feature = "sdk")]
 pub use events::subscription_event;
 pub use function::{EmulatedFunction, FunctionSpec};
+#[cfg(feature = "sdk")]
+pub use lambda::{LambdaEndpoint, Route};
 #[cfg(feature = "sdk")]
 pub use provision::{Resources, emulator_config, fresh_resources, provision};
 pub use runtime::first_poll;

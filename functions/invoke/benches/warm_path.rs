@@ -337,7 +337,7 @@ async fn one_invoke(warm: &Warm) -> String {
             timeout: warm.deps.config.model_timeout,
             deadline: None,
         },
-        false,
+        handler::TenantTerms::default(),
     )
     .await
     .unwrap();
@@ -401,7 +401,7 @@ fn stages(
             timeout: deps.config.model_timeout,
             deadline: None,
         },
-        false,
+        handler::TenantTerms::default(),
     ));
     let answer = reply.unwrap();
     let fingerprints = rt

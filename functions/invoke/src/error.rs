@@ -131,6 +131,7 @@ pub enum ErrorCode {
     FingerprintsUnreadable,
     RetrievalFailed,
     ContextIntegrity,
+    ContextKeyRefused,
 }
 
 impl ErrorCode {
@@ -151,7 +152,9 @@ impl ErrorCode {
             | VariableTooLong
             | InvalidInferenceSettings
             | VariableNeeded => StatusCode::BAD_REQUEST,
-            UnknownTenant | TenantSuspended | TemplateNotAllowed => StatusCode::FORBIDDEN,
+            UnknownTenant | TenantSuspended | TemplateNotAllowed | ContextKeyRefused => {
+                StatusCode::FORBIDDEN
+            }
             TemplateNotFound | VersionNotFound | NoActiveVersion | VersionRetired
             | VersionDraft => StatusCode::NOT_FOUND,
             QuotaExceeded | ModelThrottled => StatusCode::TOO_MANY_REQUESTS,
@@ -234,6 +237,7 @@ impl InvokeError {
             FingerprintsUnreadable(_) => ErrorCode::FingerprintsUnreadable,
             Retrieval(RetrievalError::Integrity(_)) => ErrorCode::ContextIntegrity,
             Retrieval(RetrievalError::Kms(_)) => ErrorCode::KmsUnavailable,
+            Retrieval(RetrievalError::TenantKeyRefused(_)) => ErrorCode::ContextKeyRefused,
             Retrieval(_) => ErrorCode::RetrievalFailed,
         }
     }

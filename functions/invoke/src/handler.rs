@@ -21,7 +21,7 @@ use promptseal::store::tenants::TenantRegistry;
 use promptseal::store::usage::{UsageLedger, today};
 use promptseal::telemetry::{MetricRecord, Unit};
 use promptseal::template::{VersionMeta, VersionStatus, check_variables};
-use promptseal::tenant::{Tenant, TenantStatus};
+use promptseal::tenant::{Tenant, TenantContext, TenantStatus};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -193,8 +193,11 @@ async fn invoke(
             retry_after_secs: seconds_to_utc_midnight(),
         });
     }
-    let record = tenant.spec.payload_logging.enabled;
-    let answer = ask_model(deps, &who, &stored, &req, request_id, limits, record).await;
+    let terms = TenantTerms {
+        record: tenant.spec.payload_logging.enabled,
+        context: tenant.spec.context.as_ref(),
+    };
+    let answer = ask_model(deps, &who, &stored, &req, request_id, limits, terms).await;
     let Answer {
         reply,
         guard,
@@ -305,6 +308,15 @@ async fn write_record(deps: &Deps, tenant: &Tenant, record: &PayloadRecord) {
     }
 }
 
+/// What the tenant's settings decide for one model call.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TenantTerms<'a> {
+    /// Keep the prompt in its payload-record form (the tenant opted in).
+    pub record: bool,
+    /// The tenant's own context key, and its own retrieve-context.
+    pub context: Option<&'a TenantContext>,
+}
+
 /// From a checked request to the guarded reply: the only stretch of code that holds template
 /// plaintext. The text is decrypted, rendered and assembled here, each form dropped as soon as
 /// the next one exists; the reply is scanned for the version's fingerprints and this request's
@@ -317,7 +329,7 @@ pub async fn ask_model(
     req: &InvokeRequest,
     request_id: &str,
     limits: CallLimits,
-    record: bool,
+    terms: TenantTerms<'_>,
 ) -> Result<Answer, InvokeError> {
     let meta = &stored.meta;
     // Fingerprints first: a version the guard cannot check is never opened.
@@ -340,7 +352,8 @@ pub async fn ask_model(
                     k: settings.k,
                     min_score: settings.min_score,
                 };
-                retrieval::retrieve(deps.retrieval.as_ref(), settings, request).await?
+                retrieval::retrieve(deps.retrieval.as_ref(), settings, request, terms.context)
+                    .await?
             }
             None => Retrieved::default(),
         },
@@ -388,7 +401,9 @@ pub async fn ask_model(
         model_timeout(limits.timeout, limits.deadline),
     )
     .await?;
-    let prompt = record.then(|| RecordPrompt::of(&assembled, &meta.template_id, meta.version));
+    let prompt = terms
+        .record
+        .then(|| RecordPrompt::of(&assembled, &meta.template_id, meta.version));
     drop(assembled);
     // The policy sealed with the fingerprints, not the version item's settings (stored in the
     // clear): changing the guard takes the fingerprint key, as changing the template takes its.

@@ -6,9 +6,12 @@
 
 use aws_sdk_lambda::primitives::Blob;
 use promptseal::assembly::{ContextDocument, IsvContext};
-use promptseal::context::retrieval::{RetrievalSettings, RetrieveRequest, RetrieveResponse};
+use promptseal::context::retrieval::{
+    ChunkRef, RetrievalSettings, RetrieveRequest, RetrieveResponse,
+};
 use promptseal::envelope::{Envelope, EnvelopeError};
 use promptseal::store::context::{ContextStoreError, open_chunk};
+use promptseal::tenant::TenantContext;
 use zeroize::Zeroizing;
 
 /// How long retrieve-context may take (a cold load of a large collection included), well inside
@@ -42,6 +45,10 @@ pub enum RetrievalError {
     Integrity(#[source] ContextStoreError),
     #[error("KMS is unavailable")]
     Kms(#[source] ContextStoreError),
+    /// The tenant's own key no longer opens its chunks: disabled, deleted, or its policy
+    /// withdrawn (the tenant's off-switch).
+    #[error("the tenant's own context key refused to open its documents")]
+    TenantKeyRefused(#[source] ContextStoreError),
 }
 
 /// The chunks to place, and their ids (`isv:kb/3f9c0a1b2c3d4e5f.2.17`) in rank order.
@@ -63,19 +70,160 @@ pub fn query<'a>(
         .filter(|q| !q.trim().is_empty())
 }
 
-/// Retrieves and opens the chunks for one request.
+/// Retrieves and opens the chunks for one request. A tenant that keeps its context at home
+/// (`own.function`) has its collections searched by its own retrieve-context, the ISV's by the
+/// ISV's, both at once; a tenant that brought its own key has its chunks opened through that key.
+///
+/// The scores a tenant's own function reports are the tenant's to choose: were they ranked
+/// against the ISV's, which of its chunks survive would tell it how close the ISV's chunks are
+/// to any query it likes. So when both are searched, neither ranking meets the other: the ISV's
+/// chunks have the larger half of `k` and `max_chars`, the tenant's the other half.
 pub async fn retrieve(
     retrieval: Option<&Retrieval>,
     settings: &RetrievalSettings,
     request: RetrieveRequest,
+    own: Option<&TenantContext>,
 ) -> Result<Retrieved, RetrievalError> {
     let retrieval = retrieval.ok_or(RetrievalError::NotConfigured)?;
     let tenant_id = request.tenant_id.clone();
-    let payload = serde_json::to_vec(&request).expect("a request always serialises");
-    let call = retrieval
-        .lambda
+    let (isv, home) = match own.and_then(|c| c.function.as_deref()) {
+        Some(function) => {
+            let (isv, tenant): (Vec<_>, Vec<_>) =
+                request.collections.iter().cloned().partition(|c| c.isv);
+            let at_home = RetrieveRequest {
+                collections: tenant,
+                ..request.clone()
+            };
+            let isv = RetrieveRequest {
+                collections: isv,
+                ..request
+            };
+            (isv, Some((function, at_home)))
+        }
+        None => (request, None),
+    };
+    let (chunks, at_home) = tokio::try_join!(
+        search(&retrieval.lambda, &retrieval.function, &isv, Caller::Isv),
+        async {
+            match &home {
+                Some((function, request)) => {
+                    search(&retrieval.lambda, function, request, Caller::Tenant).await
+                }
+                None => Ok(Vec::new()),
+            }
+        }
+    )?;
+    // The tenant's own function answers for the tenant's collections, never the ISV's.
+    if at_home.iter().any(|c| c.collection.isv) {
+        return Err(RetrievalError::Malformed);
+    }
+    let (k, max_chars) = (settings.k as usize, settings.max_chars);
+    let shares = match home {
+        Some((_, home)) if !isv.collections.is_empty() && !home.collections.is_empty() => vec![
+            (chunks, k.div_ceil(2), max_chars.div_ceil(2)),
+            (at_home, k / 2, max_chars / 2),
+        ],
+        _ => vec![([chunks, at_home].concat(), k, max_chars)],
+    };
+    // The tenant's key, never a cached data key: the tenant's off-switch works at once.
+    let own_text = own.map(|c| retrieval.chunks.uncached(&c.key_arn));
+
+    let mut retrieved = Retrieved::default();
+    let mut isv_text = Zeroizing::new(String::new());
+    for (mut chunks, k, mut budget) in shares {
+        chunks.sort_by(|a, b| b.score.total_cmp(&a.score));
+        for chunk in chunks.into_iter().take(k) {
+            // Only what the version declares, whatever came back.
+            if !settings.collections.contains(&chunk.collection) {
+                return Err(RetrievalError::Malformed);
+            }
+            let (Some(id), Some(sealed)) = (chunk.id(), chunk.sealed.sealed()) else {
+                return Err(RetrievalError::Malformed);
+            };
+            let collection = chunk
+                .collection
+                .resolve(&tenant_id)
+                .map_err(|_| RetrievalError::Malformed)?;
+            let key = match (chunk.collection.isv, &own_text) {
+                (false, Some(own)) => own,
+                _ => &retrieval.chunks,
+            };
+            let text = open_chunk(key, &collection, &id, &sealed)
+                .await
+                .map_err(|e| match e {
+                    ContextStoreError::Envelope(EnvelopeError::Kms { ref source, .. })
+                        if !chunk.collection.isv && own.is_some() && refused(source) =>
+                    {
+                        RetrievalError::TenantKeyRefused(e)
+                    }
+                    ContextStoreError::Envelope(EnvelopeError::Kms { .. }) => {
+                        RetrievalError::Kms(e)
+                    }
+                    e => RetrievalError::Integrity(e),
+                })?;
+            let body = Zeroizing::new(match text.section.is_empty() {
+                true => text.text.clone(),
+                false => format!("{}\n{}", text.section, text.text),
+            });
+            let reference = format!("{}/{id}", chunk.collection);
+            if retrieved.ids.contains(&reference) {
+                continue;
+            }
+            let size = body.chars().count();
+            if size > budget {
+                // The best chunks that fit: a long one is left out, a shorter one may still fit.
+                continue;
+            }
+            budget -= size;
+            if chunk.collection.isv {
+                if !isv_text.is_empty() {
+                    isv_text.push_str("\n\n");
+                }
+                isv_text.push_str(&body);
+            } else {
+                retrieved.tenant.push(ContextDocument {
+                    id: reference.clone(),
+                    text: body.to_string(),
+                });
+            }
+            retrieved.ids.push(reference);
+        }
+    }
+    if !isv_text.is_empty() {
+        retrieved.isv = Some(IsvContext {
+            text: isv_text,
+            placement: settings.placement,
+        });
+    }
+    Ok(retrieved)
+}
+
+/// Whose retrieve-context answers.
+#[derive(Clone, Copy)]
+enum Caller {
+    Isv,
+    /// The tenant's own: its error codes are its to choose, and never reach the ISV's logs.
+    Tenant,
+}
+
+/// One retrieve-context's answer: nothing asked for, nothing called.
+async fn search(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    request: &RetrieveRequest,
+    caller: Caller,
+) -> Result<Vec<ChunkRef>, RetrievalError> {
+    let refused = |body: &[u8]| match caller {
+        Caller::Isv => RetrievalError::Refused(error_type(body)),
+        Caller::Tenant => RetrievalError::Refused("tenant_function_error".to_owned()),
+    };
+    if request.collections.is_empty() {
+        return Ok(Vec::new());
+    }
+    let payload = serde_json::to_vec(request).expect("a request always serialises");
+    let call = lambda
         .invoke()
-        .function_name(&retrieval.function)
+        .function_name(function)
         .payload(Blob::new(payload))
         .send();
     let out = tokio::time::timeout(RETRIEVAL_TIMEOUT, call)
@@ -85,7 +233,7 @@ pub async fn retrieve(
         Ok(out) => {
             let body = out.payload.map(Blob::into_inner).unwrap_or_default();
             if out.function_error.is_some() {
-                return Err(RetrievalError::Refused(error_type(&body)));
+                return Err(refused(&body));
             }
             body
         }
@@ -93,66 +241,29 @@ pub async fn retrieve(
         // body, where Lambda answers 200 with X-Amz-Function-Error.
         Err(e) => match e.raw_response().map(|r| r.body().bytes()) {
             Some(Some(body)) if e.raw_response().is_some_and(|r| r.status().as_u16() == 500) => {
-                return Err(RetrievalError::Refused(error_type(body)));
+                return Err(refused(body));
             }
             _ => return Err(RetrievalError::Invoke(Box::new(e.into()))),
         },
     };
     let response: RetrieveResponse =
         serde_json::from_slice(&body).map_err(|_| RetrievalError::Malformed)?;
+    Ok(response.chunks)
+}
 
-    let mut retrieved = Retrieved::default();
-    let mut isv_text = Zeroizing::new(String::new());
-    let mut budget = settings.max_chars;
-    for chunk in response.chunks.into_iter().take(settings.k as usize) {
-        // Only what the version declares, whatever came back.
-        if !settings.collections.contains(&chunk.collection) {
-            return Err(RetrievalError::Malformed);
-        }
-        let (Some(id), Some(sealed)) = (chunk.id(), chunk.sealed.sealed()) else {
-            return Err(RetrievalError::Malformed);
-        };
-        let collection = chunk
-            .collection
-            .resolve(&tenant_id)
-            .map_err(|_| RetrievalError::Malformed)?;
-        let text = open_chunk(&retrieval.chunks, &collection, &id, &sealed)
-            .await
-            .map_err(|e| match e {
-                ContextStoreError::Envelope(EnvelopeError::Kms { .. }) => RetrievalError::Kms(e),
-                e => RetrievalError::Integrity(e),
-            })?;
-        let body = Zeroizing::new(match text.section.is_empty() {
-            true => text.text.clone(),
-            false => format!("{}\n{}", text.section, text.text),
-        });
-        let size = body.chars().count();
-        if size > budget {
-            // The best chunks that fit: a long one is left out, a shorter one may still fit.
-            continue;
-        }
-        budget -= size;
-        let reference = format!("{}/{id}", chunk.collection);
-        if chunk.collection.isv {
-            if !isv_text.is_empty() {
-                isv_text.push_str("\n\n");
-            }
-            isv_text.push_str(&body);
-        } else {
-            retrieved.tenant.push(ContextDocument {
-                id: reference.clone(),
-                text: body.to_string(),
-            });
-        }
-        retrieved.ids.push(reference);
-    }
-    if !isv_text.is_empty() {
-        retrieved.isv = Some(IsvContext {
-            text: isv_text,
-            placement: settings.placement,
-        });
-    }
-    Ok(retrieved)
+/// Whether KMS refused the key itself (disabled, pending deletion, gone, or its policy no longer
+/// lets invoke use it), as opposed to failing to answer.
+fn refused(error: &aws_sdk_kms::Error) -> bool {
+    use aws_sdk_kms::error::ProvideErrorMetadata;
+    matches!(
+        error.code(),
+        Some(
+            "AccessDeniedException"
+                | "DisabledException"
+                | "KMSInvalidStateException"
+                | "NotFoundException"
+        )
+    )
 }
 
 /// The `errorType` of a function error's body, or `unknown`.

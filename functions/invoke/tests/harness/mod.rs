@@ -109,6 +109,7 @@ pub fn tenant(id: &str, templates: &[&str], quotas: Quotas) -> TenantSpec {
         quotas,
         export: None,
         preview: false,
+        context: None,
     }
 }
 
