@@ -5,8 +5,21 @@
 use serde_yaml_ng::{Mapping, Value};
 
 fn template() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    load("template.yaml")
+}
+
+/// The tenant-side template: retrieve-context alone, in a tenant's account.
+fn tenant_template() -> Value {
+    load("tenant-context.yaml")
+}
+
+fn load(name: &str) -> Value {
+    let path = format!("{}/../{name}", env!("CARGO_MANIFEST_DIR"));
     serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn yaml(s: &str) -> Value {
+    serde_yaml_ng::from_str(s).unwrap()
 }
 
 fn resources(t: &Value) -> &Mapping {
@@ -163,9 +176,7 @@ fn context_text_opens_in_invoke_alone_and_vectors_in_retrieve_context_alone() {
                 && text(&s["Condition"]).contains("kms:ViaService")
                 && text(&s["Condition"]).contains("s3vectors.");
             assert!(
-                resource
-                    == text(&serde_yaml_ng::from_str::<Value>("!GetAtt VectorKey.Arn").unwrap())
-                    || through_s3_vectors,
+                resource == text(&yaml("!GetAtt VectorKey.Arn")) || through_s3_vectors,
                 "{s:?}"
             );
         }
@@ -213,7 +224,7 @@ fn s3_vectors_are_read_by_retrieve_context_alone_and_written_by_operators_alone(
     let policy = &r["VectorIndexBucketPolicy"]["Properties"];
     assert_eq!(
         text(&policy["VectorBucketArn"]),
-        text(&serde_yaml_ng::from_str::<Value>("!Ref VectorIndexBucket").unwrap())
+        text(&yaml("!Ref VectorIndexBucket"))
     );
     let statements = policy["Policy"]["Statement"].as_sequence().unwrap();
     let denied_unless = |action: &str| -> String {
@@ -410,9 +421,14 @@ fn any_action(statement: &Value, wanted: &[&str]) -> bool {
 /// a condition saying who or which service.
 #[test]
 fn key_administrators_can_neither_use_the_keys_nor_grant_their_use() {
-    let t = template();
-    let statements = key_statements(&t);
-    assert!(statements.len() >= 6);
+    for (t, keys) in [(template(), 6), (tenant_template(), 2)] {
+        keys_are_administered_apart(&t, keys);
+    }
+}
+
+fn keys_are_administered_apart(t: &Value, expected_keys: usize) {
+    let statements = key_statements(t);
+    assert!(statements.len() >= 2 * expected_keys);
     let mut administered = std::collections::BTreeSet::new();
     for (key, s) in &statements {
         let principal = text(&s["Principal"]);
@@ -454,14 +470,11 @@ fn key_administrators_can_neither_use_the_keys_nor_grant_their_use() {
             );
         }
     }
-    let keys = resources(&t)
+    let keys = resources(t)
         .values()
         .filter(|r| r["Type"] == "AWS::KMS::Key")
         .count();
-    assert!(
-        keys >= 5,
-        "template, fingerprint, records, context and vector keys"
-    );
+    assert_eq!(keys, expected_keys);
     assert_eq!(
         administered.len(),
         keys,
@@ -471,8 +484,13 @@ fn key_administrators_can_neither_use_the_keys_nor_grant_their_use() {
 
 #[test]
 fn no_role_may_change_a_key_policy_or_grant_key_use() {
-    let t = template();
-    for (id, role) in roles(&t) {
+    for t in [template(), tenant_template()] {
+        no_role_changes_a_key_policy(&t);
+    }
+}
+
+fn no_role_changes_a_key_policy(t: &Value) {
+    for (id, role) in roles(t) {
         for s in role_statements(role) {
             let forbidden = [
                 "kms:PutKeyPolicy",
@@ -535,4 +553,97 @@ fn the_export_role_writes_only_to_its_account_or_through_roles_with_an_external_
         }
     }
     assert_eq!(checked, 2);
+}
+
+/// tenant-context.yaml, in a tenant's account: the tenant's chunk text opens only in the ISV's
+/// invoke role and only as this tenant's; its vectors only in its own retrieve-context, which
+/// serves this tenant alone, may be called by that invoke role alone, and opens no chunk. The
+/// ISV's invoke role, for its part, may call such functions by name and open tenants' keys
+/// for tenant chunks only, outside its own account.
+#[test]
+fn a_tenants_own_context_opens_only_in_the_isvs_invoke_and_only_as_that_tenants() {
+    let t = tenant_template();
+    let r = resources(&t);
+    let context = key_decrypters(&t, "ContextKey");
+    assert_eq!(
+        context,
+        [text(&yaml("AWS: !Ref IsvInvokeRoleArn"))
+            + &text(&yaml(
+                "StringEquals: {kms:EncryptionContext:purpose: tenant-context, kms:EncryptionContext:tenant: !Ref TenantId}"
+            ))]
+    );
+    let vectors = key_decrypters(&t, "VectorKey");
+    assert_eq!(vectors.len(), 1, "{vectors:?}");
+    assert!(vectors[0].contains("-retrieve-context\"") && vectors[0].contains("vectors"));
+    // The tenant's operators seal, as this tenant only, and open nothing.
+    for (key, s) in key_statements(&t) {
+        if text(&s["Principal"]).contains("AdminPrincipalArn") {
+            assert_eq!(actions(&s), ["kms:GenerateDataKey"], "{key}");
+            if key == "ContextKey" {
+                assert!(text(&s["Condition"]).contains("TenantId"), "{s:?}");
+            }
+        }
+    }
+
+    let role = role_statements(&r["RetrieveContextRole"]);
+    let mut granted: Vec<String> = role.iter().flat_map(actions).collect();
+    granted.sort();
+    granted.dedup();
+    assert_eq!(
+        granted,
+        [
+            "bedrock:InvokeModel",
+            "dynamodb:BatchGetItem",
+            "dynamodb:GetItem",
+            "kms:Decrypt",
+            "s3:GetObject"
+        ]
+    );
+    for s in role.iter().filter(|s| grants_decrypt(s)) {
+        assert_eq!(text(&s["Resource"]), text(&yaml("!GetAtt VectorKey.Arn")));
+    }
+    let function = &r["RetrieveContextFunction"]["Properties"];
+    assert_eq!(
+        text(&function["Environment"]["Variables"]["HOSTED_TENANT_ID"]),
+        text(&yaml("!Ref TenantId"))
+    );
+    let permissions: Vec<_> = r
+        .values()
+        .filter(|r| r["Type"] == "AWS::Lambda::Permission")
+        .collect();
+    assert_eq!(permissions.len(), 1);
+    assert_eq!(
+        text(&permissions[0]["Properties"]["Principal"]),
+        text(&yaml("!Ref IsvInvokeRoleArn"))
+    );
+
+    // The ISV's side: the function's name matches what invoke may call.
+    let isv = template();
+    let pattern = isv["Parameters"]["TenantContextFunctionArnPattern"]["Default"]
+        .as_str()
+        .unwrap();
+    let prefix = pattern.rsplit(':').next().unwrap().trim_end_matches('*');
+    assert_eq!(
+        text(&function["FunctionName"]),
+        text(&yaml(&format!("!Sub \"{prefix}${{TenantId}}\"")))
+    );
+    let invoke = role_statements(&resources(&isv)["InvokeRole"]);
+    assert!(
+        invoke
+            .iter()
+            .any(|s| actions(s) == ["lambda:InvokeFunction"]
+                && text(&s["Resource"]) == text(&yaml("!Ref TenantContextFunctionArnPattern")))
+    );
+    let foreign: Vec<_> = invoke
+        .iter()
+        .filter(|s| grants_decrypt(s) && text(&s["Resource"]).contains(":kms:*:*:key/*"))
+        .collect();
+    assert_eq!(foreign.len(), 1, "{foreign:?}");
+    assert_eq!(
+        text(&foreign[0]["Condition"]),
+        text(&yaml(
+            "{StringEquals: {kms:EncryptionContext:purpose: tenant-context}, \
+             StringNotEquals: {aws:ResourceAccount: !Ref AWS::AccountId}}"
+        ))
+    );
 }

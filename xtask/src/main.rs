@@ -60,16 +60,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Lints template.yaml with cfn-lint and `sam validate --lint` (both offline).
+/// Lints template.yaml and tenant-context.yaml with cfn-lint and `sam validate --lint` (both
+/// offline).
 fn lint_template(root: &Path, venv: &Path) -> Result<()> {
-    run(Command::new(venv.join("bin/cfn-lint"))
-        .current_dir(root)
-        .arg("template.yaml"))?;
-    run(Command::new(venv.join("bin/sam"))
-        .current_dir(root)
-        .args(["validate", "--lint", "--template", "template.yaml"])
-        .args(["--region", promptseal_devstack::REGION])
-        .env("SAM_CLI_TELEMETRY", "0"))
+    for template in ["template.yaml", "tenant-context.yaml"] {
+        run(Command::new(venv.join("bin/cfn-lint"))
+            .current_dir(root)
+            .arg(template))?;
+        run(Command::new(venv.join("bin/sam"))
+            .current_dir(root)
+            .args(["validate", "--lint", "--template", template])
+            .args(["--region", promptseal_devstack::REGION])
+            .env("SAM_CLI_TELEMETRY", "0"))?;
+    }
+    Ok(())
 }
 
 /// Everything CI checks: formatting, lints, the template, and every test against the local stack.
