@@ -14,7 +14,7 @@ use promptseal::envelope::Envelope;
 use promptseal::invocation_logging::disallowed_destinations;
 use promptseal::store::context::{ContextStore, IngestKeys, NewDocument, VectorBackend};
 use promptseal::store::tenants::TenantRegistry;
-use promptseal::tenant::TenantContext;
+use promptseal::tenant::{TenantContext, TenantError};
 use serde::Serialize;
 
 use crate::output::Output;
@@ -207,7 +207,7 @@ async fn ingest(
     documents: Vec<Prepared>,
 ) -> Result<Vec<Ingested>> {
     let own_key = text_key(config, &collection.owner).await?;
-    let own_text = own_key.map(|key| config.text.uncached(key));
+    let own_text = own_key.as_deref().map(|key| config.text.uncached(key));
     let state = config.store.state(collection).await?;
     // The collection's model and size unless told otherwise; a model named without a size has
     // its own default size.
@@ -219,7 +219,7 @@ async fn ingest(
         (None, None) => EmbeddingModel::new(DEFAULT_MODEL, dimensions)?,
     };
     if let Some(state) = &state {
-        state.accepts(collection, &model, backend)?;
+        state.accepts(collection, &model, backend, own_key.as_deref())?;
     }
 
     // What is new or changed (an unchanged file whose generation the collection lists is done).
@@ -277,6 +277,7 @@ async fn ingest(
                 },
                 IngestKeys {
                     text: own_text.as_ref().unwrap_or(&config.text),
+                    tenant_key: own_key.as_deref(),
                     vectors: &config.vectors,
                     fingerprints: &config.fingerprints,
                 },
@@ -301,6 +302,23 @@ async fn ingest(
 /// The tenant's own key its chunk text is sealed under, if it brought one; refuses an owner
 /// whose documents do not belong in this store.
 async fn text_key(config: &ContextConfig, owner: &Owner) -> Result<Option<String>> {
+    if let Some(hosted) = &config.hosted_tenant {
+        // A tenant's own account has no tenant registry. Where there is one, this is the ISV's
+        // store, and a stray HOSTED_TENANT_ID would seal a tenant's documents under the ISV's
+        // key, past the tenant's own key or home.
+        match config.tenants.get(hosted).await {
+            Err(TenantError::Dynamo(e))
+                if matches!(
+                    *e.source,
+                    aws_sdk_dynamodb::Error::ResourceNotFoundException(_)
+                ) => {}
+            Err(e) => return Err(e.into()),
+            Ok(_) => bail!(
+                "hosted_tenant_with_registry: HOSTED_TENANT_ID is set, but this account keeps a \
+                 tenant registry: this is the ISV's store; unset HOSTED_TENANT_ID"
+            ),
+        }
+    }
     match (owner, &config.hosted_tenant) {
         (Owner::Isv, None) => Ok(None),
         (Owner::Isv, Some(hosted)) => bail!(

@@ -11,7 +11,7 @@ use bedrock_standin::converse::Behaviour;
 use promptseal::context::collection::{ChunkId, CollectionId, Owner};
 use promptseal::envelope::{CachePolicy, Envelope, Sealed};
 use promptseal::store::context::{ContextStoreError, open_chunk};
-use promptseal_devstack::{ACCOUNT_ID, REGION, Resources};
+use promptseal_devstack::{ACCOUNT_ID, REGION, Resources, unique_name};
 use serde_json::Value;
 
 struct Cli {
@@ -580,8 +580,6 @@ async fn a_tenants_own_key_seals_its_documents_and_no_other_opens_them() {
     assert!(!out.status.success(), "a function needs the tenant's key");
     assert_eq!(cli.json(&["tenant", "list"]), Value::Array(vec![]));
 
-    let acme = cli.json(&["tenant", "put", "acme", "--context-key", &own]);
-    assert_eq!(acme["context"]["key_arn"], own.as_str());
     let doc = cli.write("contract.md", markdown("contract", 2));
     let ingest = |tenant: &str| {
         cli.run(&[
@@ -594,6 +592,25 @@ async fn a_tenants_own_key_seals_its_documents_and_no_other_opens_them() {
             doc.to_str().unwrap(),
         ])
     };
+    // Documents sealed under the stack's key before acme brought its own: a collection keeps one
+    // key, so nothing is added under the new one until it is ingested again.
+    cli.json(&["tenant", "put", "acme"]);
+    assert!(ingest("acme").status.success());
+    let acme = cli.json(&["tenant", "put", "acme", "--context-key", &own]);
+    assert_eq!(acme["context"]["key_arn"], own.as_str());
+    let before = cli.stored().await;
+    let mixed = ingest("acme");
+    let stderr = String::from_utf8(mixed.stderr).unwrap();
+    assert!(stderr.contains("error: key_mismatch: "), "{stderr}");
+    assert_eq!(cli.stored().await, before);
+    cli.json(&[
+        "context",
+        "delete",
+        "--collection",
+        "docs",
+        "--tenant",
+        "acme",
+    ]);
     assert!(ingest("acme").status.success());
     let docs = CollectionId::new(Owner::Tenant("acme".into()), "docs").unwrap();
     let stack_key = cli.resources.key_alias("ContextKey");
@@ -630,6 +647,16 @@ async fn a_tenants_own_store_keeps_its_documents_and_nothing_else() {
     cli.env.push(("HOSTED_TENANT_ID".into(), "initech".into()));
     let doc = cli.write("handbook.md", markdown("handbook", 1));
     let doc = doc.to_str().unwrap();
+    let own = ["--collection", "docs", "--tenant", "initech"];
+    // Set by mistake where the ISV's registry is (this stack's): refused.
+    let stderr = cli.fails(&[&["context", "ingest"][..], &own[..], &[doc]].concat());
+    assert!(
+        stderr.contains("error: hosted_tenant_with_registry: "),
+        "{stderr}"
+    );
+    // A tenant's own account has none.
+    cli.env
+        .push(("TENANTS_TABLE".into(), unique_name("no-registry")));
     for (owner, refusal) in [
         (&["--isv"][..], "collection_forbidden"),
         (&["--tenant", "acme"][..], "tenant_forbidden"),
@@ -645,7 +672,6 @@ async fn a_tenants_own_store_keeps_its_documents_and_nothing_else() {
         assert!(stderr.contains(&format!("error: {refusal}: ")), "{stderr}");
     }
     assert_eq!(cli.stored().await, (vec![], vec![]));
-    let own = ["--collection", "docs", "--tenant", "initech"];
     cli.json(&[&["context", "ingest"][..], &own[..], &[doc]].concat());
     cli.assert_consistent(&own).await;
     let docs = CollectionId::new(Owner::Tenant("initech".into()), "docs").unwrap();

@@ -21,6 +21,8 @@ pub const FIXTURE_DIMENSIONS: u32 = 256;
 pub struct ContextFixture {
     pub store: ContextStore,
     pub text: Envelope,
+    /// The tenant's own key `text` seals under, if it is not the stack's.
+    pub tenant_key: Option<String>,
     pub vectors: Envelope,
     pub fingerprints: Envelope,
     /// Where collections it creates keep their vectors.
@@ -53,6 +55,7 @@ impl ContextFixture {
                     .map(String::as_str),
             ),
             text: envelope("ContextKey"),
+            tenant_key: None,
             vectors: envelope("VectorKey"),
             // A tenant's own stack keeps no ISV document, and has no fingerprint key: its
             // context key stands in, never used.
@@ -110,6 +113,7 @@ impl ContextFixture {
                 },
                 IngestKeys {
                     text: &self.text,
+                    tenant_key: self.tenant_key.as_deref(),
                     vectors,
                     fingerprints: &self.fingerprints,
                 },

@@ -113,6 +113,7 @@ async fn setup_for(placement: Placement, acme_context: AcmeContext) -> Retrieval
             let key = kms.create_key().send().await.unwrap();
             let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
             ctx.text = Envelope::new(kms.clone(), &arn, CachePolicy::default());
+            ctx.tenant_key = Some(arn.clone());
             ctx.ingest(&docs("acme"), "invoices.md", &invoices(ACME_SECRET))
                 .await
                 .unwrap();

@@ -92,6 +92,16 @@ pub enum ContextStoreError {
         stored: VectorBackend,
         asked: VectorBackend,
     },
+    /// A tenant collection's text is sealed under one key: the tenant's own, or the store's.
+    #[error(
+        "collection {collection} is sealed under {stored}, and the tenant's documents now go under \
+         {asked}: delete the collection and ingest it again"
+    )]
+    KeyMismatch {
+        collection: String,
+        stored: String,
+        asked: String,
+    },
     #[error("collection {0} keeps its vectors in S3 Vectors, and no vector bucket is configured")]
     NoVectorIndex(String),
     #[error(
@@ -115,6 +125,7 @@ impl ContextStoreError {
                 "store_unavailable"
             }
             Self::BackendMismatch { .. } => "backend_mismatch",
+            Self::KeyMismatch { .. } => "key_mismatch",
             Self::NoVectorIndex(_) => "vector_index_not_configured",
             Self::BeingDeleted(_) => "collection_being_deleted",
             Self::Envelope(EnvelopeError::Integrity) => "sealed_data_invalid",
@@ -208,6 +219,8 @@ pub struct CollectionState {
     pub model: String,
     pub dimensions: u32,
     pub backend: VectorBackend,
+    /// The tenant's own key its text is sealed under (none: the store's context key).
+    pub tenant_key: Option<String>,
     pub version: u64,
     pub documents: BTreeMap<DocumentKey, (u32, u32)>,
     pub updated_at: String,
@@ -217,13 +230,23 @@ pub struct CollectionState {
 
 impl CollectionState {
     /// Refuses vectors of a model (or size) other than the collection's (one collection, one
-    /// embedding space), and a backend other than its own.
+    /// embedding space), a backend other than its own, and text under another key than its own
+    /// (`tenant_key`: the tenant's own; none: the store's), which invoke could not open.
     pub fn accepts(
         &self,
         collection: &CollectionId,
         model: &EmbeddingModel,
         backend: Option<VectorBackend>,
+        tenant_key: Option<&str>,
     ) -> Result<(), ContextStoreError> {
+        if self.tenant_key.as_deref() != tenant_key {
+            let key = |k: Option<&str>| k.unwrap_or("the store's context key").to_owned();
+            return Err(ContextStoreError::KeyMismatch {
+                collection: collection.path(),
+                stored: key(self.tenant_key.as_deref()),
+                asked: key(tenant_key),
+            });
+        }
         if self.model != model.model_id() || self.dimensions != model.dimensions() {
             return Err(ContextStoreError::ModelMismatch {
                 collection: collection.path(),
@@ -299,6 +322,9 @@ impl LoadedCollection {
 /// The keys a document is sealed under while it is ingested.
 pub struct IngestKeys<'a> {
     pub text: &'a Envelope,
+    /// The tenant's own key `text` seals under, recorded with a new collection; an existing
+    /// collection under another key is refused (`key_mismatch`).
+    pub tenant_key: Option<&'a str>,
     pub vectors: &'a Envelope,
     /// Seals the fingerprints of ISV documents, for the leak guard.
     pub fingerprints: &'a Envelope,
@@ -580,7 +606,9 @@ impl ContextStore {
         if backend == Some(VectorBackend::S3Vectors) {
             self.vector_index(collection)?;
         }
-        let state = self.open_collection(collection, model, backend).await?;
+        let state = self
+            .open_collection(collection, model, backend, keys.tenant_key)
+            .await?;
         if state.backend == VectorBackend::S3Vectors {
             // Before anything of the document is written: an ingestion cut short never leaves
             // chunks whose clean-up would look for an index that does not exist.
@@ -712,12 +740,14 @@ impl ContextStore {
     }
 
     /// The collection's state, its meta item created first if it has none: its model, its
-    /// backend (`backend`, or memory) and a new incarnation. Refuses another model or backend.
+    /// backend (`backend`, or memory), its tenant's key and a new incarnation. Refuses another
+    /// model, backend or key.
     async fn open_collection(
         &self,
         collection: &CollectionId,
         model: &EmbeddingModel,
         backend: Option<VectorBackend>,
+        tenant_key: Option<&str>,
     ) -> Result<CollectionState, ContextStoreError> {
         // Twice at most: a collection created by someone else meanwhile is read and checked.
         for _ in 0..2 {
@@ -725,7 +755,7 @@ impl ContextStore {
                 if state.deleting {
                     return Err(ContextStoreError::BeingDeleted(collection.path()));
                 }
-                state.accepts(collection, model, backend)?;
+                state.accepts(collection, model, backend, tenant_key)?;
                 return Ok(state);
             }
             let state = CollectionState {
@@ -733,6 +763,7 @@ impl ContextStore {
                 model: model.model_id().to_owned(),
                 dimensions: model.dimensions(),
                 backend: backend.unwrap_or_default(),
+                tenant_key: tenant_key.map(str::to_owned),
                 version: 0,
                 documents: BTreeMap::new(),
                 updated_at: dynamo::now_rfc3339(),
@@ -748,6 +779,9 @@ impl ContextStore {
                 ("documents".to_owned(), AttributeValue::M(HashMap::new())),
                 ("updated_at".to_owned(), s(&state.updated_at)),
             ]);
+            if let Some(key) = &state.tenant_key {
+                item.insert("tenant_key".to_owned(), s(key));
+            }
             let created = self
                 .ddb
                 .put_item()
@@ -1383,6 +1417,7 @@ fn read_state(item: &Item) -> Result<CollectionState, ContextStoreError> {
         backend: dynamo::opt_string(item, "backend")
             .map_or(Ok(VectorBackend::Memory), |b| b.parse())
             .map_err(|_| MalformedItem("backend"))?,
+        tenant_key: dynamo::opt_string(item, "tenant_key"),
         version: dynamo::number(item, "version")?,
         documents,
         updated_at: dynamo::string(item, "updated_at")?,
