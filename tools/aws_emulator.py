@@ -200,7 +200,8 @@ def serve_s3_vectors_queries():
 
 
 def refuse_unusable_keys():
-    """Teaches moto's KMS to refuse a disabled key, or one pending deletion, as KMS does."""
+    """Teaches moto's KMS to refuse a disabled key, or one pending deletion, and a KeyId other than
+    the ciphertext's, as KMS does."""
     from moto.core.exceptions import JsonRESTError
     from moto.kms.models import KmsBackend
 
@@ -221,9 +222,18 @@ def refuse_unusable_keys():
         check(key)
         return encrypt(self, key_id, *args, **kw)
 
-    def decrypt_enabled(self, *args, **kw):
-        plaintext, arn = decrypt(self, *args, **kw)
-        check(next((k for k in self.keys.values() if k.arn == arn), None))
+    def decrypt_enabled(self, ciphertext_blob, encryption_context, key_id=None):
+        plaintext, arn = decrypt(self, ciphertext_blob, encryption_context)
+        key = next((k for k in self.keys.values() if k.arn == arn), None)
+        # KMS answers a KeyId other than the ciphertext's key with IncorrectKeyException (moto:
+        # AccessDeniedException, which reads as a key refused by its policy).
+        if key_id is not None and key is not None and self.any_id_to_key_id(key_id) != key.id:
+            raise JsonRESTError(
+                "IncorrectKeyException",
+                "The key ID in the request does not identify a KMS key that can perform this "
+                "operation.",
+            )
+        check(key)
         return plaintext, arn
 
     KmsBackend.encrypt = encrypt_enabled

@@ -437,6 +437,27 @@ async fn a_tenant_that_brings_its_own_key_is_answered_through_it_and_can_switch_
     assert!(acme[0].contains(ACME_SECRET));
     // Warm now, with acme's data key unwrapped once: switching the key off still works at once.
     acme_switches_off_and_on(&r, ACME_SECRET).await;
+
+    // Registered with another key and not ingested again: its chunks open under no other key.
+    let kms = aws_sdk_kms::Client::new(&r.world.config);
+    let other = kms.create_key().send().await.unwrap();
+    let mut acme = r.world.tenants().get("acme").await.unwrap().unwrap().spec;
+    acme.context = Some(TenantContext {
+        key_arn: other.key_metadata().unwrap().arn().unwrap().to_owned(),
+        function: None,
+    });
+    r.world.tenants().put(&acme).await.unwrap();
+    let calls = r.world.model_requests().len();
+    let reply = r
+        .invoke
+        .invoke(&ask("acme", "Where are refund invoices filed?"));
+    assert_eq!(
+        (reply.status, reply.code()),
+        (500, "context_integrity"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(r.world.model_requests().len(), calls);
 }
 
 #[tokio::test]
