@@ -69,6 +69,14 @@ fn role_statements(role: &Value) -> Vec<Value> {
     out
 }
 
+/// Every action a role's statements grant, sorted, once each.
+fn role_actions(statements: &[Value]) -> Vec<String> {
+    let mut granted: Vec<String> = statements.iter().flat_map(actions).collect();
+    granted.sort();
+    granted.dedup();
+    granted
+}
+
 fn roles(t: &Value) -> impl Iterator<Item = (&str, &Value)> {
     resources(t)
         .iter()
@@ -154,11 +162,8 @@ fn context_text_opens_in_invoke_alone_and_vectors_in_retrieve_context_alone() {
 
     // retrieve-context's role: reads, opens vectors, embeds; nothing more.
     let role = role_statements(&resources(&t)["RetrieveContextRole"]);
-    let mut granted: Vec<String> = role.iter().flat_map(actions).collect();
-    granted.sort();
-    granted.dedup();
     assert_eq!(
-        granted,
+        role_actions(&role),
         [
             "bedrock:InvokeModel",
             "dynamodb:BatchGetItem",
@@ -586,11 +591,8 @@ fn a_tenants_own_context_opens_only_in_the_isvs_invoke_and_only_as_that_tenants(
     }
 
     let role = role_statements(&r["RetrieveContextRole"]);
-    let mut granted: Vec<String> = role.iter().flat_map(actions).collect();
-    granted.sort();
-    granted.dedup();
     assert_eq!(
-        granted,
+        role_actions(&role),
         [
             "bedrock:InvokeModel",
             "dynamodb:BatchGetItem",

@@ -379,6 +379,19 @@ fn tenant_blocks(world: &World) -> Vec<String> {
         .collect()
 }
 
+/// acme's question, refused with `(status, code)` before the model is called.
+fn refused_before_the_model(r: &Retrieval, question: &str, expected: (u16, &str)) -> Value {
+    let calls = r.world.model_requests().len();
+    let reply = r.invoke.invoke(&ask("acme", question));
+    assert_eq!((reply.status, reply.code()), expected, "{}", reply.body);
+    assert_eq!(
+        r.world.model_requests().len(),
+        calls,
+        "the model was called"
+    );
+    reply.body
+}
+
 /// Switches acme's own key off (or on again), as acme's key administrator would.
 async fn set_acme_key(r: &Retrieval, enabled: bool) {
     let kms = aws_sdk_kms::Client::new(&r.world.config);
@@ -395,22 +408,12 @@ async fn set_acme_key(r: &Retrieval, enabled: bool) {
 /// none of its text anywhere; other tenants are served as before; switched on, acme is too.
 async fn acme_switches_off_and_on(r: &Retrieval, acme_secret: &str) {
     set_acme_key(r, false).await;
-    let calls = r.world.model_requests().len();
-    let refused = r
-        .invoke
-        .invoke(&ask("acme", "Where are refund invoices filed?"));
-    assert_eq!(
-        (refused.status, refused.code()),
+    let refused = refused_before_the_model(
+        r,
+        "Where are refund invoices filed?",
         (403, "context_key_refused"),
-        "{}",
-        refused.body
     );
-    assert!(!refused.body.to_string().contains(acme_secret));
-    assert_eq!(
-        r.world.model_requests().len(),
-        calls,
-        "the model was not called"
-    );
+    assert!(!refused.to_string().contains(acme_secret));
     let globex = r
         .invoke
         .invoke(&ask("globex", "Where are refund invoices filed?"));
@@ -447,17 +450,11 @@ async fn a_tenant_that_brings_its_own_key_is_answered_through_it_and_can_switch_
         function: None,
     });
     r.world.tenants().put(&acme).await.unwrap();
-    let calls = r.world.model_requests().len();
-    let reply = r
-        .invoke
-        .invoke(&ask("acme", "Where are refund invoices filed?"));
-    assert_eq!(
-        (reply.status, reply.code()),
+    refused_before_the_model(
+        &r,
+        "Where are refund invoices filed?",
         (500, "context_integrity"),
-        "{}",
-        reply.body
     );
-    assert_eq!(r.world.model_requests().len(), calls);
 }
 
 #[tokio::test]
@@ -545,15 +542,7 @@ async fn a_tenants_own_function_cannot_outrank_claim_or_write_into_the_isvs() {
     let mut claimed = chunk.clone();
     claimed["collection"] = json!("isv:kb");
     r.lambda.route(&acme_function, answer(vec![claimed]));
-    let calls = r.world.model_requests().len();
-    let reply = r.invoke.invoke(&ask("acme", question));
-    assert_eq!(
-        (reply.status, reply.code()),
-        (502, "retrieval_failed"),
-        "{}",
-        reply.body
-    );
-    assert_eq!(r.world.model_requests().len(), calls);
+    refused_before_the_model(&r, question, (502, "retrieval_failed"));
 
     // A failure whose type is text of acme's choosing: the ISV's logs keep a code of their own.
     r.lambda.route(
