@@ -207,7 +207,7 @@ async fn ingest(
     documents: Vec<Prepared>,
 ) -> Result<Vec<Ingested>> {
     let own_key = text_key(config, &collection.owner).await?;
-    let own_text = own_key.as_deref().map(|key| config.text.uncached(key));
+    let own_text = own_key.as_deref().map(|key| config.text.per_request(key));
     let state = config.store.state(collection).await?;
     // The collection's model and size unless told otherwise; a model named without a size has
     // its own default size.

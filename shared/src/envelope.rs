@@ -281,15 +281,12 @@ impl Envelope {
         }
     }
 
-    /// An envelope under another KMS key, through the same client, that caches no data key:
-    /// every open asks KMS, so the key's policy decides each time (a tenant's own key, which the
-    /// tenant may switch off).
-    pub fn uncached(&self, key_id: impl Into<String>) -> Self {
-        let policy = CachePolicy {
-            max_entries: 0,
-            ..CachePolicy::default()
-        };
-        Self::new(self.kms.clone(), key_id, policy)
+    /// An envelope under another KMS key, through the same client, with a data-key cache of its
+    /// own that goes when it does. Made for one request, it asks KMS at least once per request,
+    /// so the key's policy decides each time (a tenant's own key, which the tenant may switch
+    /// off), and once per data key within it (the chunks of one document share theirs).
+    pub fn per_request(&self, key_id: impl Into<String>) -> Self {
+        Self::new(self.kms.clone(), key_id, CachePolicy::default())
     }
 
     /// Encrypts `plaintext` under a new data key bound to `ctx`.

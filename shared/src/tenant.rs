@@ -83,8 +83,8 @@ pub struct TenantSpec {
 
 /// A tenant that brings its own key for its retrieval context, and may keep that context at
 /// home. Its chunk text is sealed under `key_arn` (a KMS key, or alias, ARN in the tenant's
-/// account) and opened by invoke only through that key, never a cached data key: the key's
-/// policy is the tenant's off-switch, effective from the next request. With `function`, its
+/// account) and opened by invoke only through that key, with no data key kept past one
+/// request: the key's policy is the tenant's off-switch, effective from the next request. With `function`, its
 /// collections are searched by the tenant's own retrieve-context (deployed into its account
 /// with `tenant-context.yaml`) instead of the ISV's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -125,8 +125,8 @@ pub async fn retrieve(
         ],
         _ => vec![([chunks, at_home].concat(), k, max_chars)],
     };
-    // The tenant's key, never a cached data key: the tenant's off-switch works at once.
-    let own_text = own.map(|c| retrieval.chunks.uncached(&c.key_arn));
+    // The tenant's key, with no data key kept past this request: its off-switch works at once.
+    let own_text = own.map(|c| retrieval.chunks.per_request(&c.key_arn));
 
     let mut retrieved = Retrieved::default();
     let mut isv_text = Zeroizing::new(String::new());
