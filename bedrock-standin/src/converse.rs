@@ -27,6 +27,13 @@ pub struct Behaviour {
     /// The guardrail a request names (`guardrailConfig`) intervenes, on the input or on the
     /// output; a request without a guardrail is answered as usual.
     pub guardrail: Option<Intervention>,
+    /// ConverseStream: characters per text delta (default `stream::DEFAULT_DELTA_CHARS`).
+    pub delta_chars: Option<usize>,
+    /// ConverseStream: the wait before each delta.
+    pub delta_delay_ms: u64,
+    /// ConverseStream: after this many deltas the stream ends with a
+    /// `modelStreamErrorException`, as a model failing mid-answer does.
+    pub stream_error_after: Option<usize>,
 }
 
 /// Where a guardrail intervenes.

@@ -1,5 +1,6 @@
 //! A local stand-in for the Bedrock runtime API on loopback. It speaks the real Converse wire
-//! protocol, and `InvokeModel` for the embedding models (`embed`), so the real
+//! protocol, ConverseStream's event stream (`stream`), and `InvokeModel` for the embedding models
+//! (`embed`), so the real
 //! `aws-sdk-bedrockruntime` client reaches it through `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`. Behaviour (obedient, throttling, failing, slow, fixed
 //! replies) is set per model id through a small control API, and the requests each model received
 //! can be read back, so concurrent tests using different model ids do not disturb each other.
@@ -9,6 +10,7 @@
 
 pub mod converse;
 pub mod embed;
+pub mod stream;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -21,6 +23,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use converse::Behaviour;
@@ -73,6 +76,10 @@ pub fn router(default: Behaviour) -> Router {
     }));
     Router::new()
         .route("/model/{model_id}/converse", post(converse_handler))
+        .route(
+            "/model/{model_id}/converse-stream",
+            post(converse_stream_handler),
+        )
         .route("/model/{model_id}/invoke", post(invoke_handler))
         .route("/_standin/models/{model_id}", put(set_behaviour))
         .route("/_standin/models/{model_id}/requests", get(requests))
@@ -173,6 +180,58 @@ async fn converse_handler(
             aws_error(StatusCode::BAD_REQUEST, "ValidationException", &message)
         }
     }
+}
+
+/// `ConverseStream`: the same reply as Converse's, sent as an event stream of deltas.
+async fn converse_stream_handler(
+    State(models): State<Shared>,
+    Path(model_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let (request, behaviour) = match admit(&models, &model_id, &body).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let reply = match converse::reply(&request, &behaviour) {
+        Ok(reply) => reply,
+        Err(converse::Invalid(message)) => {
+            return aws_error(StatusCode::BAD_REQUEST, "ValidationException", &message);
+        }
+    };
+    let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let id = request_id();
+    let mut record =
+        converse::invocation_log_record(&id, &model_id, &request, &reply.to_json(latency));
+    record["operation"] = json!("ConverseStream");
+    keep(
+        &mut models
+            .write()
+            .expect("stand-in lock poisoned")
+            .invocation_log,
+        &model_id,
+        record,
+    );
+    let delay = Duration::from_millis(behaviour.delta_delay_ms);
+    let frames = stream::messages(&reply, &behaviour, latency);
+    // A delta waits its turn; the frames around the text follow at once.
+    let body = futures::stream::iter(frames).then(move |message| async move {
+        if stream::is_delta(&message) && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Ok::<_, std::convert::Infallible>(Bytes::from(stream::encode(&message)))
+    });
+    (
+        [
+            (
+                HeaderName::from_static("content-type"),
+                "application/vnd.amazon.eventstream".to_owned(),
+            ),
+            (HeaderName::from_static("x-amzn-requestid"), id),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// `InvokeModel`: the embedding models, in their own formats.
