@@ -351,3 +351,72 @@ async fn converse_stream_fails_before_or_after_the_first_delta() {
         "{refused:?}"
     );
 }
+
+/// One Converse call whose system prompt is `system`, then a cache point, then `question`.
+async fn converse_cached(
+    model: &str,
+    system: &str,
+    question: &str,
+) -> aws_sdk_bedrockruntime::types::TokenUsage {
+    use aws_sdk_bedrockruntime::types::{CachePointBlock, CachePointType};
+    let point = CachePointBlock::builder()
+        .r#type(CachePointType::Default)
+        .build()
+        .unwrap();
+    let out = client()
+        .await
+        .converse()
+        .model_id(model)
+        .system(SystemContentBlock::Text(system.into()))
+        .system(SystemContentBlock::CachePoint(point))
+        .messages(user_message(question))
+        .send()
+        .await
+        .unwrap();
+    out.usage().unwrap().clone()
+}
+
+/// Prompt caching as Bedrock accounts it: the prefix before a cache point is written on the
+/// first call and read on the next within the TTL, billed apart from the other input tokens; a
+/// prefix that changes, or that is below the model's minimum, is not read; an expired one is
+/// written again.
+#[tokio::test]
+async fn a_cache_point_writes_the_prefix_once_then_reads_it() {
+    let model = promptseal_devstack::unique_name("standin.cache");
+    let system = "You are the support assistant of Northwind Ledger; answer briefly and politely.";
+    let prefix = bedrock_standin::converse::count_tokens(system) as i32;
+    let question = "Where is my order?";
+    // Below the minimum (Claude 3.7 Sonnet's 1,024 by default): no cache at all.
+    let small = converse_cached(&model, system, question).await;
+    assert_eq!(small.cache_write_input_tokens(), None);
+    assert_eq!(small.cache_read_input_tokens(), None);
+    let all_input = small.input_tokens();
+
+    set(
+        &model,
+        Behaviour {
+            cache_min_tokens: Some(8),
+            cache_ttl_ms: Some(1_500),
+            ..Behaviour::default()
+        },
+    );
+    let first = converse_cached(&model, system, question).await;
+    assert_eq!(first.cache_write_input_tokens(), Some(prefix));
+    assert_eq!(first.cache_read_input_tokens(), Some(0));
+    assert_eq!(first.input_tokens(), all_input - prefix);
+    // Another question after the same prefix reads it.
+    let second = converse_cached(&model, system, "When will it arrive?").await;
+    assert_eq!(second.cache_read_input_tokens(), Some(prefix));
+    assert_eq!(second.cache_write_input_tokens(), Some(0));
+    assert_eq!(
+        second.total_tokens(),
+        second.input_tokens() + second.output_tokens() + prefix
+    );
+    // One word changed in the prefix: a write of its own.
+    let other = converse_cached(&model, &system.replace("briefly", "fully"), question).await;
+    assert_eq!(other.cache_write_input_tokens(), Some(prefix));
+    // Unused past its TTL: written again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
+    let expired = converse_cached(&model, system, question).await;
+    assert_eq!(expired.cache_write_input_tokens(), Some(prefix));
+}

@@ -34,7 +34,17 @@ pub struct Behaviour {
     /// ConverseStream: after this many deltas the stream ends with a
     /// `modelStreamErrorException`, as a model failing mid-answer does.
     pub stream_error_after: Option<usize>,
+    /// Prompt caching: the fewest tokens a prefix needs for its cache point to count (default
+    /// `DEFAULT_CACHE_MIN_TOKENS`); below, the point is ignored, as Bedrock ignores it.
+    pub cache_min_tokens: Option<usize>,
+    /// Prompt caching: how long a cached prefix lives after its last use (default five minutes).
+    pub cache_ttl_ms: Option<u64>,
 }
+
+/// The fewest tokens per cache checkpoint of the stand-in's models (Claude 3.7 Sonnet's).
+pub const DEFAULT_CACHE_MIN_TOKENS: usize = 1024;
+/// How long a cached prefix lives after its last use, unless configured otherwise.
+pub const DEFAULT_CACHE_TTL_MS: u64 = 5 * 60 * 1000;
 
 /// Where a guardrail intervenes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -59,24 +69,43 @@ pub struct Invalid(pub String);
 pub struct Reply {
     pub text: String,
     pub stop_reason: &'static str,
+    /// Input tokens neither read from nor written to the prompt cache.
     pub input_tokens: usize,
     pub output_tokens: usize,
+    /// The cached prefix's tokens, read from the cache or written to it by this call.
+    pub cache: Option<CacheUse>,
     /// The guardrail trace, when the request asked for it and a guardrail intervened.
     pub trace: Option<Value>,
 }
 
+/// What a call did with the prompt cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    Read(usize),
+    Write(usize),
+}
+
 impl Reply {
     pub fn to_json(&self, latency_ms: u64) -> Value {
+        let (read, write) = match self.cache {
+            Some(CacheUse::Read(n)) => (n, 0),
+            Some(CacheUse::Write(n)) => (0, n),
+            None => (0, 0),
+        };
         let mut body = json!({
             "output": { "message": { "role": "assistant", "content": [{ "text": self.text }] } },
             "stopReason": self.stop_reason,
             "usage": {
                 "inputTokens": self.input_tokens,
                 "outputTokens": self.output_tokens,
-                "totalTokens": self.input_tokens + self.output_tokens,
+                "totalTokens": self.input_tokens + self.output_tokens + read + write,
             },
             "metrics": { "latencyMs": latency_ms },
         });
+        if self.cache.is_some() {
+            body["usage"]["cacheReadInputTokens"] = json!(read);
+            body["usage"]["cacheWriteInputTokens"] = json!(write);
+        }
         if let Some(trace) = &self.trace {
             body["trace"] = trace.clone();
         }
@@ -184,6 +213,51 @@ pub fn block_text(block: &Value) -> Option<&str> {
     })
 }
 
+/// Whether a content block is a cache checkpoint (`{"cachePoint": {"type": "default"}}`).
+fn is_cache_point(block: &Value) -> bool {
+    block.pointer("/cachePoint/type").and_then(Value::as_str) == Some("default")
+}
+
+/// The prompt prefix a request asks to have cached: everything before its last `cachePoint`
+/// (system blocks first, then each message's blocks, in order) as the key Bedrock's cache would
+/// match on, and its tokens. None without a cache point.
+pub fn cache_prefix(body: &Value) -> Option<(String, usize)> {
+    let system = body
+        .get("system")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|block| (None, block));
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|m| {
+            let role = m.get("role").and_then(Value::as_str);
+            m.get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(move |block| (role, block))
+        });
+    let blocks: Vec<(Option<&str>, &Value)> = system.chain(messages).collect();
+    let point = blocks.iter().rposition(|(_, b)| is_cache_point(b))?;
+    let prefix = &blocks[..point];
+    let tokens = prefix
+        .iter()
+        .filter_map(|(_, b)| block_text(b))
+        .map(count_tokens)
+        .sum();
+    let key = Value::Array(
+        prefix
+            .iter()
+            .map(|(role, block)| json!([role, block]))
+            .collect(),
+    );
+    Some((key.to_string(), tokens))
+}
+
 /// Answers a Converse request body.
 pub fn reply(body: &Value, behaviour: &Behaviour) -> Result<Reply, Invalid> {
     let messages = body
@@ -211,6 +285,9 @@ pub fn reply(body: &Value, behaviour: &Behaviour) -> Result<Reply, Invalid> {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| Invalid(format!("messages[{i}]: content must be a non-empty list")))?;
         for block in content {
+            if is_cache_point(block) {
+                continue;
+            }
             let text = block_text(block)
                 .ok_or_else(|| Invalid(format!("messages[{i}]: unsupported content block")))?;
             input_tokens += count_tokens(text);
@@ -253,6 +330,7 @@ pub fn reply(body: &Value, behaviour: &Behaviour) -> Result<Reply, Invalid> {
             stop_reason: "guardrail_intervened",
             input_tokens,
             output_tokens: 0,
+            cache: None,
             trace: guardrail.and_then(|g| g.trace(Intervention::Input)),
         });
     }
@@ -273,6 +351,7 @@ pub fn reply(body: &Value, behaviour: &Behaviour) -> Result<Reply, Invalid> {
             stop_reason: "guardrail_intervened",
             input_tokens,
             output_tokens,
+            cache: None,
             trace: guardrail.and_then(|g| g.trace(Intervention::Output)),
         });
     }
@@ -281,6 +360,7 @@ pub fn reply(body: &Value, behaviour: &Behaviour) -> Result<Reply, Invalid> {
         text,
         stop_reason,
         input_tokens,
+        cache: None,
         trace: None,
     })
 }

@@ -26,7 +26,7 @@ use axum::routing::{get, post, put};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use converse::Behaviour;
+use converse::{Behaviour, CacheUse, DEFAULT_CACHE_MIN_TOKENS, DEFAULT_CACHE_TTL_MS};
 
 /// Requests kept per model for inspection.
 const KEPT_REQUESTS: usize = 64;
@@ -37,6 +37,8 @@ struct Models {
     by_model: HashMap<String, Behaviour>,
     received: HashMap<String, VecDeque<Value>>,
     invocation_log: HashMap<String, VecDeque<Value>>,
+    /// Cached prompt prefixes, per model, and when each expires.
+    cache: HashMap<(String, String), Instant>,
 }
 
 /// Keeps the newest `KEPT_REQUESTS` values per model.
@@ -146,39 +148,76 @@ async fn admit(
     Ok((request, behaviour))
 }
 
+/// A Converse or ConverseStream call up to its reply.
+struct Answered {
+    reply: converse::Reply,
+    behaviour: Behaviour,
+    latency_ms: u64,
+    request_id: String,
+}
+
+/// Admits and answers one call, reads or writes its prompt prefix in the cache, and records it
+/// in the invocation log as `operation`.
+async fn answer(
+    models: &Shared,
+    model_id: &str,
+    body: &[u8],
+    operation: &str,
+) -> Result<Answered, Response> {
+    let started = Instant::now();
+    let (request, behaviour) = admit(models, model_id, body).await?;
+    let mut reply =
+        converse::reply(&request, &behaviour).map_err(|converse::Invalid(message)| {
+            aws_error(StatusCode::BAD_REQUEST, "ValidationException", &message)
+        })?;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let request_id = request_id();
+    let mut models = models.write().expect("stand-in lock poisoned");
+    if let Some((prefix, tokens)) = converse::cache_prefix(&request)
+        && tokens
+            >= behaviour
+                .cache_min_tokens
+                .unwrap_or(DEFAULT_CACHE_MIN_TOKENS)
+    {
+        let now = Instant::now();
+        let ttl = Duration::from_millis(behaviour.cache_ttl_ms.unwrap_or(DEFAULT_CACHE_TTL_MS));
+        models.cache.retain(|_, expires| *expires > now);
+        let key = (model_id.to_owned(), prefix);
+        // A hit keeps the prefix another TTL; a miss writes it.
+        reply.cache = Some(match models.cache.insert(key, now + ttl) {
+            Some(_) => CacheUse::Read(tokens),
+            None => CacheUse::Write(tokens),
+        });
+        reply.input_tokens = reply.input_tokens.saturating_sub(tokens);
+    }
+    let mut record = converse::invocation_log_record(
+        &request_id,
+        model_id,
+        &request,
+        &reply.to_json(latency_ms),
+    );
+    record["operation"] = json!(operation);
+    keep(&mut models.invocation_log, model_id, record);
+    Ok(Answered {
+        reply,
+        behaviour,
+        latency_ms,
+        request_id,
+    })
+}
+
 async fn converse_handler(
     State(models): State<Shared>,
     Path(model_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let started = Instant::now();
-    let (request, behaviour) = match admit(&models, &model_id, &body).await {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
-    };
-    match converse::reply(&request, &behaviour) {
-        Ok(reply) => {
-            let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let body = reply.to_json(latency);
-            let id = request_id();
-            let record = converse::invocation_log_record(&id, &model_id, &request, &body);
-            keep(
-                &mut models
-                    .write()
-                    .expect("stand-in lock poisoned")
-                    .invocation_log,
-                &model_id,
-                record,
-            );
-            (
-                [(HeaderName::from_static("x-amzn-requestid"), id)],
-                Json(body),
-            )
-                .into_response()
-        }
-        Err(converse::Invalid(message)) => {
-            aws_error(StatusCode::BAD_REQUEST, "ValidationException", &message)
-        }
+    match answer(&models, &model_id, &body, "Converse").await {
+        Ok(a) => (
+            [(HeaderName::from_static("x-amzn-requestid"), a.request_id)],
+            Json(a.reply.to_json(a.latency_ms)),
+        )
+            .into_response(),
+        Err(refused) => refused,
     }
 }
 
@@ -188,32 +227,12 @@ async fn converse_stream_handler(
     Path(model_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let started = Instant::now();
-    let (request, behaviour) = match admit(&models, &model_id, &body).await {
-        Ok(admitted) => admitted,
+    let a = match answer(&models, &model_id, &body, "ConverseStream").await {
+        Ok(answered) => answered,
         Err(refused) => return refused,
     };
-    let reply = match converse::reply(&request, &behaviour) {
-        Ok(reply) => reply,
-        Err(converse::Invalid(message)) => {
-            return aws_error(StatusCode::BAD_REQUEST, "ValidationException", &message);
-        }
-    };
-    let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let id = request_id();
-    let mut record =
-        converse::invocation_log_record(&id, &model_id, &request, &reply.to_json(latency));
-    record["operation"] = json!("ConverseStream");
-    keep(
-        &mut models
-            .write()
-            .expect("stand-in lock poisoned")
-            .invocation_log,
-        &model_id,
-        record,
-    );
-    let delay = Duration::from_millis(behaviour.delta_delay_ms);
-    let frames = stream::messages(&reply, &behaviour, latency);
+    let delay = Duration::from_millis(a.behaviour.delta_delay_ms);
+    let frames = stream::messages(&a.reply, &a.behaviour, a.latency_ms);
     // A delta waits its turn; the frames around the text follow at once.
     let body = futures::stream::iter(frames).then(move |message| async move {
         if stream::is_delta(&message) && !delay.is_zero() {
@@ -227,7 +246,7 @@ async fn converse_stream_handler(
                 HeaderName::from_static("content-type"),
                 "application/vnd.amazon.eventstream".to_owned(),
             ),
-            (HeaderName::from_static("x-amzn-requestid"), id),
+            (HeaderName::from_static("x-amzn-requestid"), a.request_id),
         ],
         axum::body::Body::from_stream(body),
     )
