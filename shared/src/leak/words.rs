@@ -208,6 +208,11 @@ pub fn for_each_word(text: &str, f: impl FnMut(usize, usize, Normalised<'_>)) {
         }
         let before = word.len();
         let mut separated = false;
+        // A symbol that stands for a letter of another script (a CJK radical, a circled
+        // katakana) reads as a mark between words, not as part of the Latin word beside it:
+        // `ffvbpv⺁pppbjvjvf` is two words. Symbols that are styled or look-alike Latin letters
+        // and digits (circled, full-width, `∨`) map to ASCII and stay in the word.
+        let symbol = !c.is_alphanumeric();
         decompose_compatible(c, |d| {
             if is_combining_mark(d) {
                 return;
@@ -233,7 +238,7 @@ pub fn for_each_word(text: &str, f: impl FnMut(usize, usize, Normalised<'_>)) {
                 _ => {}
             }
             for s in prototype {
-                if s.is_alphanumeric() {
+                if s.is_alphanumeric() && (!symbol || s.is_ascii()) {
                     for l in s.to_lowercase() {
                         word.extend_from_slice(l.encode_utf8(&mut utf8).as_bytes());
                     }
