@@ -130,6 +130,7 @@ pub enum ErrorCode {
     FingerprintsMissing,
     FingerprintsUnreadable,
     RetrievalFailed,
+    TenantRetrievalFailed,
     ContextIntegrity,
     ContextKeyRefused,
 }
@@ -168,7 +169,7 @@ impl ErrorCode {
             | FingerprintsUnreadable
             | ContextIntegrity => StatusCode::INTERNAL_SERVER_ERROR,
             OutputWithheld | GuardrailIntervened => StatusCode::UNPROCESSABLE_ENTITY,
-            ModelError | RetrievalFailed => StatusCode::BAD_GATEWAY,
+            ModelError | RetrievalFailed | TenantRetrievalFailed => StatusCode::BAD_GATEWAY,
             ModelTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -238,6 +239,7 @@ impl InvokeError {
             Retrieval(RetrievalError::Integrity(_)) => ErrorCode::ContextIntegrity,
             Retrieval(RetrievalError::Kms(_)) => ErrorCode::KmsUnavailable,
             Retrieval(RetrievalError::TenantKeyRefused(_)) => ErrorCode::ContextKeyRefused,
+            Retrieval(RetrievalError::TenantFunction(_)) => ErrorCode::TenantRetrievalFailed,
             Retrieval(_) => ErrorCode::RetrievalFailed,
         }
     }
@@ -272,8 +274,14 @@ impl InvokeError {
     /// The AWS error code of the underlying failure, if any (for the log, never the message).
     pub fn aws_error_code(&self) -> Option<String> {
         // retrieve-context's own code (static, from its errorType) says why it refused.
-        if let Self::Retrieval(RetrievalError::Refused(code)) = self {
-            return Some(code.clone());
+        match self {
+            Self::Retrieval(RetrievalError::Refused(code)) => return Some(code.clone()),
+            Self::Retrieval(RetrievalError::TenantFunction(e)) => {
+                if let RetrievalError::Refused(code) = e.as_ref() {
+                    return Some(code.clone());
+                }
+            }
+            _ => {}
         }
         let mut source = self.source();
         while let Some(e) = source {

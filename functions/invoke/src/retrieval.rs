@@ -49,6 +49,16 @@ pub enum RetrievalError {
     /// withdrawn (the tenant's off-switch).
     #[error("the tenant's own context key refused to open its documents")]
     TenantKeyRefused(#[source] ContextStoreError),
+    /// The tenant's own retrieve-context failed, or answered what it may not (an ISV chunk, a
+    /// chunk that does not open): the tenant's doing, told apart from the ISV's own failures.
+    #[error("the tenant's own retrieve-context failed")]
+    TenantFunction(#[source] Box<RetrievalError>),
+}
+
+impl RetrievalError {
+    fn of_tenant(self) -> Self {
+        Self::TenantFunction(Box::new(self))
+    }
 }
 
 /// The chunks to place, and their ids (`isv:kb/3f9c0a1b2c3d4e5f.2.17`) in rank order.
@@ -107,7 +117,9 @@ pub async fn retrieve(
         async {
             match &home {
                 Some((function, request)) => {
-                    search(&retrieval.lambda, function, request, Caller::Tenant).await
+                    search(&retrieval.lambda, function, request, Caller::Tenant)
+                        .await
+                        .map_err(RetrievalError::of_tenant)
                 }
                 None => Ok(Vec::new()),
             }
@@ -115,8 +127,9 @@ pub async fn retrieve(
     )?;
     // The tenant's own function answers for the tenant's collections, never the ISV's.
     if at_home.iter().any(|c| c.collection.isv) {
-        return Err(RetrievalError::Malformed);
+        return Err(RetrievalError::Malformed.of_tenant());
     }
+    let searched_at_home = home.is_some();
     let (k, max_chars) = (settings.k as usize, settings.max_chars);
     let shares = match home {
         Some((_, home)) if !isv.collections.is_empty() && !home.collections.is_empty() => vec![
@@ -158,6 +171,9 @@ pub async fn retrieve(
                     }
                     ContextStoreError::Envelope(EnvelopeError::Kms { .. }) => {
                         RetrievalError::Kms(e)
+                    }
+                    e if !chunk.collection.isv && searched_at_home => {
+                        RetrievalError::Integrity(e).of_tenant()
                     }
                     e => RetrievalError::Integrity(e),
                 })?;

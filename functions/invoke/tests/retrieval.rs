@@ -542,7 +542,12 @@ async fn a_tenants_own_function_cannot_outrank_claim_or_write_into_the_isvs() {
     let mut claimed = chunk.clone();
     claimed["collection"] = json!("isv:kb");
     r.lambda.route(&acme_function, answer(vec![claimed]));
-    refused_before_the_model(&r, question, (502, "retrieval_failed"));
+    refused_before_the_model(&r, question, (502, "tenant_retrieval_failed"));
+    // A chunk that does not open: acme's doing too, not the ISV's integrity failing.
+    let mut garbled = chunk.clone();
+    garbled["sealed"]["ciphertext"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    r.lambda.route(&acme_function, answer(vec![garbled]));
+    refused_before_the_model(&r, question, (502, "tenant_retrieval_failed"));
 
     // A failure whose type is text of acme's choosing: the ISV's logs keep a code of their own.
     r.lambda.route(
@@ -553,7 +558,7 @@ async fn a_tenants_own_function_cannot_outrank_claim_or_write_into_the_isvs() {
         },
     );
     let reply = r.invoke.invoke(&ask("acme", question));
-    assert_eq!(reply.code(), "retrieval_failed", "{}", reply.body);
+    assert_eq!(reply.code(), "tenant_retrieval_failed", "{}", reply.body);
     let logs = r.invoke.logs();
     assert!(!logs.contains("SPOOFED-ALARM"));
     assert!(logs.contains("tenant_function_error"));
