@@ -287,7 +287,7 @@ struct TenantPut {
     /// Let the tenant call draft versions (never activated) by number, to try them first.
     #[arg(long)]
     preview: bool,
-    /// The tenant's own KMS key (key or alias ARN) its context documents are sealed under
+    /// The tenant's own KMS key (its key ARN; not an alias) its context documents are sealed under
     /// (bring your own key): invoke opens them only through it, so the tenant can switch
     /// access off in the key's policy.
     #[arg(long)]

@@ -97,14 +97,11 @@ async fn forward(State(routes): State<Routes>, Path(name): Path<String>, body: B
     let emulator = match route {
         Some(Route::Emulator(emulator)) => emulator,
         Some(Route::Answer { error, payload }) => {
-            let mut response = (StatusCode::OK, payload.to_string()).into_response();
-            if error {
-                response.headers_mut().insert(
-                    "x-amz-function-error",
-                    axum::http::HeaderValue::from_static("Unhandled"),
-                );
-            }
-            return response;
+            let payload = payload.to_string().into_bytes();
+            return match error {
+                true => function_error(payload),
+                false => (StatusCode::OK, payload).into_response(),
+            };
         }
         None => {
             let body = serde_json::json!({ "Type": "User", "Message": format!("Function not found: {name}") });
@@ -133,6 +130,9 @@ async fn forward(State(routes): State<Routes>, Path(name): Path<String>, body: B
     })
     .await;
     match answer {
+        // The emulator answers a function's error with HTTP 500; Lambda with 200 and
+        // X-Amz-Function-Error, as here.
+        Ok(Ok((500, None, body))) => function_error(body),
         Ok(Ok((status, error, body))) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut response = (status, body).into_response();
@@ -144,4 +144,14 @@ async fn forward(State(routes): State<Routes>, Path(name): Path<String>, body: B
         Ok(Err(e)) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
+}
+
+/// A function's error as Lambda answers it: 200, `X-Amz-Function-Error: Unhandled`, the error.
+fn function_error(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [("x-amz-function-error", "Unhandled")],
+        body,
+    )
+        .into_response()
 }

@@ -82,7 +82,7 @@ pub struct TenantSpec {
 }
 
 /// A tenant that brings its own key for its retrieval context, and may keep that context at
-/// home. Its chunk text is sealed under `key_arn` (a KMS key, or alias, ARN in the tenant's
+/// home. Its chunk text is sealed under `key_arn` (a KMS key ARN in the tenant's
 /// account) and opened by invoke only through that key, with no data key kept past one
 /// request: the key's policy is the tenant's off-switch, effective from the next request. With `function`, its
 /// collections are searched by the tenant's own retrieve-context (deployed into its account
@@ -129,7 +129,10 @@ pub enum TenantError {
     ExportRole(String),
     #[error("export account {0:?} must be a 12-digit AWS account id")]
     ExportAccount(String),
-    #[error("context key {0:?} must be a KMS key or alias ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)")]
+    #[error(
+        "context key {0:?} must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), not an \
+         alias: an alias can be pointed at another key, which no chunk sealed before opens under"
+    )]
     ContextKey(String),
     #[error(
         "context function {0:?} must be the ARN of the tenant's own retrieve-context \
@@ -185,25 +188,16 @@ impl TenantContext {
         }
     }
 
-    /// The key is a KMS key or alias ARN; the function, if any, is `tenant_id`'s own
+    /// The key is a KMS key ARN; the function, if any, is `tenant_id`'s own
     /// retrieve-context beside it: named for that tenant, so no tenant is registered with
     /// another's function (which would refuse it, but be called on its behalf).
     pub fn check(&self, tenant_id: &str) -> Result<(), TenantError> {
         let key = arn_fields(&self.key_arn).filter(|(service, region, _, resource)| {
-            let name_ok = |name: &str, extra: &str| {
-                !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c) || extra.contains(c))
-            };
-            if *service != "kms" || region.is_empty() {
-                return false;
-            }
-            match resource.split_once('/') {
-                Some(("key", id)) => name_ok(id, ""),
-                Some(("alias", name)) => name_ok(name, "/"),
-                _ => false,
-            }
+            *service == "kms"
+                && !region.is_empty()
+                && resource.strip_prefix("key/").is_some_and(|id| {
+                    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
         });
         let Some((_, region, account, _)) = key else {
             return Err(TenantError::ContextKey(self.key_arn.clone()));
@@ -410,13 +404,6 @@ mod tests {
             "arn:aws:lambda:eu-west-1:222233334444:function:promptseal-tenant-context-acme-corp";
         assert!(context(key, None).is_ok());
         assert!(context(key, Some(function)).is_ok());
-        assert!(
-            context(
-                "arn:aws:kms:eu-west-1:222233334444:alias/acme/context",
-                None
-            )
-            .is_ok()
-        );
         let own = TenantContext {
             key_arn: key.into(),
             function: Some(function.into()),
@@ -427,6 +414,7 @@ mod tests {
             Err(TenantError::ContextRegion(..))
         ));
         for bad in [
+            "arn:aws:kms:eu-west-1:222233334444:alias/acme/context",
             "alias/acme-context",
             "1234abcd-12ab-34cd-56ef-1234567890ab",
             "arn:aws:kms::222233334444:key/1234",

@@ -239,7 +239,7 @@ impl InvokeError {
             Retrieval(RetrievalError::Integrity(_)) => ErrorCode::ContextIntegrity,
             Retrieval(RetrievalError::Kms(_)) => ErrorCode::KmsUnavailable,
             Retrieval(RetrievalError::TenantKeyRefused(_)) => ErrorCode::ContextKeyRefused,
-            Retrieval(RetrievalError::TenantFunction(_)) => ErrorCode::TenantRetrievalFailed,
+            Retrieval(RetrievalError::TenantSide(_)) => ErrorCode::TenantRetrievalFailed,
             Retrieval(_) => ErrorCode::RetrievalFailed,
         }
     }
@@ -276,7 +276,7 @@ impl InvokeError {
         // retrieve-context's own code (static, from its errorType) says why it refused.
         match self {
             Self::Retrieval(RetrievalError::Refused(code)) => return Some(code.clone()),
-            Self::Retrieval(RetrievalError::TenantFunction(e)) => {
+            Self::Retrieval(RetrievalError::TenantSide(e)) => {
                 if let RetrievalError::Refused(code) = e.as_ref() {
                     return Some(code.clone());
                 }

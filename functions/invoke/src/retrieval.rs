@@ -6,11 +6,12 @@
 
 use aws_sdk_lambda::primitives::Blob;
 use promptseal::assembly::{ContextDocument, IsvContext};
+use promptseal::context::collection::ChunkId;
 use promptseal::context::retrieval::{
     ChunkRef, RetrievalSettings, RetrieveRequest, RetrieveResponse,
 };
 use promptseal::envelope::{Envelope, EnvelopeError};
-use promptseal::store::context::{ContextStoreError, open_chunk};
+use promptseal::store::context::{ChunkText, ContextStoreError, open_chunk};
 use promptseal::tenant::TenantContext;
 use zeroize::Zeroizing;
 
@@ -49,15 +50,16 @@ pub enum RetrievalError {
     /// withdrawn (the tenant's off-switch).
     #[error("the tenant's own context key refused to open its documents")]
     TenantKeyRefused(#[source] ContextStoreError),
-    /// The tenant's own retrieve-context failed, or answered what it may not (an ISV chunk, a
-    /// chunk that does not open): the tenant's doing, told apart from the ISV's own failures.
-    #[error("the tenant's own retrieve-context failed")]
-    TenantFunction(#[source] Box<RetrievalError>),
+    /// The tenant's own side failed: its retrieve-context (failing, slow, or answering what it
+    /// may not: an ISV chunk, a collection the version does not declare, a chunk that does not
+    /// open), or its own key failing to answer. Told apart from the ISV's own failures.
+    #[error("the tenant's own retrieve-context or key failed")]
+    TenantSide(#[source] Box<RetrievalError>),
 }
 
 impl RetrievalError {
     fn of_tenant(self) -> Self {
-        Self::TenantFunction(Box::new(self))
+        Self::TenantSide(Box::new(self))
     }
 }
 
@@ -146,37 +148,26 @@ pub async fn retrieve(
     for (mut chunks, k, mut budget) in shares {
         chunks.sort_by(|a, b| b.score.total_cmp(&a.score));
         for chunk in chunks.into_iter().take(k) {
-            // Only what the version declares, whatever came back.
-            if !settings.collections.contains(&chunk.collection) {
-                return Err(RetrievalError::Malformed);
-            }
-            let (Some(id), Some(sealed)) = (chunk.id(), chunk.sealed.sealed()) else {
-                return Err(RetrievalError::Malformed);
-            };
-            let collection = chunk
-                .collection
-                .resolve(&tenant_id)
-                .map_err(|_| RetrievalError::Malformed)?;
             let key = match (chunk.collection.isv, &own_text) {
                 (false, Some(own)) => own,
                 _ => &retrieval.chunks,
             };
-            let text = open_chunk(key, &collection, &id, &sealed)
-                .await
-                .map_err(|e| match e {
-                    ContextStoreError::Envelope(EnvelopeError::Kms { ref source, .. })
-                        if !chunk.collection.isv && own.is_some() && refused(source) =>
-                    {
-                        RetrievalError::TenantKeyRefused(e)
-                    }
-                    ContextStoreError::Envelope(EnvelopeError::Kms { .. }) => {
-                        RetrievalError::Kms(e)
-                    }
-                    e if !chunk.collection.isv && searched_at_home => {
-                        RetrievalError::Integrity(e).of_tenant()
-                    }
-                    e => RetrievalError::Integrity(e),
-                })?;
+            let tenant_chunk = !chunk.collection.isv;
+            let (id, text) = match open_ref(&chunk, settings, &tenant_id, key).await {
+                Ok(opened) => opened,
+                Err(RetrievalError::Kms(e)) if tenant_chunk && own.is_some() && refused(&e) => {
+                    return Err(RetrievalError::TenantKeyRefused(e));
+                }
+                // What the tenant's own function answered, or its own key failing to answer.
+                Err(e)
+                    if tenant_chunk
+                        && (searched_at_home
+                            || (own.is_some() && matches!(e, RetrievalError::Kms(_)))) =>
+                {
+                    return Err(e.of_tenant());
+                }
+                Err(e) => return Err(e),
+            };
             let body = Zeroizing::new(match text.section.is_empty() {
                 true => text.text.clone(),
                 false => format!("{}\n{}", text.section, text.text),
@@ -212,6 +203,33 @@ pub async fn retrieve(
         });
     }
     Ok(retrieved)
+}
+
+/// Opens one chunk reference, if the version declares its collection: its id and text.
+async fn open_ref(
+    chunk: &ChunkRef,
+    settings: &RetrievalSettings,
+    tenant_id: &str,
+    key: &Envelope,
+) -> Result<(ChunkId, ChunkText), RetrievalError> {
+    // Only what the version declares, whatever came back.
+    if !settings.collections.contains(&chunk.collection) {
+        return Err(RetrievalError::Malformed);
+    }
+    let (Some(id), Some(sealed)) = (chunk.id(), chunk.sealed.sealed()) else {
+        return Err(RetrievalError::Malformed);
+    };
+    let collection = chunk
+        .collection
+        .resolve(tenant_id)
+        .map_err(|_| RetrievalError::Malformed)?;
+    let text = open_chunk(key, &collection, &id, &sealed)
+        .await
+        .map_err(|e| match e {
+            ContextStoreError::Envelope(EnvelopeError::Kms { .. }) => RetrievalError::Kms(e),
+            e => RetrievalError::Integrity(e),
+        })?;
+    Ok((id, text))
 }
 
 /// Whose retrieve-context answers.
@@ -269,10 +287,13 @@ async fn search(
 
 /// Whether KMS refused the key itself (disabled, pending deletion, gone, or its policy no longer
 /// lets invoke use it), as opposed to failing to answer.
-fn refused(error: &aws_sdk_kms::Error) -> bool {
+fn refused(error: &ContextStoreError) -> bool {
     use aws_sdk_kms::error::ProvideErrorMetadata;
+    let ContextStoreError::Envelope(EnvelopeError::Kms { source, .. }) = error else {
+        return false;
+    };
     matches!(
-        error.code(),
+        source.code(),
         Some(
             "AccessDeniedException"
                 | "DisabledException"

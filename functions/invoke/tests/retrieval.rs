@@ -543,7 +543,12 @@ async fn a_tenants_own_function_cannot_outrank_claim_or_write_into_the_isvs() {
     claimed["collection"] = json!("isv:kb");
     r.lambda.route(&acme_function, answer(vec![claimed]));
     refused_before_the_model(&r, question, (502, "tenant_retrieval_failed"));
-    // A chunk that does not open: acme's doing too, not the ISV's integrity failing.
+    // A collection the version does not declare: acme's doing too.
+    let mut undeclared = chunk.clone();
+    undeclared["collection"] = json!("tenant:other");
+    r.lambda.route(&acme_function, answer(vec![undeclared]));
+    refused_before_the_model(&r, question, (502, "tenant_retrieval_failed"));
+    // A chunk that does not open: acme's doing, not the ISV's integrity failing.
     let mut garbled = chunk.clone();
     garbled["sealed"]["ciphertext"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     r.lambda.route(&acme_function, answer(vec![garbled]));
