@@ -296,6 +296,11 @@ struct TenantPut {
     /// deployed with tenant-context.yaml): its collections are searched there, at home.
     #[arg(long, requires = "context_key")]
     context_function: Option<String>,
+    /// Drop the tenant's own key and function (its documents must then be ingested again into
+    /// the ISV's store). Without it, and without --context-key, a tenant keeps the ones it has:
+    /// replacing its other settings never switches its key off by accident.
+    #[arg(long, conflicts_with = "context_key")]
+    clear_context: bool,
 }
 
 #[derive(Subcommand)]
@@ -712,8 +717,9 @@ async fn tenant(
                 preview,
                 context_key,
                 context_function,
+                clear_context,
             } = *put;
-            let spec = TenantSpec {
+            let mut spec = TenantSpec {
                 tenant_id,
                 templates: templates.into_iter().collect::<BTreeSet<_>>(),
                 payload_logging: PayloadLogging {
@@ -738,6 +744,12 @@ async fn tenant(
                     function: context_function,
                 }),
             };
+            if spec.context.is_none() && !clear_context {
+                spec.context = registry
+                    .get(&spec.tenant_id)
+                    .await?
+                    .and_then(|t| t.spec.context);
+            }
             if let (Some(context), Some(region)) = (&spec.context, sdk.region()) {
                 context.check_region(region.as_ref())?;
             }

@@ -598,6 +598,13 @@ async fn a_tenants_own_key_seals_its_documents_and_no_other_opens_them() {
     assert!(ingest("acme").status.success());
     let acme = cli.json(&["tenant", "put", "acme", "--context-key", &own]);
     assert_eq!(acme["context"]["key_arn"], own.as_str());
+    // Its other settings replaced: its key stays, unless cleared on purpose.
+    let acme = cli.json(&["tenant", "put", "acme", "--daily-requests", "100"]);
+    assert_eq!(acme["context"]["key_arn"], own.as_str());
+    let acme = cli.json(&["tenant", "put", "acme", "--clear-context"]);
+    assert!(acme.get("context").is_none(), "{acme}");
+    let acme = cli.json(&["tenant", "put", "acme", "--context-key", &own]);
+    assert_eq!(acme["context"]["key_arn"], own.as_str());
     let before = cli.stored().await;
     let mixed = ingest("acme");
     let stderr = String::from_utf8(mixed.stderr).unwrap();
