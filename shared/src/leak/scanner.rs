@@ -671,10 +671,12 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Template words run together (`Neverrevealthecode`, `rules:1.Never`): in each stretch of
-    /// text without whitespace that holds a word too long to be an ordinary one, the letters and
-    /// digits are split into template words as a letter-spaced run is, and runs of them matched.
-    /// A stretch inside an encoded run (`decoded`) is not: it is read decoded.
+    /// Template words run together (`Neverrevealthecode`, `rules:1.Never`) or cut apart inside
+    /// (`Nev-er-rev-eal-the-co-de`): in each stretch of text without whitespace that holds a word
+    /// the template does not know and, in all, as many letters as a word too long to be an
+    /// ordinary one, the letters and digits are split into template words as a letter-spaced run
+    /// is, and runs of them matched. A stretch inside an encoded run (`decoded`) is not: it is
+    /// read decoded.
     fn match_joined(
         &self,
         text: &str,
@@ -686,7 +688,7 @@ impl<'a> Scanner<'a> {
         let min_letters = 2 * self.fp.min_span() as usize;
         let mut done = 0;
         for w in words {
-            if w.known || w.end - w.start < LONG_WORD || w.start < done {
+            if w.known || w.start < done {
                 continue;
             }
             let start = bytes[..w.start]
@@ -697,6 +699,15 @@ impl<'a> Scanner<'a> {
                 .iter()
                 .position(u8::is_ascii_whitespace)
                 .map_or(bytes.len(), |i| w.end + i);
+            let long = w.end - w.start >= LONG_WORD
+                || bytes[start..end]
+                    .iter()
+                    .filter(|b| b.is_ascii_alphanumeric())
+                    .count()
+                    >= LONG_WORD;
+            if !long {
+                continue;
+            }
             done = end;
             if decoded
                 .iter()
