@@ -28,6 +28,17 @@ use serde::{Deserialize, Serialize};
 pub use fingerprint::{Fingerprints, KnownText, MalformedFingerprints};
 pub use scanner::{Scanner, redact};
 
+/// The words of `text` as the scanner reads them, normalised (lower-case, look-alikes as the
+/// letters they stand for, invisible characters and combining marks dropped), in order: what a
+/// "run of template words" means, for audits and tests.
+pub fn read_words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    words::for_each_word(text, |_, _, word| {
+        out.push(word.with_bytes(|w| String::from_utf8_lossy(w).into_owned()));
+    });
+    out
+}
+
 /// Fewest consecutive template words that count as a leak, unless a template says otherwise.
 pub const DEFAULT_MIN_SPAN: u32 = 8;
 /// Bounds of a template's `min_span`.
