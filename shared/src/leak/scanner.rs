@@ -493,15 +493,16 @@ impl<'a> Scanner<'a> {
             if found_before && r == 0 || found_after && l == 0 {
                 continue;
             }
-            let word = &text.as_bytes()[w.start..w.end];
-            if !word.is_ascii() || word.len() > MAX_WORD {
-                continue;
-            }
-            let letters: Vec<u8> = word
+            // Its ASCII letters and digits: a letter of another script put into a template word
+            // (`revжeal`) or between two (`codeけorange`) is read past, as a reader reads it.
+            let letters: Vec<u8> = text.as_bytes()[w.start..w.end]
                 .iter()
                 .filter(|b| b.is_ascii_alphanumeric())
                 .map(u8::to_ascii_lowercase)
                 .collect();
+            if letters.is_empty() || letters.len() > MAX_WORD {
+                continue;
+            }
             let before = (l > 0).then(|| words[i - 1].hash);
             for replacement in self.readings(&letters, before, l + r + 1 >= n) {
                 let local: Vec<Word> = words[i - l..i]

@@ -62,6 +62,18 @@ fn symbols_between_words_separate_them() {
     assert!(!forms(circled).is_empty());
 }
 
+/// A letter of another script between two template words, or inside one, mid-run: read past.
+#[test]
+fn a_foreign_letter_between_or_inside_words_is_read_past() {
+    for text in [
+        LEAK.replace("code ORANGE", "codeけORANGE"),
+        LEAK.replace("code ORANGE", "code\u{5382}ORANGE"),
+        LEAK.replace("escalation", "escaжlation"),
+    ] {
+        assert!(!forms(&text).is_empty(), "missed: {text}");
+    }
+}
+
 /// Words cut apart inside, with no whitespace anywhere: the fragments are read together.
 #[test]
 fn words_cut_apart_inside_are_read_together() {
