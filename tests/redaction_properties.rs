@@ -14,6 +14,7 @@ use promptseal::metadata::RequestMetadata;
 use promptseal::records::{Exchange, PartKind, PayloadRecord, RecordPrompt, Source, TokenUsage};
 use promptseal::render::Renderer;
 use promptseal::store::records::StoredRecord;
+use promptseal::syntax::literal_prefix;
 use promptseal::template::{MessagePart, Role, TemplateText};
 use promptseal::tenant::ExportDestination;
 use proptest::prelude::*;
@@ -61,6 +62,19 @@ fn block_json(block: &Block, role: Option<Role>) -> Value {
     }
 }
 
+/// The system blocks as sent, with the cache point after the first when there is one.
+fn system_json(assembled: &Assembled) -> Vec<Value> {
+    let mut blocks: Vec<Value> = assembled
+        .system
+        .iter()
+        .map(|b| block_json(b, None))
+        .collect();
+    if assembled.cache_point {
+        blocks.insert(1, json!({ "cachePoint": { "type": "default" } }));
+    }
+    blocks
+}
+
 /// What invoke sends with this request.
 fn request_metadata(assembled: &Assembled) -> RequestMetadata {
     RequestMetadata {
@@ -84,7 +98,7 @@ fn invocation_log(assembled: &Assembled, reply: &str) -> String {
         "input": {
             "inputContentType": "application/json",
             "inputBodyJson": {
-                "system": assembled.system.iter().map(|b| block_json(b, None)).collect::<Vec<_>>(),
+                "system": system_json(assembled),
                 "messages": assembled.messages.iter().map(|m| json!({
                     "role": m.role.as_str(),
                     "content": m.blocks.iter().map(|b| block_json(b, Some(m.role))).collect::<Vec<_>>(),
@@ -159,17 +173,34 @@ fn case() -> impl Strategy<Value = Case> {
         0.0f64..1.0,
         (tenant_text(), tenant_text(), tenant_text(), tenant_text()),
         prop::option::of((0usize..60, 0usize..12)),
+        any::<bool>(),
     )
         .prop_map(
-            |(words, split, (question, product, document, reply_words), leak)| {
+            |(words, split, (question, product, document, reply_words), leak, opening)| {
                 // The template: ISV words after a variable in the system text and going on into the
-                // user message before another: the model reads them as one run of ISV text.
+                // user message before another: the model reads them as one run of ISV text. Or
+                // the system text is all ISV words, a cache point follows them, and both
+                // variables are in the message.
                 let cut = ((words.len() as f64) * split) as usize;
+                let (system, message) = if opening {
+                    (
+                        words[..cut].join(" "),
+                        format!(
+                            "{}\n{{{{ product }}}}: {{{{ question }}}}",
+                            words[cut..].join(" ")
+                        ),
+                    )
+                } else {
+                    (
+                        format!("{{{{ product }}}}: {}", words[..cut].join(" ")),
+                        format!("{}\n{{{{ question }}}}", words[cut..].join(" ")),
+                    )
+                };
                 let text = TemplateText {
-                    system: format!("{{{{ product }}}}: {}", words[..cut].join(" ")),
+                    system: system.clone(),
                     messages: vec![MessagePart {
                         role: Role::User,
-                        text: format!("{}\n{{{{ question }}}}", words[cut..].join(" ")),
+                        text: message,
                     }],
                 };
                 let fp = Fingerprints::of_template(
@@ -195,7 +226,8 @@ fn case() -> impl Strategy<Value = Case> {
                     None,
                     "0123456789abcdef",
                     "zq00112233445566",
-                );
+                )
+                .with_cache_point(literal_prefix(&system));
 
                 // The model's reply, perhaps repeating a run of the template (within a part or
                 // across).

@@ -2,6 +2,7 @@
 
 mod common;
 
+use promptseal::records::TokenUsage;
 use promptseal::tenant::{
     ExportDestination, PayloadLogging, Quotas, TenantError, TenantSpec, TenantStatus,
 };
@@ -125,7 +126,7 @@ async fn concurrent_usage_updates_are_all_counted() {
         let ledger = ledger.clone();
         calls.spawn(async move {
             ledger
-                .record("acme", "2026-11-21", model, 100 + i, 10)
+                .record("acme", "2026-11-21", model, &tokens(100 + i, 10, 0))
                 .await
         });
     }
@@ -133,15 +134,15 @@ async fn concurrent_usage_updates_are_all_counted() {
         result.unwrap();
     }
     ledger
-        .record("acme", "2026-11-22", model, 5, 6)
+        .record("acme", "2026-11-22", model, &tokens(5, 6, 40))
         .await
         .unwrap();
     ledger
-        .record("acme", "2026-11-22", "other-model", 1, 2)
+        .record("acme", "2026-11-22", "other-model", &tokens(1, 2, 0))
         .await
         .unwrap();
     ledger
-        .record("globex", "2026-11-22", model, 7, 7)
+        .record("globex", "2026-11-22", model, &tokens(7, 7, 0))
         .await
         .unwrap();
 
@@ -154,6 +155,7 @@ async fn concurrent_usage_updates_are_all_counted() {
                 r.model_id.as_str(),
                 r.requests,
                 r.input_tokens,
+                r.cache_read_input_tokens,
                 r.output_tokens,
             )
         })
@@ -166,10 +168,11 @@ async fn concurrent_usage_updates_are_all_counted() {
                 model,
                 24,
                 24 * 100 + (0..24).sum::<u64>(),
+                0,
                 240
             ),
-            ("2026-11-22", model, 1, 5, 6),
-            ("2026-11-22", "other-model", 1, 1, 2),
+            ("2026-11-22", model, 1, 5, 40, 6),
+            ("2026-11-22", "other-model", 1, 1, 0, 2),
         ]
     );
     let recent = ledger.query("acme", Some("2026-11-22")).await.unwrap();
@@ -209,18 +212,36 @@ async fn daily_request_reservations_are_exact_under_concurrency() {
     assert!(ledger.reserve("acme", "2026-11-24", quotas).await.unwrap());
 
     // Tokens: recorded after each call; once they reach the limit, no request is reserved.
+    let used = tokens;
     let tokens = Quotas {
         daily_tokens: Some(100),
         daily_requests: None,
     };
     let model = "m";
     assert!(ledger.reserve("initech", day, tokens).await.unwrap());
-    ledger.record("initech", day, model, 60, 30).await.unwrap();
+    ledger
+        .record("initech", day, model, &used(60, 30, 0))
+        .await
+        .unwrap();
     assert!(ledger.reserve("initech", day, tokens).await.unwrap());
-    ledger.record("initech", day, model, 10, 5).await.unwrap();
+    // Tokens read from the prompt cache count too: the model read them.
+    ledger
+        .record("initech", day, model, &used(10, 0, 5))
+        .await
+        .unwrap();
     assert!(!ledger.reserve("initech", day, tokens).await.unwrap());
     // The quota item is not a ledger row.
     let rows = ledger.query("initech", None).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].requests, rows[0].input_tokens), (2, 70));
+}
+
+/// Tokens of one model call: full-price input, output, and input read from the prompt cache.
+fn tokens(input: u64, output: u64, cache_read: u64) -> TokenUsage {
+    TokenUsage {
+        input_tokens: input,
+        output_tokens: output,
+        cache_read_input_tokens: cache_read,
+        cache_write_input_tokens: 0,
+    }
 }

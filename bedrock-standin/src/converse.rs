@@ -128,7 +128,7 @@ pub fn invocation_log_record(
         .and_then(|o| o.remove("requestMetadata"))
         .unwrap_or_else(|| json!({}));
     let usage = &reply["usage"];
-    json!({
+    let mut log = json!({
         "schemaType": "ModelInvocationLog",
         "schemaVersion": "1.0",
         "timestamp": timestamp(),
@@ -149,7 +149,16 @@ pub fn invocation_log_record(
             "outputBodyJson": reply,
             "outputTokenCount": usage["outputTokens"],
         },
-    })
+    });
+    for (field, count) in [
+        ("cacheReadInputTokens", "cacheReadInputTokenCount"),
+        ("cacheWriteInputTokens", "cacheWriteInputTokenCount"),
+    ] {
+        if let Some(n) = usage.get(field) {
+            log["input"][count] = n.clone();
+        }
+    }
+    log
 }
 
 /// Now, as RFC 3339 UTC.

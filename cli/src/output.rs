@@ -341,11 +341,21 @@ impl Output {
                 r.model_id.clone(),
                 r.requests.to_string(),
                 r.input_tokens.to_string(),
+                r.cache_read_input_tokens.to_string(),
+                r.cache_write_input_tokens.to_string(),
                 r.output_tokens.to_string(),
             ]
         });
         table(
-            &["DAY", "MODEL", "REQUESTS", "INPUT TOKENS", "OUTPUT TOKENS"],
+            &[
+                "DAY",
+                "MODEL",
+                "REQUESTS",
+                "INPUT TOKENS",
+                "CACHE READ",
+                "CACHE WRITE",
+                "OUTPUT TOKENS",
+            ],
             rows,
         );
         Ok(())

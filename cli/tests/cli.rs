@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use promptseal::records::TokenUsage;
 use promptseal::store::usage::UsageLedger;
 use promptseal_devstack::Resources;
 use serde_json::{Value, json};
@@ -565,17 +566,38 @@ async fn tenants_are_managed_and_usage_is_shown() {
         resources.table("UsageTable"),
     );
     ledger
-        .record("acme", "2026-11-20", "m1", 120, 30)
+        .record(
+            "acme",
+            "2026-11-20",
+            "m1",
+            &TokenUsage {
+                input_tokens: 120,
+                output_tokens: 30,
+                ..TokenUsage::default()
+            },
+        )
         .await
         .unwrap();
     ledger
-        .record("acme", "2026-11-20", "m1", 80, 20)
+        .record(
+            "acme",
+            "2026-11-20",
+            "m1",
+            &TokenUsage {
+                input_tokens: 80,
+                output_tokens: 20,
+                cache_read_input_tokens: 1500,
+                cache_write_input_tokens: 0,
+            },
+        )
         .await
         .unwrap();
     let usage = cli.json(&["usage", "acme"]);
     assert_eq!(usage[0]["requests"], 2);
     assert_eq!(usage[0]["input_tokens"], 200);
     assert_eq!(usage[0]["output_tokens"], 50);
+    assert_eq!(usage[0]["cache_read_input_tokens"], 1500);
+    assert_eq!(usage[0]["cache_write_input_tokens"], 0);
     assert!(cli.ok(&["usage", "acme"]).contains("2026-11-20"));
     assert_eq!(
         cli.json(&["usage", "acme", "--since", "2026-11-21"]),

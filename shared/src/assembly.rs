@@ -83,6 +83,9 @@ impl IsvContext {
 pub struct Assembled {
     pub system: Vec<Block>,
     pub messages: Vec<AssembledMessage>,
+    /// A prompt-cache point follows the first system block: it holds the template's literal
+    /// opening and nothing else ([`Assembled::with_cache_point`]).
+    pub cache_point: bool,
 }
 
 /// Assembles the blocks. `salt` is a fresh random token per request (lowercase hex); the tags built
@@ -132,10 +135,40 @@ pub fn assemble(
             }
         })
         .collect();
-    Assembled { system, messages }
+    Assembled {
+        system,
+        messages,
+        cache_point: false,
+    }
 }
 
 impl Assembled {
+    /// Puts a prompt-cache point after `prefix`, the system part's literal opening (its source
+    /// before the first tag, [`crate::syntax::literal_prefix`]): the first system block is split
+    /// there, so what Bedrock caches is the same for every request to the version, whoever sends
+    /// it and whatever the variables; the salt, canary, values, context and everything of the
+    /// tenant's come after the point. Nothing changes unless the first block is the ISV's and
+    /// starts with a non-empty `prefix`.
+    pub fn with_cache_point(mut self, prefix: &str) -> Self {
+        let Some(first) = self.system.first_mut() else {
+            return self;
+        };
+        if prefix.is_empty() || first.kind != BlockKind::Isv || !first.text.starts_with(prefix) {
+            return self;
+        }
+        let rest = Zeroizing::new(first.text[prefix.len()..].to_owned());
+        first.text = Zeroizing::new(prefix.to_owned());
+        if !rest.trim().is_empty() {
+            let block = Block {
+                kind: BlockKind::Isv,
+                text: rest,
+            };
+            self.system.insert(1, block);
+        }
+        self.cache_point = true;
+        self
+    }
+
     /// The text of every block that is not the ISV's (user input, tenant context), as sent.
     pub fn tenant_texts(&self) -> impl Iterator<Item = &str> {
         self.system
@@ -171,12 +204,15 @@ impl Assembled {
 /// The longest block map of a prompt whose system part outputs at most `system` values and
 /// whose messages at most `messages[i]` each: every output can start a user block and the ISV
 /// block after it, promptseal's framing block adds a count, the context documents a run, and
-/// retrieved ISV context one block (a kind and a count) in the system part or a message.
+/// retrieved ISV context one block (a kind and a count) in the system part or a message, and
+/// the split at a cache point one more count.
 pub fn block_map_bound(system: usize, messages: &[usize]) -> usize {
     let kinds = |outputs: usize| outputs.saturating_mul(2).saturating_add(3);
     let context = 1 + MAX_CONTEXT_RUN_DIGITS;
     let retrieved = 2;
-    let mut len = kinds(system).saturating_add("s:".len() + context + retrieved);
+    // The first block split at a cache point: one more ISV block in a run.
+    let cache_split = 1;
+    let mut len = kinds(system).saturating_add("s:".len() + context + retrieved + cache_split);
     for (i, outputs) in messages.iter().enumerate() {
         len = len
             .saturating_add(format!(",m{i}:").len())
@@ -444,6 +480,52 @@ mod tests {
             a.system[3].text.contains(CANARY),
             "the canary is planted in promptseal's ISV framing block"
         );
+    }
+
+    #[test]
+    fn the_cache_point_follows_the_literal_opening_only() {
+        use crate::syntax::literal_prefix;
+        let source = "Long rules.\nMore rules.\n\n{{ product }} then {% if tone is defined %}{{ tone }}{% endif %}";
+        let sent = |vars: &[(&str, &str)], salt: &str| {
+            let prompt = render(source, &[(Role::User, "{{ q }}")], vars);
+            assemble(&prompt, &[], None, salt, CANARY).with_cache_point(literal_prefix(source))
+        };
+        let a = sent(&[("product", "Widgets"), ("q", "Why?")], SALT);
+        let b = sent(
+            &[("product", "Gadgets"), ("tone", "dry"), ("q", "How?")],
+            "fedcba9876543210",
+        );
+        for x in [&a, &b] {
+            assert!(x.cache_point);
+            assert_eq!(x.system[0].text.as_str(), "Long rules.\nMore rules.");
+            // The whitespace after it is left out, and nothing after the point repeats it.
+            assert_eq!(x.system[1].kind, BlockKind::UserInput);
+            assert!(x.system[1..].iter().all(|b| !b.text.contains("Long rules")));
+        }
+        assert_eq!(a.block_map(), "s:IUI2,m0:U");
+        assert_eq!(b.block_map(), "s:IUIUI,m0:U");
+
+        // A template that opens with a tag has no literal opening: no point.
+        let prompt = render(
+            "{{ product }} rules",
+            &[(Role::User, "q")],
+            &[("product", "W")],
+        );
+        let plain = assemble(&prompt, &[], None, SALT, CANARY);
+        let same = plain
+            .clone()
+            .with_cache_point(literal_prefix("{{ product }} rules"));
+        assert_eq!(same, plain);
+        assert!(!same.cache_point);
+        // Text the tags wrote after the opening goes on in a block of its own, after the point.
+        let source = "Rules{% if product %} for all{% endif %}";
+        let prompt = render(source, &[(Role::User, "q")], &[("product", "W")]);
+        let split =
+            assemble(&prompt, &[], None, SALT, CANARY).with_cache_point(literal_prefix(source));
+        let texts: Vec<_> = split.system.iter().map(|b| b.text.as_str()).collect();
+        assert_eq!(texts[..2], ["Rules", " for all"]);
+        // A prefix the first block does not start with changes nothing.
+        assert_eq!(plain.clone().with_cache_point("Other"), plain);
     }
 
     #[test]

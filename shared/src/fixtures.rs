@@ -49,6 +49,7 @@ pub fn payload_record(tenant: &str, model_request_id: &str) -> PayloadRecord {
         usage: TokenUsage {
             input_tokens: 10,
             output_tokens: 3,
+            ..TokenUsage::default()
         },
         retrieved: Vec::new(),
     };

@@ -54,8 +54,26 @@ pub struct RecordMessage {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
+    /// Input tokens billed at the model's full rate: none of those read from or written to
+    /// Bedrock's prompt cache.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from the prompt cache (billed at its lower rate).
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    /// Input tokens written to the prompt cache (billed at its write rate).
+    #[serde(default)]
+    pub cache_write_input_tokens: u64,
+}
+
+impl TokenUsage {
+    /// Every token the model read or wrote, cached or not: what a token quota counts.
+    pub fn total(&self) -> u64 {
+        self.input_tokens
+            + self.output_tokens
+            + self.cache_read_input_tokens
+            + self.cache_write_input_tokens
+    }
 }
 
 /// One request, redacted of everything that is the ISV's.

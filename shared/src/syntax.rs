@@ -31,11 +31,7 @@ pub fn tokens(source: &str) -> Vec<Token<'_>> {
     let mut out = Vec::new();
     let mut rest = source;
     loop {
-        let next_tag = ["{{", "{%", "{#"]
-            .iter()
-            .filter_map(|open| rest.find(open).map(|at| (at, *open)))
-            .min();
-        let Some((at, open)) = next_tag else {
+        let Some((at, open)) = next_tag(rest) else {
             push_text(&mut out, rest);
             return out;
         };
@@ -64,6 +60,22 @@ pub fn tokens(source: &str) -> Vec<Token<'_>> {
             _ => {}
         }
     }
+}
+
+/// Where the first tag of `source` opens, and its opening delimiter.
+fn next_tag(source: &str) -> Option<(usize, &'static str)> {
+    ["{{", "{%", "{#"]
+        .iter()
+        .filter_map(|open| source.find(open).map(|at| (at, *open)))
+        .min()
+}
+
+/// The text `source` starts with before its first tag, whitespace at its end left out (a tag
+/// written `{%-` or `{{-` takes it away when rendered): what every render of the part begins
+/// with, whatever the variables.
+pub fn literal_prefix(source: &str) -> &str {
+    let end = next_tag(source).map_or(source.len(), |(at, _)| at);
+    source[..end].trim_end()
 }
 
 /// The most values a template part can output (`{{ … }}` evaluations, macro calls, filter
@@ -471,5 +483,18 @@ mod tests {
         };
         assert_eq!(t.strings, ["say \"hi\" now é"]);
         assert_eq!(tokens[1..], [Token::Text("after ")]);
+    }
+
+    #[test]
+    fn the_literal_prefix_ends_at_the_first_tag_of_any_kind() {
+        assert_eq!(
+            literal_prefix("Rules here.\n\n{{ product }} more"),
+            "Rules here."
+        );
+        assert_eq!(literal_prefix("Rules {%- if x %}a{% endif %}"), "Rules");
+        assert_eq!(literal_prefix("Rules {# note #} more"), "Rules");
+        assert_eq!(literal_prefix("{{ x }} Rules"), "");
+        assert_eq!(literal_prefix("Only rules.\n"), "Only rules.");
+        assert_eq!(literal_prefix("A { b } c"), "A { b } c");
     }
 }

@@ -82,6 +82,7 @@ fn records() -> Vec<StoredRecord> {
                 usage: TokenUsage {
                     input_tokens: 600,
                     output_tokens: 350,
+                    ..TokenUsage::default()
                 },
                 ..payload_record("acme", &format!("6f1c2d3e-0000-4000-a000-{i:012}"))
             },

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use promptseal::assembly::ContextDocument;
 use promptseal::leak::LeakReport;
+use promptseal::records::TokenUsage;
 use promptseal::template::{InferenceBounds, is_id};
 use serde::{Deserialize, Serialize};
 
@@ -56,9 +57,28 @@ pub struct InvokeResponse {
 
 #[derive(Debug, Serialize)]
 pub struct Usage {
+    /// Input tokens billed at the model's full rate.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from Bedrock's prompt cache (the version's opening, cached by an
+    /// earlier request).
+    pub cache_read_input_tokens: u64,
+    /// Input tokens written to the prompt cache.
+    pub cache_write_input_tokens: u64,
+    /// All of them.
     pub total_tokens: u64,
+}
+
+impl From<TokenUsage> for Usage {
+    fn from(u: TokenUsage) -> Self {
+        Self {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cache_read_input_tokens: u.cache_read_input_tokens,
+            cache_write_input_tokens: u.cache_write_input_tokens,
+            total_tokens: u.total(),
+        }
+    }
 }
 
 /// Parses a request body. A body that names a tenant is refused outright, whatever else it holds.

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use promptseal::env::{Env, EnvError};
 
+use crate::prompt_cache::{CacheMinimums, DEFAULT_CACHE_MIN_TOKENS};
+
 /// Who runs the model, and so who may receive Bedrock's text logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeploymentMode {
@@ -41,6 +43,9 @@ pub struct Config {
     /// versions that retrieve context (`RETRIEVE_CONTEXT_FUNCTION`, which needs
     /// `CONTEXT_KEY_ID`).
     pub retrieval: Option<RetrievalConfig>,
+    /// Minimum tokens per prompt-cache checkpoint by model family (`PROMPT_CACHE_MIN_TOKENS`,
+    /// `off` for no caching).
+    pub prompt_cache: CacheMinimums,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +135,11 @@ impl Config {
                 }),
                 None => None,
             },
+            prompt_cache: CacheMinimums::parse(
+                &env.optional("PROMPT_CACHE_MIN_TOKENS")
+                    .unwrap_or_else(|| DEFAULT_CACHE_MIN_TOKENS.to_owned()),
+            )
+            .map_err(|problem| EnvError::invalid("PROMPT_CACHE_MIN_TOKENS", problem))?,
         })
     }
 }
@@ -165,6 +175,10 @@ mod tests {
         assert_eq!(c.logging_check_max_stale, Duration::from_secs(30));
         assert_eq!(c.model_timeout, Duration::from_secs(25));
         assert!(c.log_destination_allow_list.is_empty());
+        assert_eq!(
+            c.prompt_cache,
+            CacheMinimums::parse(DEFAULT_CACHE_MIN_TOKENS).unwrap()
+        );
         assert_eq!(
             Config::read(&lookup(&[("USAGE_TABLE", " ")])).unwrap_err(),
             EnvError::Missing("USAGE_TABLE")
@@ -211,6 +225,7 @@ mod tests {
         assert!(Config::read(&lookup(&[("LOG_DESTINATION_ALLOW_LIST", "ftp:x")])).is_err());
         assert!(Config::read(&lookup(&[("DEPLOYMENT_MODE", "both")])).is_err());
         assert!(Config::read(&lookup(&[("MAX_BODY_BYTES", "lots")])).is_err());
+        assert!(Config::read(&lookup(&[("PROMPT_CACHE_MIN_TOKENS", "m=lots")])).is_err());
     }
 
     /// template.yaml keeps invoke's timeouts in order: the model call ends (with the reserve for

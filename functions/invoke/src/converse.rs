@@ -8,11 +8,12 @@ use std::time::Duration;
 use aws_sdk_bedrockruntime::operation::RequestId;
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, ConverseOutput as Output, GuardrailConfiguration,
-    GuardrailConverseContentBlock, GuardrailConverseTextBlock, GuardrailTrace,
-    InferenceConfiguration, Message, StopReason, SystemContentBlock,
+    CachePointBlock, CachePointType, ContentBlock, ConversationRole, ConverseOutput as Output,
+    GuardrailConfiguration, GuardrailConverseContentBlock, GuardrailConverseTextBlock,
+    GuardrailTrace, InferenceConfiguration, Message, StopReason, SystemContentBlock,
 };
 use promptseal::assembly::{Assembled, Block, BlockKind};
+use promptseal::records::TokenUsage;
 use promptseal::template::{Guardrail, Role};
 use zeroize::Zeroizing;
 
@@ -52,8 +53,7 @@ pub struct ModelReply {
     pub guardrail: Option<Intervened>,
     pub text: Zeroizing<String>,
     pub stop_reason: String,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
+    pub usage: TokenUsage,
 }
 
 fn system_block(block: &Block) -> SystemContentBlock {
@@ -79,6 +79,31 @@ fn guard_text(block: &Block) -> GuardrailConverseContentBlock {
             .build()
             .expect("text is set"),
     )
+}
+
+/// The system blocks, and the cache point after the first when the assembly put one there.
+fn system(assembled: &Assembled) -> Vec<SystemContentBlock> {
+    let mut blocks: Vec<_> = assembled.system.iter().map(system_block).collect();
+    if assembled.cache_point {
+        let point = CachePointBlock::builder()
+            .r#type(CachePointType::Default)
+            .build()
+            .expect("the type is set");
+        blocks.insert(1, SystemContentBlock::CachePoint(point));
+    }
+    blocks
+}
+
+/// Tokens as Bedrock counts them: `inputTokens` leaves out what was read from or written to
+/// the prompt cache.
+fn usage(usage: Option<&aws_sdk_bedrockruntime::types::TokenUsage>) -> TokenUsage {
+    let count = |n: Option<i32>| n.map_or(0, |n| n.max(0) as u64);
+    usage.map_or_else(TokenUsage::default, |u| TokenUsage {
+        input_tokens: count(Some(u.input_tokens())),
+        output_tokens: count(Some(u.output_tokens())),
+        cache_read_input_tokens: count(u.cache_read_input_tokens()),
+        cache_write_input_tokens: count(u.cache_write_input_tokens()),
+    })
 }
 
 /// Sends the request and waits at most `timeout` for the reply.
@@ -107,9 +132,7 @@ pub async fn call(
     let request = client
         .converse()
         .model_id(call.model_id)
-        .set_system(Some(
-            call.assembled.system.iter().map(system_block).collect(),
-        ))
+        .set_system(Some(system(call.assembled)))
         .set_messages(Some(messages))
         .inference_config(
             InferenceConfiguration::builder()
@@ -147,7 +170,6 @@ pub async fn call(
             .join(""),
         _ => String::new(),
     };
-    let usage = out.usage();
     let guardrail = (out.stop_reason() == &StopReason::GuardrailIntervened).then(|| {
         let assessed_input = out
             .trace()
@@ -165,7 +187,6 @@ pub async fn call(
         guardrail,
         text: Zeroizing::new(text),
         stop_reason: out.stop_reason().as_str().to_owned(),
-        input_tokens: usage.map_or(0, |u| u.input_tokens().max(0) as u64),
-        output_tokens: usage.map_or(0, |u| u.output_tokens().max(0) as u64),
+        usage: usage(out.usage()),
     })
 }

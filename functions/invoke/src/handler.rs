@@ -53,8 +53,7 @@ struct Outcome {
     caller: Option<Caller>,
     template: Option<(String, u32)>,
     model_id: Option<String>,
-    input_tokens: u64,
-    output_tokens: u64,
+    usage: TokenUsage,
     guard: Option<LeakReport>,
     /// The retrieved chunks placed in the prompt, by id.
     retrieved: Vec<String>,
@@ -220,8 +219,7 @@ async fn invoke(
             return Err(e);
         }
     };
-    outcome.input_tokens = reply.input_tokens;
-    outcome.output_tokens = reply.output_tokens;
+    outcome.usage = reply.usage;
     outcome.guard = Some(guard.clone());
     outcome.retrieved = retrieved.clone();
 
@@ -229,13 +227,7 @@ async fn invoke(
     // not turned into an error for the caller.
     if let Err(e) = deps
         .usage
-        .record(
-            &who.tenant_id,
-            &day,
-            &meta.settings.model_id,
-            reply.input_tokens,
-            reply.output_tokens,
-        )
+        .record(&who.tenant_id, &day, &meta.settings.model_id, &reply.usage)
         .await
     {
         let e = InvokeError::from(e);
@@ -260,10 +252,7 @@ async fn invoke(
             output: reply.text.to_string(),
             stop_reason: Some(reply.stop_reason.clone()),
             guard: guard.clone(),
-            usage: TokenUsage {
-                input_tokens: reply.input_tokens,
-                output_tokens: reply.output_tokens,
-            },
+            usage: reply.usage,
             // The tenant's own chunks; the ISV's ids (its collections, their size) stay in the
             // ISV's audit line.
             retrieved: retrieved
@@ -364,14 +353,22 @@ pub async fn ask_model(
     let canary = format!("zq{}", promptseal::random_hex::<8>());
     let text = deps.templates.decrypt(stored).await?;
     let rendered = deps.renderer.render(&text, &req.variables)?;
+    let cached = deps
+        .config
+        .prompt_cache
+        .prefix(&text.system, &meta.settings.model_id)
+        .map(|opening| Zeroizing::new(opening.to_owned()));
     drop(text);
-    let assembled = assemble(
+    let mut assembled = assemble(
         &rendered,
         &context,
         retrieved.isv.as_ref(),
         &promptseal::random_hex::<8>(),
         &canary,
     );
+    if let Some(opening) = cached {
+        assembled = assembled.with_cache_point(&opening);
+    }
     drop(context);
     drop(rendered);
     // What the template computed at render time is ISV text too: the reply is also checked
@@ -438,11 +435,7 @@ pub fn response(
         model_id: meta.settings.model_id.clone(),
         output: reply.text.to_string(),
         stop_reason: reply.stop_reason.clone(),
-        usage: Usage {
-            input_tokens: reply.input_tokens,
-            output_tokens: reply.output_tokens,
-            total_tokens: reply.input_tokens + reply.output_tokens,
-        },
+        usage: Usage::from(reply.usage),
         guard,
     }
 }
@@ -478,6 +471,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
     let guard_action = outcome.guard.as_ref().map(|g| g.action.as_str());
     let retrieved_chunks = outcome.retrieved.join(",");
     let leak_findings = outcome.guard.as_ref().map_or(0, |g| g.findings);
+    let usage = &outcome.usage;
     match error {
         Some(e) if e.status().is_server_error() => tracing::error!(
             target: "audit",
@@ -492,7 +486,9 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             request_id, tenant_id, principal, template_id, template_version,
             model_id = outcome.model_id.as_deref(),
             status, error_code = code, guard_action, leak_findings,
-            input_tokens = outcome.input_tokens, output_tokens = outcome.output_tokens,
+            input_tokens = usage.input_tokens, output_tokens = usage.output_tokens,
+            cache_read_input_tokens = usage.cache_read_input_tokens,
+            cache_write_input_tokens = usage.cache_write_input_tokens,
             retrieved_chunks, latency_ms,
             "invoke refused"
         ),
@@ -500,7 +496,9 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             target: "audit",
             request_id, tenant_id, principal, template_id, template_version,
             model_id = outcome.model_id.as_deref(),
-            status, input_tokens = outcome.input_tokens, output_tokens = outcome.output_tokens,
+            status, input_tokens = usage.input_tokens, output_tokens = usage.output_tokens,
+            cache_read_input_tokens = usage.cache_read_input_tokens,
+            cache_write_input_tokens = usage.cache_write_input_tokens,
             guard_action, leak_findings, retrieved_chunks, latency_ms,
             "invoke completed"
         ),
@@ -512,8 +510,18 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             if error.is_some() { 1.0 } else { 0.0 },
             Unit::Count,
         ),
-        ("InputTokens", outcome.input_tokens as f64, Unit::Count),
-        ("OutputTokens", outcome.output_tokens as f64, Unit::Count),
+        ("InputTokens", usage.input_tokens as f64, Unit::Count),
+        ("OutputTokens", usage.output_tokens as f64, Unit::Count),
+        (
+            "CacheReadInputTokens",
+            usage.cache_read_input_tokens as f64,
+            Unit::Count,
+        ),
+        (
+            "CacheWriteInputTokens",
+            usage.cache_write_input_tokens as f64,
+            Unit::Count,
+        ),
         ("LeakFindings", leak_findings as f64, Unit::Count),
         ("Latency", latency_ms, Unit::Milliseconds),
     ];

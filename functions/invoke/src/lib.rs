@@ -10,4 +10,5 @@ pub mod identity;
 pub mod logging_check;
 #[cfg(test)]
 mod openapi_tests;
+pub mod prompt_cache;
 pub mod retrieval;

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use strum::VariantArray as _;
 
 use promptseal::leak::{LeakAction, LeakReport};
+use promptseal::records::TokenUsage;
 use serde_json::Value;
 
 use crate::api::{self, InvokeResponse, Usage};
@@ -57,11 +58,12 @@ fn the_response_example_has_exactly_the_responses_fields() {
         model_id: "m".into(),
         output: "o".into(),
         stop_reason: "end_turn".into(),
-        usage: Usage {
+        usage: Usage::from(TokenUsage {
             input_tokens: 1,
             output_tokens: 1,
-            total_tokens: 2,
-        },
+            cache_read_input_tokens: 1,
+            cache_write_input_tokens: 0,
+        }),
         guard: LeakReport {
             action: LeakAction::Passed,
             findings: 0,

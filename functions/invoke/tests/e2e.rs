@@ -327,6 +327,106 @@ async fn guardrail_interventions_are_refused_with_their_stage_and_metered() {
     assert_eq!(audited, 2, "{logs}");
 }
 
+/// A long template opening (about 1,300 of the stand-in's tokens), then the variables.
+fn long_opening() -> String {
+    (1..=60)
+        .map(|i| {
+            format!(
+                "Rule {i}: when a customer asks about billing cycle {i}, check the ledger entries \
+                 for that cycle first and quote the policy section by number."
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Two tenants, other users, other variables and other salts: Bedrock is sent byte for byte the
+/// same prefix up to the cache point (the template's opening, nothing of either tenant's), the
+/// first call writes it to the cache and the second reads it, and the tokens are in the
+/// response, the ledger and the audit line.
+#[tokio::test]
+async fn the_templates_opening_is_cached_once_for_every_tenant() {
+    let world = World::new().await;
+    let opening = long_opening();
+    world.seed(&opening).await;
+    let function = world.function(&[("PROMPT_CACHE_MIN_TOKENS", "standin.=1024")]);
+
+    let first = function.invoke(&event("http-api-jwt"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    let globex = json!({
+        "template_id": "support-reply",
+        "variables": { "product": "Globex Modem", "question": "Why is it slow?", "tone": "brief" },
+    });
+    let second = function.invoke(&with_body(event("rest-api-lambda-authorizer"), &globex));
+    assert_eq!(second.status, 200, "{}", second.body);
+
+    let sent = world.model_requests();
+    let prefix = |request: &Value| {
+        let system = request["system"].as_array().unwrap();
+        let point = system
+            .iter()
+            .position(|b| b.get("cachePoint").is_some())
+            .expect("a cache point");
+        serde_json::to_string(&system[..point]).unwrap()
+    };
+    assert_eq!(prefix(&sent[0]), prefix(&sent[1]));
+    assert_eq!(
+        sent[0]["system"][0]["text"].as_str(),
+        Some(format!("{opening} You support").as_str())
+    );
+    assert_eq!(
+        sent[0]["system"][1],
+        json!({"cachePoint": {"type": "default"}})
+    );
+    // Everything per request comes after it.
+    for (request, private) in [(&sent[0], "Acme Router X2"), (&sent[1], "Globex Modem")] {
+        let before = prefix(request);
+        assert!(
+            !before.contains(private) && !before.contains("zq"),
+            "{before}"
+        );
+    }
+    assert_eq!(sent[0]["requestMetadata"]["block_map"], "s:IUIUI2,m0:CIU");
+
+    let written = first.body["usage"]["cache_write_input_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(written >= 1024, "{}", first.body["usage"]);
+    assert_eq!(first.body["usage"]["cache_read_input_tokens"], 0);
+    assert_eq!(second.body["usage"]["cache_read_input_tokens"], written);
+    assert_eq!(second.body["usage"]["cache_write_input_tokens"], 0);
+    let usage = &second.body["usage"];
+    let sum: u64 = ["input_tokens", "output_tokens", "cache_read_input_tokens"]
+        .iter()
+        .map(|k| usage[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(usage["total_tokens"], sum);
+    assert!(usage["input_tokens"].as_u64().unwrap() < 200, "{usage}");
+
+    let acme = world.usage().query("acme", None).await.unwrap();
+    assert_eq!(
+        (
+            acme[0].cache_write_input_tokens,
+            acme[0].cache_read_input_tokens
+        ),
+        (written, 0)
+    );
+    let globex = world.usage().query("globex", None).await.unwrap();
+    assert_eq!(
+        (
+            globex[0].cache_write_input_tokens,
+            globex[0].cache_read_input_tokens
+        ),
+        (0, written)
+    );
+    let logs = function.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("invoke completed")
+            && l.contains(&format!("cache_read_input_tokens={written}"))),
+        "{logs}"
+    );
+}
+
 /// A tenant cannot reach a version the ISV has not released, or has withdrawn, by naming it:
 /// retired versions are refused for everyone, drafts for every tenant not flagged for previews.
 #[tokio::test]

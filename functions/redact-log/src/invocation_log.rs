@@ -110,6 +110,10 @@ pub struct Input<'a> {
     pub input_body_s3_path: Option<String>,
     #[serde(default)]
     pub input_token_count: Option<u64>,
+    #[serde(default)]
+    pub cache_read_input_token_count: Option<u64>,
+    #[serde(default)]
+    pub cache_write_input_token_count: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +227,8 @@ struct ConverseBlock {
     text: Option<String>,
     #[serde(rename = "guardContent")]
     guard_content: Option<GuardContent>,
+    #[serde(rename = "cachePoint")]
+    cache_point: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +242,11 @@ struct GuardText {
 }
 
 impl ConverseBlock {
+    /// A prompt-cache point: a marker with no content, which the block map does not count.
+    fn is_cache_point(&self) -> bool {
+        self.cache_point.is_some() && self.text.is_none() && self.guard_content.is_none()
+    }
+
     fn into_text(self) -> Option<String> {
         self.text
             .or(self.guard_content.and_then(|g| g.text).map(|t| t.text))
@@ -301,24 +312,26 @@ struct AnthropicResponse {
     stop_reason: Option<String>,
 }
 
+/// The text of each content block, cache points left out.
+fn content(blocks: Vec<ConverseBlock>) -> Vec<Option<String>> {
+    blocks
+        .into_iter()
+        .filter(|b| !b.is_cache_point())
+        .map(ConverseBlock::into_text)
+        .collect()
+}
+
 /// Reads a request body of `operation`.
 pub fn prompt(operation: &str, body: &[u8]) -> Result<Prompt, Skip> {
     if operation == "Converse" {
         let req: ConverseRequest =
             serde_json::from_slice(body).map_err(|_| Skip::Unsupported("request body"))?;
         return Ok(Prompt {
-            system: req
-                .system
-                .into_iter()
-                .map(ConverseBlock::into_text)
-                .collect(),
+            system: content(req.system),
             messages: req
                 .messages
                 .into_iter()
-                .map(|m| {
-                    let blocks = m.content.into_iter().map(ConverseBlock::into_text);
-                    (m.role, blocks.collect())
-                })
+                .map(|m| (m.role, content(m.content)))
                 .collect(),
         });
     }
@@ -458,6 +471,7 @@ pub fn redact(
     // The version's own policy, as invoke applied it: a reply it withheld is withheld here too.
     let (guard, replacement) = scanner.enforce(&reply.text, fingerprints.policy());
     let tokens = |n: Option<u64>| n.unwrap_or(0);
+    let input = log.input.as_ref();
     let exchange = Exchange {
         source: Source::InvocationLog,
         model_request_id: log.request_id.clone(),
@@ -468,8 +482,10 @@ pub fn redact(
         stop_reason: reply.stop_reason,
         guard,
         usage: TokenUsage {
-            input_tokens: tokens(log.input.as_ref().and_then(|i| i.input_token_count)),
+            input_tokens: tokens(input.and_then(|i| i.input_token_count)),
             output_tokens: tokens(log.output.as_ref().and_then(|o| o.output_token_count)),
+            cache_read_input_tokens: tokens(input.and_then(|i| i.cache_read_input_token_count)),
+            cache_write_input_tokens: tokens(input.and_then(|i| i.cache_write_input_token_count)),
         },
         retrieved: Vec::new(),
     };

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
+use crate::records::TokenUsage;
 use crate::store::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
 use crate::tenant::Quotas;
 
@@ -25,6 +26,10 @@ pub struct UsageRecord {
     pub model_id: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from Bedrock's prompt cache (0 in rows written before caching).
+    pub cache_read_input_tokens: u64,
+    /// Input tokens written to Bedrock's prompt cache.
+    pub cache_write_input_tokens: u64,
     pub requests: u64,
 }
 
@@ -110,15 +115,15 @@ impl UsageLedger {
     }
 
     /// Adds one request and its tokens to the tenant's row for `day` and `model_id`, then the
-    /// tokens to the day's quota item. Two atomic updates, not a transaction: concurrent
-    /// transactions on one quota item would conflict and lose counts; plain `ADD`s never do.
+    /// tokens to the day's quota item (every token, cached or not). Two atomic updates, not a
+    /// transaction: concurrent transactions on one quota item would conflict and lose counts;
+    /// plain `ADD`s never do.
     pub async fn record(
         &self,
         tenant_id: &str,
         day: &str,
         model_id: &str,
-        input_tokens: u64,
-        output_tokens: u64,
+        usage: &TokenUsage,
     ) -> Result<(), UsageError> {
         self.ddb
             .update_item()
@@ -126,11 +131,14 @@ impl UsageLedger {
             .key("tenant_id", s(tenant_id))
             .key("sk", s(format!("{day}#{model_id}")))
             .update_expression(
-                "ADD input_tokens :in, output_tokens :out, requests :one SET #day = :day, model_id = :model",
+                "ADD input_tokens :in, output_tokens :out, cache_read_input_tokens :read, \
+                 cache_write_input_tokens :write, requests :one SET #day = :day, model_id = :model",
             )
             .expression_attribute_names("#day", "day")
-            .expression_attribute_values(":in", n(input_tokens))
-            .expression_attribute_values(":out", n(output_tokens))
+            .expression_attribute_values(":in", n(usage.input_tokens))
+            .expression_attribute_values(":out", n(usage.output_tokens))
+            .expression_attribute_values(":read", n(usage.cache_read_input_tokens))
+            .expression_attribute_values(":write", n(usage.cache_write_input_tokens))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":day", s(day))
             .expression_attribute_values(":model", s(model_id))
@@ -143,7 +151,7 @@ impl UsageLedger {
             .key("tenant_id", s(tenant_id))
             .key("sk", s(quota_key(day)))
             .update_expression("ADD tokens :tokens")
-            .expression_attribute_values(":tokens", n(input_tokens + output_tokens))
+            .expression_attribute_values(":tokens", n(usage.total()))
             .send()
             .await
             .map_err(|e| DynamoError::new("UpdateItem", e))?;
@@ -198,6 +206,9 @@ fn record(item: &Item) -> Result<UsageRecord, MalformedItem> {
         model_id: dynamo::string(item, "model_id")?,
         input_tokens: dynamo::number(item, "input_tokens")?,
         output_tokens: dynamo::number(item, "output_tokens")?,
+        cache_read_input_tokens: dynamo::opt_number(item, "cache_read_input_tokens")?.unwrap_or(0),
+        cache_write_input_tokens: dynamo::opt_number(item, "cache_write_input_tokens")?
+            .unwrap_or(0),
         requests: dynamo::number(item, "requests")?,
     })
 }
