@@ -5,6 +5,9 @@
 //! Run with `cargo xtask bench leakscan`, which exports the peer's replies to
 //! .local/peers/data/leakscan_replies.json and runs the peer's own benchmark in the same session.
 //!
+//! Then the streaming guard over the same replies in 20-byte deltas: CPU per delta, and the bytes
+//! held before a reply's first byte is released.
+//!
 //! Then the cost of each disguise family: the scan over the replies of one family of the leak
 //! evaluation's test part (tests/data/leak_eval_test.jsonl), each against its own template.
 
@@ -13,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use promptseal::leak::{Fingerprints, LeakPolicy, LeakSettings, Scanner};
+use promptseal::leak::{Fingerprints, LeakPolicy, LeakSettings, Scanner, StreamGuard};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -86,6 +89,86 @@ fn benches(c: &mut Criterion) {
                 .replies
                 .iter()
                 .map(|r| scanner.enforce(r, LeakPolicy::Redact).0.findings)
+                .sum::<usize>()
+        });
+    });
+    group.finish();
+    stream_guard(c, &corpus);
+}
+
+/// Size of a typical delta of a streamed reply, in bytes.
+const DELTA: usize = 20;
+
+/// The streaming guard as invoke runs it (the sealed fingerprints, the ISV text as sent and a
+/// canary) over the same replies cut into 20-byte deltas: CPU per delta, and how much of a reply
+/// is held before its first byte is released.
+fn stream_guard(c: &mut Criterion, corpus: &Corpus) {
+    let fp = Fingerprints::of_template(
+        corpus.template_parts.iter().map(String::as_str),
+        LeakSettings::default(),
+        [9; 16],
+    );
+    let sent = Fingerprints::of_sent(
+        corpus.template_parts.iter().map(|p| Some(p.as_str())),
+        LeakSettings::default(),
+    );
+    let scanner = Scanner::new(&fp)
+        .with_sent(&sent)
+        .with_canary("zq0123456789abcdef");
+    let cut = |reply: &str| -> Vec<String> {
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while at < reply.len() {
+            let mut end = (at + DELTA).min(reply.len());
+            while !reply.is_char_boundary(end) {
+                end += 1;
+            }
+            pieces.push(reply[at..end].to_owned());
+            at = end;
+        }
+        pieces
+    };
+    let streams: Vec<Vec<String>> = corpus.replies.iter().map(|r| cut(r)).collect();
+    let deltas: usize = streams.iter().map(Vec::len).sum();
+    // The holdback: bytes of the model's reply received before the client's first byte.
+    let mut held: Vec<usize> = streams
+        .iter()
+        .filter_map(|pieces| {
+            let mut guard = StreamGuard::new(&scanner, LeakPolicy::Redact);
+            let mut received = 0;
+            for piece in pieces {
+                received += piece.len();
+                if !guard.push(piece).ok()?.is_empty() {
+                    return Some(received);
+                }
+            }
+            None
+        })
+        .collect();
+    held.sort_unstable();
+    eprintln!(
+        "stream_guard: {} of {} replies released before their end; bytes received before the \
+         first byte released: median {}, 90th percentile {} ({}-byte deltas)",
+        held.len(),
+        streams.len(),
+        held[held.len() / 2],
+        held[held.len() * 9 / 10],
+        DELTA,
+    );
+    let mut group = c.benchmark_group("stream_guard");
+    group.throughput(Throughput::Elements(deltas as u64));
+    group.bench_function("1000_replies_in_20_byte_deltas", |b| {
+        b.iter(|| {
+            streams
+                .iter()
+                .map(|pieces| {
+                    let mut guard = StreamGuard::new(&scanner, LeakPolicy::Redact);
+                    let released: usize = pieces
+                        .iter()
+                        .map(|p| guard.push(p).map_or(0, |t| t.len()))
+                        .sum();
+                    released + guard.finish().rest.map_or(0, |t| t.len())
+                })
                 .sum::<usize>()
         });
     });

@@ -76,7 +76,20 @@ fn may_hold_run(bytes: &[u8]) -> bool {
     false
 }
 
-fn is_b64(b: u8) -> bool {
+/// Whether a whitespace-free piece of text looks like part of an encoded run written in
+/// pieces: a line of base64 (as long as a wrapped line's shortest), or hex bytes (`4e`,
+/// `4e:65:76`).
+pub fn looks_encoded(piece: &str) -> bool {
+    let bytes = piece.as_bytes();
+    let hex_bytes = bytes.chunks(3).all(|c| {
+        c.len() >= 2
+            && c[..2].iter().all(u8::is_ascii_hexdigit)
+            && c.get(2).is_none_or(|&b| b == b':')
+    });
+    (bytes.len() >= 16 && bytes.iter().all(|&b| is_b64(b))) || (!bytes.is_empty() && hex_bytes)
+}
+
+pub fn is_b64(b: u8) -> bool {
     B64[usize::from(b)]
 }
 

@@ -20,6 +20,7 @@ mod decode;
 mod fingerprint;
 mod hash;
 mod scanner;
+mod stream;
 mod unescape;
 mod words;
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use fingerprint::{Fingerprints, KnownText, MalformedFingerprints};
 pub use scanner::{Scanner, redact};
+pub use stream::{StreamGuard, Verdict, Withheld};
 
 /// The words of `text` as the scanner reads them, normalised (lower-case, look-alikes as the
 /// letters they stand for, invisible characters and combining marks dropped), in order: what a

@@ -139,6 +139,76 @@ impl<'a> Scanner<'a> {
             .is_some_and(|known| known.covers(&text[finding.start..finding.start + finding.len]))
     }
 
+    /// Where the part of `text` begins that could still turn out to be (part of) a leak once more
+    /// text follows it: what a stream must hold back. Everything before it is final: more text
+    /// can neither start a finding there nor change one found there. Held are the last words a
+    /// run of `min_span` template words could take, with as much filler as the scanner allows
+    /// between them; and, reaching further back, an open letter-spaced run, the whitespace-free
+    /// stretch the hold falls in (words run together, escapes, an encoded run), an encoded run
+    /// wrapped in lines or written as hex bytes, and the line before the last when it starts
+    /// with a template word (a passage written backwards line by line is found across two
+    /// lines). For the ISV text as sent too.
+    pub fn hold_from(&self, text: &str) -> usize {
+        let own = self.hold_in(text, 0);
+        self.sent
+            .as_ref()
+            .map_or(own, |sent| own.min(sent.hold_in(text, 0)))
+    }
+
+    /// The hold of `text`, also read as the scanner reads it with its escapes undone and its
+    /// symbols read as letters (an escaped stretch holds fewer words than it has bytes).
+    fn hold_in(&self, text: &str, depth: u8) -> usize {
+        let mut hold = self.hold_words(text);
+        if depth < MAX_DEPTH {
+            if let Some(view) = unescape::symbols_as_letters(text) {
+                hold = hold.min(self.hold_in(&view, depth + 1));
+            }
+            if let Some(view) = unescape::unescaped(text) {
+                let inner = self.hold_in(&view.text, depth + 1);
+                hold = hold.min(view.original(inner, inner).0);
+            }
+        }
+        hold
+    }
+
+    fn hold_words(&self, text: &str) -> usize {
+        let words = self.words(text);
+        let span = self.fp.min_span() as usize * (1 + MAX_FILLER);
+        let Some(first) = words.len().checked_sub(span) else {
+            return 0;
+        };
+        // The last word may be cut short: held whole, with the stretch it is in.
+        let mut hold = words[first].start.min(stretch_start(text, text.len()));
+        // An open letter-spaced run.
+        let mut i = words.partition_point(|w| w.start < hold);
+        while i > 0 && i < words.len() && words[i].single != 0 && words[i - 1].single != 0 {
+            i -= 1;
+            hold = words[i].start;
+        }
+        hold = stretch_start(text, hold);
+        // An encoded run in several whitespace-separated pieces.
+        let open = hold == stretch_start(text, text.len());
+        let piece = &text[hold..hold + stretch_len(&text[hold..])];
+        if (open && piece.bytes().all(decode::is_b64)) || decode::looks_encoded(piece) {
+            loop {
+                let before = text[..hold].trim_end().len();
+                let start = stretch_start(text, before);
+                if before == 0 || !decode::looks_encoded(&text[start..before]) {
+                    break;
+                }
+                hold = start;
+            }
+        }
+        // The line before the last, when a reversed passage could cross into the last.
+        let starts = line_starts(text, &words);
+        if let [.., previous, _] = starts[..]
+            && words[previous].known
+        {
+            hold = hold.min(words[previous].start);
+        }
+        hold
+    }
+
     /// Scans `text` and applies `policy`: what was done, and the text to use instead of `text`
     /// when anything was found (empty when withheld).
     pub fn enforce(&self, text: &str, policy: LeakPolicy) -> (LeakReport, Option<String>) {
@@ -367,14 +437,7 @@ impl<'a> Scanner<'a> {
     /// run.
     fn match_reversed_lines(&self, text: &str, words: &[Word], hits: &mut Vec<Hit>) {
         let n = self.fp.min_span() as usize;
-        // The first word of every line (word indices), from the line breaks.
-        let mut starts = vec![0];
-        for at in memchr::memchr_iter(b'\n', text.as_bytes()) {
-            let first = words.partition_point(|w| w.start < at);
-            if first > *starts.last().expect("not empty") && first < words.len() {
-                starts.push(first);
-            }
-        }
+        let mut starts = line_starts(text, words);
         starts.push(words.len());
         let lines: Vec<std::ops::Range<usize>> = starts.windows(2).map(|s| s[0]..s[1]).collect();
         for pair in lines.windows(2) {
@@ -814,12 +877,15 @@ impl<'a> Scanner<'a> {
 
 /// Overlapping or adjacent findings (at most 3 bytes apart) become one; the stronger score and
 /// the first form win.
+/// Findings this close (in bytes) are one.
+pub(super) const MERGE_GAP: usize = 3;
+
 fn merge(mut findings: Vec<Finding>) -> Vec<Finding> {
     findings.sort_by_key(|f| (f.start, std::cmp::Reverse(f.len)));
     let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
     for f in findings {
         match out.last_mut() {
-            Some(last) if f.start <= last.start + last.len + 3 => {
+            Some(last) if f.start <= last.start + last.len + MERGE_GAP => {
                 let end = (last.start + last.len).max(f.start + f.len);
                 last.len = end - last.start;
                 last.score = last.score.max(f.score);
@@ -828,6 +894,33 @@ fn merge(mut findings: Vec<Finding>) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// The first word of every line (word indices), from the line breaks; lines without words are
+/// not lines.
+fn line_starts(text: &str, words: &[Word]) -> Vec<usize> {
+    let mut starts = vec![0];
+    for at in memchr::memchr_iter(b'\n', text.as_bytes()) {
+        let first = words.partition_point(|w| w.start < at);
+        if first > *starts.last().expect("not empty") && first < words.len() {
+            starts.push(first);
+        }
+    }
+    starts
+}
+
+/// Where the whitespace-free stretch of `text` that ends at `at` (or goes on past it) begins.
+fn stretch_start(text: &str, at: usize) -> usize {
+    text[..at]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| c.is_whitespace())
+        .map_or(0, |(i, c)| i + c.len_utf8())
+}
+
+/// Length of the whitespace-free stretch `text` starts with.
+fn stretch_len(text: &str) -> usize {
+    text.find(char::is_whitespace).unwrap_or(text.len())
 }
 
 /// `text` with every finding replaced by `marker`.

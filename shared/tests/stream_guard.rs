@@ -1,0 +1,168 @@
+//! The streaming leak guard against the buffered one, on every reply of the leak evaluation
+//! (`tests/data/leak_eval_{tune,test}.jsonl`: replies leaking a template in every disguise the
+//! scanner knows, and benign ones), cut into deltas in many ways: what a client of the stream
+//! receives is what the buffered path returns for the same reply. With `redact` that is the same
+//! text; with `block`, a leaking reply ends the stream as it withholds the buffered reply, and
+//! nothing of the leak, nor anything after its start, was released before.
+
+use std::collections::HashMap;
+
+use promptseal::leak::{
+    Fingerprints, LeakAction, LeakPolicy, LeakSettings, Scanner, StreamGuard, Withheld,
+};
+use proptest::prelude::*;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Header {
+    templates: HashMap<String, String>,
+    min_span: u32,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    id: String,
+    template: String,
+    text: String,
+}
+
+struct Eval {
+    fingerprints: HashMap<String, Fingerprints>,
+    cases: Vec<Case>,
+}
+
+fn load(part: &str) -> Eval {
+    let path = format!(
+        "{}/tests/data/leak_eval_{part}.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let data = std::fs::read_to_string(path).unwrap();
+    let mut lines = data.lines();
+    let header: Header = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let settings = LeakSettings {
+        min_span: header.min_span,
+        ..LeakSettings::default()
+    };
+    Eval {
+        fingerprints: header
+            .templates
+            .iter()
+            .map(|(name, text)| {
+                let fp = Fingerprints::of_template([text.as_str()], settings, [7; 16]);
+                (name.clone(), fp)
+            })
+            .collect(),
+        cases: lines.map(|l| serde_json::from_str(l).unwrap()).collect(),
+    }
+}
+
+/// `text` cut into deltas of the given sizes in bytes (repeated), each at a character boundary.
+fn deltas<'t>(text: &'t str, sizes: &[usize]) -> Vec<&'t str> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for size in sizes.iter().cycle() {
+        if at == text.len() {
+            break;
+        }
+        let mut end = (at + size.max(&1)).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push(&text[at..end]);
+        at = end;
+    }
+    out
+}
+
+/// What a client of the stream receives: the text released, and whether the stream was stopped.
+fn streamed(scanner: &Scanner<'_>, policy: LeakPolicy, pieces: &[&str]) -> (String, bool) {
+    let mut guard = StreamGuard::new(scanner, policy);
+    let mut received = String::new();
+    for piece in pieces {
+        match guard.push(piece) {
+            Ok(text) => received.push_str(&text),
+            Err(Withheld) => return (received, true),
+        }
+    }
+    match guard.finish().rest {
+        Ok(rest) => {
+            received.push_str(&rest);
+            (received, false)
+        }
+        Err(Withheld) => (received, true),
+    }
+}
+
+/// Checks one reply cut one way, under both policies.
+fn check(scanner: &Scanner<'_>, id: &str, text: &str, sizes: &[usize]) -> Result<(), String> {
+    let pieces = deltas(text, sizes);
+    let (report, replacement) = scanner.enforce(text, LeakPolicy::Redact);
+    let buffered = replacement.unwrap_or_else(|| text.to_owned());
+    let (received, stopped) = streamed(scanner, LeakPolicy::Redact, &pieces);
+    if stopped || received != buffered {
+        return Err(format!(
+            "{id} {sizes:?} redact: stopped {stopped}\n streamed {received:?}\n buffered {buffered:?}"
+        ));
+    }
+    let (received, stopped) = streamed(scanner, LeakPolicy::Block, &pieces);
+    match report.action {
+        LeakAction::Passed if stopped || received != text => Err(format!(
+            "{id} {sizes:?} block: a clean reply was stopped or changed: {received:?}"
+        )),
+        LeakAction::Passed => Ok(()),
+        _ => {
+            // Nothing from the first leaked span on was released.
+            let first = scanner.scan(text)[0].start;
+            if !stopped || !text[..first].starts_with(&received) {
+                return Err(format!(
+                    "{id} {sizes:?} block: stopped {stopped}, released {received:?}"
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Every reply of both parts, cut into the deltas a model streams (20 bytes), a character at a
+/// time, and in one piece.
+#[test]
+fn every_evaluation_reply_streams_as_it_is_buffered() {
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for part in ["tune", "test"] {
+        let eval = load(part);
+        for case in &eval.cases {
+            let scanner = Scanner::new(&eval.fingerprints[&case.template]);
+            for sizes in [&[20][..], &[1], &[usize::MAX]] {
+                cases += 1;
+                if let Err(e) = check(&scanner, &case.id, &case.text, sizes) {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} differ:\n{}",
+        failures.len(),
+        failures[..failures.len().min(5)].join("\n")
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any reply of the test part, cut anywhere.
+    #[test]
+    fn any_split_streams_as_it_is_buffered(
+        index in any::<prop::sample::Index>(),
+        sizes in prop::collection::vec(1usize..80, 1..12),
+    ) {
+        thread_local!(static EVAL: Eval = load("test"));
+        EVAL.with(|eval| {
+            let case = &eval.cases[index.index(eval.cases.len())];
+            let scanner = Scanner::new(&eval.fingerprints[&case.template]);
+            check(&scanner, &case.id, &case.text, &sizes).map_err(TestCaseError::fail)
+        })?;
+    }
+}
