@@ -44,11 +44,19 @@ pub struct InferenceRequest {
 
 #[derive(Debug, Serialize)]
 pub struct InvokeResponse {
+    pub output: String,
+    #[serde(flatten)]
+    pub summary: ReplySummary,
+}
+
+/// Everything about an answer but its text: the buffered response holds it beside the output,
+/// a stream sends it as its final `done` event.
+#[derive(Debug, Serialize)]
+pub struct ReplySummary {
     pub request_id: String,
     pub template_id: String,
     pub template_version: u32,
     pub model_id: String,
-    pub output: String,
     pub stop_reason: String,
     pub usage: Usage,
     /// What the output leak guard did (counts and forms, never text).

@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::RequestId;
-use aws_sdk_bedrockruntime::operation::converse::ConverseError;
+use aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver;
+use aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError;
 use aws_sdk_bedrockruntime::types::{
-    CachePointBlock, CachePointType, ContentBlock, ConversationRole, ConverseOutput as Output,
-    GuardrailConfiguration, GuardrailConverseContentBlock, GuardrailConverseTextBlock,
+    CachePointBlock, CachePointType, ContentBlock, ContentBlockDelta, ConversationRole,
+    ConverseOutput as Output, ConverseStreamOutput as StreamOutput, GuardrailConfiguration,
+    GuardrailConverseContentBlock, GuardrailConverseTextBlock, GuardrailStreamConfiguration,
     GuardrailTrace, InferenceConfiguration, Message, StopReason, SystemContentBlock,
 };
 use promptseal::assembly::{Assembled, Block, BlockKind};
@@ -94,6 +97,15 @@ fn system(assembled: &Assembled) -> Vec<SystemContentBlock> {
     blocks
 }
 
+/// Where the guardrail intervened, if it did: on the input when it assessed the input.
+fn intervened(stop_reason: &StopReason, assessed_input: bool) -> Option<Intervened> {
+    (stop_reason == &StopReason::GuardrailIntervened).then_some(if assessed_input {
+        Intervened::Input
+    } else {
+        Intervened::Output
+    })
+}
+
 /// Tokens as Bedrock counts them: `inputTokens` leaves out what was read from or written to
 /// the prompt cache.
 fn usage(usage: Option<&aws_sdk_bedrockruntime::types::TokenUsage>) -> TokenUsage {
@@ -106,61 +118,75 @@ fn usage(usage: Option<&aws_sdk_bedrockruntime::types::TokenUsage>) -> TokenUsag
     })
 }
 
+/// Sets a Converse or ConverseStream request's fields from an assembled call (the two builders
+/// have the same setters but no common type).
+macro_rules! request {
+    ($builder:expr, $call:expr, $guardrail:ident) => {{
+        let call = $call;
+        let messages = call
+            .assembled
+            .messages
+            .iter()
+            .map(|m| {
+                Message::builder()
+                    .role(match m.role {
+                        Role::User => ConversationRole::User,
+                        Role::Assistant => ConversationRole::Assistant,
+                    })
+                    .set_content(Some(
+                        m.blocks.iter().map(|b| message_block(b, m.role)).collect(),
+                    ))
+                    .build()
+                    .expect("role and content are set")
+            })
+            .collect();
+        $builder
+            .model_id(call.model_id)
+            .set_system(Some(system(call.assembled)))
+            .set_messages(Some(messages))
+            .inference_config(
+                InferenceConfiguration::builder()
+                    .max_tokens(i32::try_from(call.max_tokens).unwrap_or(i32::MAX))
+                    .temperature(call.temperature)
+                    .build(),
+            )
+            .set_guardrail_config(call.guardrail.map(|g| {
+                // The trace says whether the input or the answer was blocked; it stays in memory.
+                $guardrail::builder()
+                    .guardrail_identifier(&g.id)
+                    .guardrail_version(&g.version)
+                    .trace(GuardrailTrace::Enabled)
+                    .build()
+            }))
+            .set_request_metadata(Some(call.metadata))
+    }};
+}
+
+/// A failed call as invoke's error: throttling and timeouts by name, anything else a model error.
+fn model_error<E, R>(e: SdkError<E, R>) -> InvokeError
+where
+    aws_sdk_bedrockruntime::Error: From<SdkError<E, R>>,
+{
+    if matches!(e, SdkError::TimeoutError(_)) {
+        return InvokeError::ModelTimeout;
+    }
+    match aws_sdk_bedrockruntime::Error::from(e) {
+        e if e.code() == Some("ThrottlingException") => InvokeError::ModelThrottled,
+        other => InvokeError::Model(Box::new(other)),
+    }
+}
+
 /// Sends the request and waits at most `timeout` for the reply.
 pub async fn call(
     client: &aws_sdk_bedrockruntime::Client,
     call: ModelCall<'_>,
     timeout: Duration,
 ) -> Result<ModelReply, InvokeError> {
-    let messages = call
-        .assembled
-        .messages
-        .iter()
-        .map(|m| {
-            Message::builder()
-                .role(match m.role {
-                    Role::User => ConversationRole::User,
-                    Role::Assistant => ConversationRole::Assistant,
-                })
-                .set_content(Some(
-                    m.blocks.iter().map(|b| message_block(b, m.role)).collect(),
-                ))
-                .build()
-                .expect("role and content are set")
-        })
-        .collect();
-    let request = client
-        .converse()
-        .model_id(call.model_id)
-        .set_system(Some(system(call.assembled)))
-        .set_messages(Some(messages))
-        .inference_config(
-            InferenceConfiguration::builder()
-                .max_tokens(i32::try_from(call.max_tokens).unwrap_or(i32::MAX))
-                .temperature(call.temperature)
-                .build(),
-        )
-        .set_guardrail_config(call.guardrail.map(|g| {
-            // The trace says whether the input or the answer was blocked; it stays in memory.
-            GuardrailConfiguration::builder()
-                .guardrail_identifier(&g.id)
-                .guardrail_version(&g.version)
-                .trace(GuardrailTrace::Enabled)
-                .build()
-        }))
-        .set_request_metadata(Some(call.metadata));
+    let request = request!(client.converse(), call, GuardrailConfiguration);
     let out = tokio::time::timeout(timeout, request.send())
         .await
         .map_err(|_| InvokeError::ModelTimeout)?
-        .map_err(|e| {
-            if matches!(e, aws_sdk_bedrockruntime::error::SdkError::TimeoutError(_)) {
-                return InvokeError::ModelTimeout;
-            }
-            match e.into_service_error() {
-                ConverseError::ThrottlingException(_) => InvokeError::ModelThrottled,
-                other => InvokeError::Model(Box::new(other.into())),
-            }
-        })?;
+        .map_err(model_error)?;
     let text = match out.output() {
         Some(Output::Message(message)) => message
             .content()
@@ -170,18 +196,12 @@ pub async fn call(
             .join(""),
         _ => String::new(),
     };
-    let guardrail = (out.stop_reason() == &StopReason::GuardrailIntervened).then(|| {
-        let assessed_input = out
-            .trace()
-            .and_then(|t| t.guardrail())
-            .and_then(|g| g.input_assessment())
-            .is_some_and(|a| !a.is_empty());
-        if assessed_input {
-            Intervened::Input
-        } else {
-            Intervened::Output
-        }
-    });
+    let assessed_input = out
+        .trace()
+        .and_then(|t| t.guardrail())
+        .and_then(|g| g.input_assessment())
+        .is_some_and(|a| !a.is_empty());
+    let guardrail = intervened(out.stop_reason(), assessed_input);
     Ok(ModelReply {
         model_request_id: out.request_id().map(str::to_owned),
         guardrail,
@@ -189,4 +209,79 @@ pub async fn call(
         stop_reason: out.stop_reason().as_str().to_owned(),
         usage: usage(out.usage()),
     })
+}
+
+/// A reply as Bedrock streams it (ConverseStream).
+pub struct ModelStream {
+    /// Bedrock's id for the call.
+    pub model_request_id: Option<String>,
+    events: EventReceiver<StreamOutput, ConverseStreamOutputError>,
+    stop_reason: Option<StopReason>,
+}
+
+/// How a streamed reply ended: what `ModelReply` holds besides the text.
+pub struct StreamEnd {
+    pub stop_reason: String,
+    pub usage: TokenUsage,
+    pub guardrail: Option<Intervened>,
+}
+
+/// The next thing a stream says.
+pub enum Streamed {
+    Text(String),
+    End(StreamEnd),
+}
+
+/// Starts a streamed call; waits at most `timeout` for Bedrock to accept it.
+pub async fn stream(
+    client: &aws_sdk_bedrockruntime::Client,
+    call: ModelCall<'_>,
+    timeout: Duration,
+) -> Result<ModelStream, InvokeError> {
+    let request = request!(client.converse_stream(), call, GuardrailStreamConfiguration);
+    let out = tokio::time::timeout(timeout, request.send())
+        .await
+        .map_err(|_| InvokeError::ModelTimeout)?
+        .map_err(model_error)?;
+    Ok(ModelStream {
+        model_request_id: out.request_id().map(str::to_owned),
+        events: out.stream,
+        stop_reason: None,
+    })
+}
+
+impl ModelStream {
+    /// The next piece of text, or the end (after the metadata event, with the usage). Errors
+    /// mid-stream (`modelStreamErrorException`, throttling) are invoke's errors.
+    pub async fn next(&mut self) -> Result<Streamed, InvokeError> {
+        loop {
+            let event = self.events.recv().await.map_err(model_error)?;
+            match event {
+                Some(StreamOutput::ContentBlockDelta(delta)) => {
+                    if let Some(ContentBlockDelta::Text(text)) = delta.delta {
+                        return Ok(Streamed::Text(text));
+                    }
+                }
+                Some(StreamOutput::MessageStop(stop)) => self.stop_reason = Some(stop.stop_reason),
+                Some(StreamOutput::Metadata(metadata)) => {
+                    let stop_reason = self
+                        .stop_reason
+                        .take()
+                        .ok_or(InvokeError::ModelStream("metadata before messageStop"))?;
+                    let assessed_input = metadata
+                        .trace()
+                        .and_then(|t| t.guardrail())
+                        .and_then(|g| g.input_assessment())
+                        .is_some_and(|a| !a.is_empty());
+                    return Ok(Streamed::End(StreamEnd {
+                        guardrail: intervened(&stop_reason, assessed_input),
+                        stop_reason: stop_reason.as_str().to_owned(),
+                        usage: usage(metadata.usage()),
+                    }));
+                }
+                Some(_) => {}
+                None => return Err(InvokeError::ModelStream("no metadata before the end")),
+            }
+        }
+    }
 }

@@ -6,8 +6,8 @@
 use std::error::Error as _;
 
 use aws_sdk_bedrockruntime::error::ProvideErrorMetadata;
+use lambda_http::Response;
 use lambda_http::http::{StatusCode, header};
-use lambda_http::{Body, Response};
 use promptseal::envelope::EnvelopeError;
 use promptseal::metadata::TooManyBlocks;
 use promptseal::render::RenderError;
@@ -76,6 +76,9 @@ pub enum InvokeError {
     TooManyBlocks,
     #[error("the model call failed")]
     Model(#[source] Box<aws_sdk_bedrockruntime::Error>),
+    /// A stream that broke Bedrock's event order (a static description).
+    #[error("the model's stream ended out of order: {0}")]
+    ModelStream(&'static str),
     #[error("the model did not answer in time")]
     ModelTimeout,
     #[error("the model's reply repeated confidential instructions and was withheld")]
@@ -230,7 +233,7 @@ impl InvokeError {
             Store(_) => ErrorCode::StoreUnavailable,
             Render(_) => ErrorCode::TemplateRenderFailed,
             TooManyBlocks => ErrorCode::TooManyBlocks,
-            Model(_) => ErrorCode::ModelError,
+            Model(_) | ModelStream(_) => ErrorCode::ModelError,
             ModelTimeout => ErrorCode::ModelTimeout,
             OutputWithheld => ErrorCode::OutputWithheld,
             GuardrailIntervened(_) => ErrorCode::GuardrailIntervened,
@@ -293,11 +296,16 @@ impl InvokeError {
         None
     }
 
-    pub fn to_response(&self, request_id: &str) -> Response<Body> {
-        let body = json!({
+    /// The error as the client reads it: a response body, or a stream's `error` event.
+    pub fn body(&self, request_id: &str) -> serde_json::Value {
+        json!({
             "error": { "code": self.code().as_str(), "message": self.public_message() },
             "request_id": request_id,
-        });
+        })
+    }
+
+    pub fn to_response<B: From<String>>(&self, request_id: &str) -> Response<B> {
+        let body = self.body(request_id);
         let mut builder = Response::builder()
             .status(self.status())
             .header(header::CONTENT_TYPE, "application/json");
@@ -305,7 +313,7 @@ impl InvokeError {
             builder = builder.header(header::RETRY_AFTER, secs.to_string());
         }
         builder
-            .body(Body::Text(body.to_string()))
+            .body(B::from(body.to_string()))
             .expect("status and headers are valid")
     }
 }
@@ -437,9 +445,9 @@ mod tests {
             ),
         ];
         for (e, status, code) in cases {
-            let response = e.to_response("req-1");
+            let response = e.to_response::<lambda_http::Body>("req-1");
             assert_eq!(response.status().as_u16(), status, "{code}");
-            let Body::Text(body) = response.body() else {
+            let lambda_http::Body::Text(body) = response.body() else {
                 panic!("text body");
             };
             let v: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -450,7 +458,7 @@ mod tests {
         let quota = InvokeError::QuotaExceeded {
             retry_after_secs: 30,
         }
-        .to_response("r");
+        .to_response::<lambda_http::Body>("r");
         assert_eq!(quota.headers()[header::RETRY_AFTER], "30");
         let render = InvokeError::Render(RenderError::OutOfFuel {
             part: "system".into(),

@@ -3,13 +3,15 @@
 //! then the logging check, and only then is the template decrypted. The reply goes out only
 //! through the output leak guard.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
-use promptseal::assembly::assemble;
+use promptseal::assembly::{Assembled, assemble};
 use promptseal::context::retrieval::RetrieveRequest;
-use promptseal::leak::{Fingerprints, KnownText, LeakAction, LeakReport, Scanner};
+use promptseal::leak::{Fingerprints, KnownText, LeakAction, LeakPolicy, LeakReport, Scanner};
 use promptseal::metadata::RequestMetadata;
 use promptseal::records::{
     Exchange, PayloadRecord, RecordPrompt, Source, TokenUsage, timestamp_micros,
@@ -25,7 +27,7 @@ use promptseal::tenant::{Tenant, TenantContext, TenantStatus};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::api::{self, InvokeRequest, InvokeResponse, Usage};
+use crate::api::{self, InvokeRequest, InvokeResponse, ReplySummary, Usage};
 use crate::config::Config;
 use crate::converse::{self, ModelCall, ModelReply};
 use crate::error::InvokeError;
@@ -49,16 +51,18 @@ pub struct Deps {
 
 /// What one request did, for the audit line and the metrics.
 #[derive(Default)]
-struct Outcome {
+pub struct Outcome {
     caller: Option<Caller>,
     template: Option<(String, u32)>,
     model_id: Option<String>,
-    usage: TokenUsage,
-    guard: Option<LeakReport>,
+    pub usage: TokenUsage,
+    pub guard: Option<LeakReport>,
     /// The retrieved chunks placed in the prompt, by id.
-    retrieved: Vec<String>,
+    pub retrieved: Vec<String>,
     /// Age of the logging check the request relied on.
     logging_check_age: Option<Duration>,
+    /// For a streamed reply: when its first byte went out, after the request began.
+    pub first_byte: Option<Duration>,
 }
 
 /// What one model call may use: the checked inference settings and the time it may take.
@@ -110,20 +114,41 @@ pub async fn handle(deps: &Deps, request: Request) -> Result<Response<Body>, lam
     let result = invoke(deps, &request, &request_id, started_at, &mut outcome).await;
     let latency = started.elapsed();
     let error = result.as_ref().err();
-    audit(&outcome, error, &request_id, latency);
+    audit("invoke", &outcome, error, &request_id, latency);
     Ok(match result {
         Ok(response) => json_response(&response),
         Err(e) => e.to_response(&request_id),
     })
 }
 
-async fn invoke(
+/// A request that passed every check before the model, with its day's request reserved.
+pub struct Admitted {
+    pub who: Caller,
+    pub req: InvokeRequest,
+    pub tenant: Tenant,
+    /// One day for both the quota and the ledger, even if the call spans UTC midnight.
+    pub day: String,
+    pub stored: StoredVersion,
+    pub limits: CallLimits,
+}
+
+impl Admitted {
+    pub fn terms(&self) -> TenantTerms<'_> {
+        TenantTerms {
+            record: self.tenant.spec.payload_logging.enabled,
+            context: self.tenant.spec.context.as_ref(),
+        }
+    }
+}
+
+/// Everything before the model: identity, body, tenant and entitlement, the version and the
+/// request checked against it, the logging check, and the day's request reserved. The same for
+/// the buffered and the streamed endpoint.
+pub async fn admit(
     deps: &Deps,
     request: &Request,
-    request_id: &str,
-    started_at: SystemTime,
     outcome: &mut Outcome,
-) -> Result<InvokeResponse, InvokeError> {
+) -> Result<Admitted, InvokeError> {
     let config = &deps.config;
     let who = caller(request.request_context_ref(), &config.tenant_claim)
         .ok_or(InvokeError::Unauthenticated)?;
@@ -148,7 +173,6 @@ async fn invoke(
     if !tenant.may_use(&req.template_id) {
         return Err(InvokeError::TemplateNotAllowed);
     }
-    // One day for both the quota and the ledger, even if the call spans UTC midnight.
     let day = today();
 
     let stored = deps
@@ -181,8 +205,7 @@ async fn invoke(
 
     // The day's request is reserved atomically before the model is called, so concurrent
     // instances never pass the tenant's daily request limit; given back only when the model
-    // certainly did no work for it (not after a timeout or a failure mid-call: Bedrock may have
-    // answered, and a caller could otherwise run past its limit on calls that time out).
+    // certainly did no work for it (`release`).
     if !deps
         .usage
         .reserve(&who.tenant_id, &day, tenant.spec.quotas)
@@ -192,11 +215,59 @@ async fn invoke(
             retry_after_secs: seconds_to_utc_midnight(),
         });
     }
-    let terms = TenantTerms {
-        record: tenant.spec.payload_logging.enabled,
-        context: tenant.spec.context.as_ref(),
-    };
-    let answer = ask_model(deps, &who, &stored, &req, request_id, limits, terms).await;
+    Ok(Admitted {
+        who,
+        req,
+        tenant,
+        day,
+        stored,
+        limits,
+    })
+}
+
+/// Gives the day's request back after `error`, unless the model may have done work for it (a
+/// timeout or a failure mid-call: Bedrock may have answered, and a caller could otherwise run
+/// past its limit on calls that time out).
+pub async fn release(deps: &Deps, admitted: &Admitted, error: &InvokeError) {
+    if matches!(
+        error,
+        InvokeError::ModelTimeout | InvokeError::Model(_) | InvokeError::ModelStream(_)
+    ) {
+        return;
+    }
+    let who = &admitted.who;
+    if let Err(release) = deps.usage.release(&who.tenant_id, &admitted.day).await {
+        let release = InvokeError::from(release);
+        tracing::error!(
+            error_code = "quota_release_failed",
+            aws_error_code = release.aws_error_code().as_deref(),
+            tenant_id = %who.tenant_id,
+            "a reserved request was not given back"
+        );
+    }
+}
+
+async fn invoke(
+    deps: &Deps,
+    request: &Request,
+    request_id: &str,
+    started_at: SystemTime,
+    outcome: &mut Outcome,
+) -> Result<InvokeResponse, InvokeError> {
+    let admitted = admit(deps, request, outcome).await?;
+    let Admitted {
+        who, req, stored, ..
+    } = &admitted;
+    let answer = ask_model(
+        deps,
+        who,
+        stored,
+        req,
+        request_id,
+        admitted.limits,
+        admitted.terms(),
+    )
+    .await;
     let Answer {
         reply,
         guard,
@@ -205,29 +276,71 @@ async fn invoke(
         retrieved,
     } = match answer {
         Ok(answer) => answer,
-        Err(e @ (InvokeError::ModelTimeout | InvokeError::Model(_))) => return Err(e),
         Err(e) => {
-            if let Err(release) = deps.usage.release(&who.tenant_id, &day).await {
-                let release = InvokeError::from(release);
-                tracing::error!(
-                    error_code = "quota_release_failed",
-                    aws_error_code = release.aws_error_code().as_deref(),
-                    tenant_id = %who.tenant_id,
-                    "a reserved request was not given back"
-                );
-            }
+            release(deps, &admitted, &e).await;
             return Err(e);
         }
     };
     outcome.usage = reply.usage;
     outcome.guard = Some(guard.clone());
     outcome.retrieved = retrieved.clone();
+    settle(
+        deps,
+        &admitted,
+        Settled {
+            model_request_id: reply
+                .model_request_id
+                .clone()
+                .unwrap_or_else(|| request_id.to_owned()),
+            started_at,
+            usage: reply.usage,
+            stop_reason: reply.stop_reason.clone(),
+            output: reply.text.to_string(),
+            guard: guard.clone(),
+            metadata,
+            prompt,
+            retrieved: &retrieved,
+        },
+    )
+    .await;
+    if let Some(at) = reply.guardrail {
+        return Err(InvokeError::GuardrailIntervened(at));
+    }
+    if guard.action == LeakAction::Withheld {
+        return Err(InvokeError::OutputWithheld);
+    }
+    Ok(response(request_id, &stored.meta, &reply, guard))
+}
 
-    // The model has answered and its cost is spent: a failed ledger write is logged and counted,
-    // not turned into an error for the caller.
+/// What a finished model call leaves to be kept: the tokens for the ledger and, for a tenant
+/// that opted in, the exchange for its payload record.
+pub struct Settled<'a> {
+    pub model_request_id: String,
+    pub started_at: SystemTime,
+    pub usage: TokenUsage,
+    pub stop_reason: String,
+    /// The guarded reply, as the client got it.
+    pub output: String,
+    pub guard: LeakReport,
+    pub metadata: RequestMetadata,
+    pub prompt: Option<RecordPrompt>,
+    pub retrieved: &'a [String],
+}
+
+/// The model has answered and its cost is spent: meters the tokens and writes an opted-in
+/// tenant's payload record. A failed write is logged and counted, not turned into an error for
+/// the caller.
+pub async fn settle(deps: &Deps, admitted: &Admitted, done: Settled<'_>) {
+    let who = &admitted.who;
+    let meta = &admitted.stored.meta;
     if let Err(e) = deps
         .usage
-        .record(&who.tenant_id, &day, &meta.settings.model_id, &reply.usage)
+        .record(
+            &who.tenant_id,
+            &admitted.day,
+            &meta.settings.model_id,
+            &done.usage,
+        )
         .await
     {
         let e = InvokeError::from(e);
@@ -238,40 +351,30 @@ async fn invoke(
             "usage ledger update failed"
         );
     }
-
-    if let Some(prompt) = prompt {
-        let exchange = Exchange {
-            source: Source::Invoke,
-            model_request_id: reply
-                .model_request_id
-                .clone()
-                .unwrap_or_else(|| request_id.to_owned()),
-            time: timestamp_micros(started_at),
-            model_id: meta.settings.model_id.clone(),
-            prompt,
-            output: reply.text.to_string(),
-            stop_reason: Some(reply.stop_reason.clone()),
-            guard: guard.clone(),
-            usage: reply.usage,
-            // The tenant's own chunks; the ISV's ids (its collections, their size) stay in the
-            // ISV's audit line.
-            retrieved: retrieved
-                .iter()
-                .filter(|id| !id.starts_with("isv:"))
-                .cloned()
-                .collect(),
-        };
-        let record = PayloadRecord::new(metadata, exchange);
-        write_record(deps, &tenant, &record).await;
-    }
-
-    if let Some(at) = reply.guardrail {
-        return Err(InvokeError::GuardrailIntervened(at));
-    }
-    if guard.action == LeakAction::Withheld {
-        return Err(InvokeError::OutputWithheld);
-    }
-    Ok(response(request_id, meta, &reply, guard))
+    let Some(prompt) = done.prompt else {
+        return;
+    };
+    let exchange = Exchange {
+        source: Source::Invoke,
+        model_request_id: done.model_request_id,
+        time: timestamp_micros(done.started_at),
+        model_id: meta.settings.model_id.clone(),
+        prompt,
+        output: done.output,
+        stop_reason: Some(done.stop_reason),
+        guard: done.guard,
+        usage: done.usage,
+        // The tenant's own chunks; the ISV's ids (its collections, their size) stay in the
+        // ISV's audit line.
+        retrieved: done
+            .retrieved
+            .iter()
+            .filter(|id| !id.starts_with("isv:"))
+            .cloned()
+            .collect(),
+    };
+    let record = PayloadRecord::new(done.metadata, exchange);
+    write_record(deps, &admitted.tenant, &record).await;
 }
 
 /// Stores the tenant's payload record. The model has answered by now: a failed write is logged
@@ -306,20 +409,62 @@ pub struct TenantTerms<'a> {
     pub context: Option<&'a TenantContext>,
 }
 
-/// From a checked request to the guarded reply: the only stretch of code that holds template
-/// plaintext. The text is decrypted, rendered and assembled here, each form dropped as soon as
-/// the next one exists; the reply is scanned for the version's fingerprints and this request's
-/// canary, and redacted or withheld as the version's policy says. With `record`, the prompt is
-/// also kept in its payload-record form (ISV blocks as placeholders).
-pub async fn ask_model(
+/// A request's prompt, assembled and ready for the model, with what its guard needs: the only
+/// place template plaintext is held (in `assembled`'s ISV blocks) between decryption and the
+/// call.
+pub struct Prepared {
+    pub assembled: Assembled,
+    fingerprints: Arc<Fingerprints>,
+    /// The ISV blocks as sent, fingerprinted.
+    sent: Fingerprints,
+    /// The caller's own text, which coming back is no leak.
+    known: KnownText,
+    canary: String,
+    pub metadata: RequestMetadata,
+    /// `metadata` as Bedrock's `requestMetadata` takes it.
+    entries: HashMap<String, String>,
+    /// The retrieved chunks placed in the prompt, by id.
+    pub retrieved: Vec<String>,
+}
+
+impl Prepared {
+    /// The scanner for this request's reply: the version's fingerprints, the ISV blocks as sent,
+    /// the canary, the caller's own text.
+    pub fn scanner(&self) -> Scanner<'_> {
+        Scanner::new(&self.fingerprints)
+            .with_canary(&self.canary)
+            .with_sent(&self.sent)
+            .with_known(&self.known)
+    }
+
+    /// The policy sealed with the fingerprints, not the version item's settings (stored in the
+    /// clear): changing the guard takes the fingerprint key, as changing the template takes its.
+    pub fn policy(&self) -> LeakPolicy {
+        self.fingerprints.policy()
+    }
+
+    pub fn call<'a>(&'a self, meta: &'a VersionMeta, limits: CallLimits) -> ModelCall<'a> {
+        ModelCall {
+            model_id: &meta.settings.model_id,
+            assembled: &self.assembled,
+            max_tokens: limits.max_tokens,
+            temperature: limits.temperature,
+            guardrail: meta.settings.guardrail.as_ref(),
+            metadata: self.entries.clone(),
+        }
+    }
+}
+
+/// From a checked request to the assembled prompt. The template is decrypted, rendered and
+/// assembled here, each form dropped as soon as the next one exists.
+pub async fn prepare(
     deps: &Deps,
     who: &Caller,
     stored: &StoredVersion,
     req: &InvokeRequest,
     request_id: &str,
-    limits: CallLimits,
-    terms: TenantTerms<'_>,
-) -> Result<Answer, InvokeError> {
+    context_terms: Option<&TenantContext>,
+) -> Result<Prepared, InvokeError> {
     let meta = &stored.meta;
     // Fingerprints first: a version the guard cannot check is never opened.
     let fingerprints = deps
@@ -341,7 +486,7 @@ pub async fn ask_model(
                     k: settings.k,
                     min_score: settings.min_score,
                 };
-                retrieval::retrieve(deps.retrieval.as_ref(), settings, request, terms.context)
+                retrieval::retrieve(deps.retrieval.as_ref(), settings, request, context_terms)
                     .await?
             }
             None => Retrieved::default(),
@@ -385,39 +530,58 @@ pub async fn ask_model(
         request_id: Some(request_id.to_owned()),
         block_map: assembled.block_map(),
     };
+    let entries = metadata.to_entries()?;
+    Ok(Prepared {
+        assembled,
+        fingerprints,
+        sent,
+        known,
+        canary,
+        metadata,
+        entries,
+        retrieved: retrieved.ids,
+    })
+}
+
+/// From a checked request to the guarded reply: the prompt prepared, the model called, the reply
+/// scanned for the version's fingerprints and this request's canary, and redacted or withheld
+/// as the version's policy says. With `record`, the prompt is also kept in its payload-record
+/// form (ISV blocks as placeholders).
+pub async fn ask_model(
+    deps: &Deps,
+    who: &Caller,
+    stored: &StoredVersion,
+    req: &InvokeRequest,
+    request_id: &str,
+    limits: CallLimits,
+    terms: TenantTerms<'_>,
+) -> Result<Answer, InvokeError> {
+    let meta = &stored.meta;
+    let prepared = prepare(deps, who, stored, req, request_id, terms.context).await?;
     let mut reply = converse::call(
         &deps.bedrock,
-        ModelCall {
-            model_id: &meta.settings.model_id,
-            assembled: &assembled,
-            max_tokens: limits.max_tokens,
-            temperature: limits.temperature,
-            guardrail: meta.settings.guardrail.as_ref(),
-            metadata: metadata.to_entries()?,
-        },
+        prepared.call(meta, limits),
         model_timeout(limits.timeout, limits.deadline),
     )
     .await?;
     let prompt = terms
         .record
-        .then(|| RecordPrompt::of(&assembled, &meta.template_id, meta.version));
-    drop(assembled);
-    // The policy sealed with the fingerprints, not the version item's settings (stored in the
-    // clear): changing the guard takes the fingerprint key, as changing the template takes its.
-    let (guard, replacement) = Scanner::new(&fingerprints)
-        .with_canary(&canary)
-        .with_sent(&sent)
-        .with_known(&known)
-        .enforce(&reply.text, fingerprints.policy());
+        .then(|| RecordPrompt::of(&prepared.assembled, &meta.template_id, meta.version));
+    let (guard, replacement) = prepared.scanner().enforce(&reply.text, prepared.policy());
     if let Some(text) = replacement {
         reply.text = Zeroizing::new(text);
     }
+    let Prepared {
+        metadata,
+        retrieved,
+        ..
+    } = prepared;
     Ok(Answer {
         reply,
         guard,
         metadata,
         prompt,
-        retrieved: retrieved.ids,
+        retrieved,
     })
 }
 
@@ -429,13 +593,26 @@ pub fn response(
     guard: LeakReport,
 ) -> InvokeResponse {
     InvokeResponse {
+        output: reply.text.to_string(),
+        summary: summary(request_id, meta, &reply.stop_reason, reply.usage, guard),
+    }
+}
+
+/// What a client is told about an answer besides its text.
+pub fn summary(
+    request_id: &str,
+    meta: &VersionMeta,
+    stop_reason: &str,
+    usage: TokenUsage,
+    guard: LeakReport,
+) -> ReplySummary {
+    ReplySummary {
         request_id: request_id.to_owned(),
         template_id: meta.template_id.clone(),
         template_version: meta.version,
         model_id: meta.settings.model_id.clone(),
-        output: reply.text.to_string(),
-        stop_reason: reply.stop_reason.clone(),
-        usage: Usage::from(reply.usage),
+        stop_reason: stop_reason.to_owned(),
+        usage: Usage::from(usage),
         guard,
     }
 }
@@ -457,8 +634,15 @@ fn seconds_to_utc_midnight() -> u64 {
     86_400 - now % 86_400
 }
 
-/// One audit line and one metrics record per request: ids, counts, durations and codes only.
-fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, latency: Duration) {
+/// One audit line and one metrics record per request of `function` (`invoke`, or
+/// `invoke-stream` for a streamed reply): ids, counts, durations and codes only.
+pub fn audit(
+    function: &str,
+    outcome: &Outcome,
+    error: Option<&InvokeError>,
+    request_id: &str,
+    latency: Duration,
+) {
     let tenant_id = outcome.caller.as_ref().map(|c| c.tenant_id.as_str());
     let principal = outcome.caller.as_ref().map(|c| c.principal.as_str());
     let (template_id, template_version) = match &outcome.template {
@@ -472,13 +656,14 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
     let retrieved_chunks = outcome.retrieved.join(",");
     let leak_findings = outcome.guard.as_ref().map_or(0, |g| g.findings);
     let usage = &outcome.usage;
+    let first_byte_ms = outcome.first_byte.map(|d| d.as_secs_f64() * 1000.0);
     match error {
         Some(e) if e.status().is_server_error() => tracing::error!(
             target: "audit",
             request_id, tenant_id, principal, template_id, template_version,
             model_id = outcome.model_id.as_deref(),
             status, error_code = code, aws_error_code = e.aws_error_code().as_deref(),
-            latency_ms,
+            latency_ms, first_byte_ms,
             "invoke failed"
         ),
         Some(_) => tracing::warn!(
@@ -489,7 +674,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             input_tokens = usage.input_tokens, output_tokens = usage.output_tokens,
             cache_read_input_tokens = usage.cache_read_input_tokens,
             cache_write_input_tokens = usage.cache_write_input_tokens,
-            retrieved_chunks, latency_ms,
+            retrieved_chunks, latency_ms, first_byte_ms,
             "invoke refused"
         ),
         None => tracing::info!(
@@ -499,7 +684,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
             status, input_tokens = usage.input_tokens, output_tokens = usage.output_tokens,
             cache_read_input_tokens = usage.cache_read_input_tokens,
             cache_write_input_tokens = usage.cache_write_input_tokens,
-            guard_action, leak_findings, retrieved_chunks, latency_ms,
+            guard_action, leak_findings, retrieved_chunks, latency_ms, first_byte_ms,
             "invoke completed"
         ),
     }
@@ -525,6 +710,9 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
         ("LeakFindings", leak_findings as f64, Unit::Count),
         ("Latency", latency_ms, Unit::Milliseconds),
     ];
+    if let Some(ms) = first_byte_ms {
+        metrics.push(("FirstByte", ms, Unit::Milliseconds));
+    }
     if let Some(age) = outcome.logging_check_age {
         let age_ms = age.as_secs_f64() * 1000.0;
         metrics.push(("LoggingCheckAge", age_ms, Unit::Milliseconds));
@@ -534,7 +722,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
     if let (Some(InvokeError::OutputWithheld), Some(tenant_id)) = (error, tenant_id) {
         MetricRecord {
             namespace: "promptseal",
-            dimensions: &[("Function", "invoke"), ("TenantId", tenant_id)],
+            dimensions: &[("Function", function), ("TenantId", tenant_id)],
             metrics: &[("OutputWithheld", 1.0, Unit::Count)],
             properties: &[("request_id", json!(request_id))],
         }
@@ -542,7 +730,7 @@ fn audit(outcome: &Outcome, error: Option<&InvokeError>, request_id: &str, laten
     }
     MetricRecord {
         namespace: "promptseal",
-        dimensions: &[("Function", "invoke"), ("Outcome", code)],
+        dimensions: &[("Function", function), ("Outcome", code)],
         metrics: &metrics,
         properties: &[
             ("request_id", json!(request_id)),

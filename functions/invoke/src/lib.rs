@@ -12,3 +12,5 @@ pub mod logging_check;
 mod openapi_tests;
 pub mod prompt_cache;
 pub mod retrieval;
+pub mod stream;
+pub mod wiring;

@@ -9,7 +9,7 @@ use promptseal::leak::{LeakAction, LeakReport};
 use promptseal::records::TokenUsage;
 use serde_json::Value;
 
-use crate::api::{self, InvokeResponse, Usage};
+use crate::api::{self, InvokeResponse, ReplySummary, Usage};
 use crate::error::ErrorCode;
 
 fn spec() -> Value {
@@ -52,22 +52,24 @@ fn the_response_example_has_exactly_the_responses_fields() {
     let spec = spec();
     let example = &operation(&spec)["responses"]["200"]["content"]["application/json"]["example"];
     let actual = serde_json::to_value(InvokeResponse {
-        request_id: "r".into(),
-        template_id: "t".into(),
-        template_version: 1,
-        model_id: "m".into(),
         output: "o".into(),
-        stop_reason: "end_turn".into(),
-        usage: Usage::from(TokenUsage {
-            input_tokens: 1,
-            output_tokens: 1,
-            cache_read_input_tokens: 1,
-            cache_write_input_tokens: 0,
-        }),
-        guard: LeakReport {
-            action: LeakAction::Passed,
-            findings: 0,
-            forms: vec![],
+        summary: ReplySummary {
+            request_id: "r".into(),
+            template_id: "t".into(),
+            template_version: 1,
+            model_id: "m".into(),
+            stop_reason: "end_turn".into(),
+            usage: Usage::from(TokenUsage {
+                input_tokens: 1,
+                output_tokens: 1,
+                cache_read_input_tokens: 1,
+                cache_write_input_tokens: 0,
+            }),
+            guard: LeakReport {
+                action: LeakAction::Passed,
+                findings: 0,
+                forms: vec![],
+            },
         },
     })
     .unwrap();

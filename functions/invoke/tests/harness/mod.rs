@@ -228,18 +228,92 @@ impl World {
         )
     }
 
+    /// Starts invoke-stream against this world, with extra environment variables and the
+    /// logging check uncached.
+    pub fn stream_function(&self, extra_env: &[(&str, &str)]) -> Function {
+        Function::start_stream(
+            &self.resources,
+            [("LOGGING_CHECK_TTL_SECONDS", "0")].iter().chain(extra_env),
+        )
+    }
+
     /// Starts the function as deployed: only the variables template.yaml sets, and `extra_env`.
     pub fn function_at_defaults(&self, extra_env: &[(&str, &str)]) -> Function {
         Function::start(&self.resources, extra_env.iter())
     }
 }
 
-/// The invoke binary running behind cargo-lambda's runtime emulator, in tenant-hosted mode unless
-/// told otherwise. Dropping it stops both.
+/// The invoke binary (or invoke-stream) running behind cargo-lambda's runtime emulator, in
+/// tenant-hosted mode unless told otherwise. Dropping it stops both.
 pub struct Function(EmulatedFunction);
+
+/// A streamed answer as the client of `/v1/invoke/stream` reads it: the response's status and
+/// content type, then its Server-Sent Events, each with when it arrived.
+pub struct StreamReply {
+    pub status: u16,
+    pub content_type: String,
+    /// The body when it is not a stream of events (an HTTP error).
+    pub body: Value,
+    pub events: Vec<Event>,
+}
+
+pub struct Event {
+    pub name: String,
+    pub data: Value,
+    /// Since the request was sent.
+    pub at: std::time::Duration,
+}
+
+impl StreamReply {
+    /// The text of every `delta` event, joined.
+    pub fn text(&self) -> String {
+        self.events
+            .iter()
+            .filter(|e| e.name == "delta")
+            .map(|e| e.data["text"].as_str().unwrap())
+            .collect()
+    }
+
+    /// The last event.
+    pub fn last(&self) -> &Event {
+        self.events.last().expect("at least one event")
+    }
+
+    pub fn code(&self) -> &str {
+        let error = match self.events.last() {
+            Some(e) if e.name == "error" => &e.data,
+            _ => &self.body,
+        };
+        error["error"]["code"].as_str().unwrap_or("")
+    }
+}
 
 impl Function {
     fn start<'a>(
+        resources: &Resources,
+        extra_env: impl Iterator<Item = &'a (&'a str, &'a str)>,
+    ) -> Self {
+        Self::start_binary(
+            Path::new(env!("CARGO_BIN_EXE_invoke")),
+            resources,
+            extra_env,
+        )
+    }
+
+    /// invoke-stream, the streamed endpoint's function.
+    pub fn start_stream<'a>(
+        resources: &Resources,
+        extra_env: impl Iterator<Item = &'a (&'a str, &'a str)>,
+    ) -> Self {
+        Self::start_binary(
+            Path::new(env!("CARGO_BIN_EXE_invoke-stream")),
+            resources,
+            extra_env,
+        )
+    }
+
+    fn start_binary<'a>(
+        binary: &Path,
         resources: &Resources,
         extra_env: impl Iterator<Item = &'a (&'a str, &'a str)>,
     ) -> Self {
@@ -247,7 +321,7 @@ impl Function {
         let spec = FunctionSpec {
             venv: &root().join(".venv"),
             workspace: &root(),
-            binary: Path::new(env!("CARGO_BIN_EXE_invoke")),
+            binary,
             log_dir: &log_dir,
         };
         let env = [("DEPLOYMENT_MODE", "tenant-hosted")]
@@ -268,6 +342,71 @@ impl Function {
             status: raw["statusCode"].as_u64().unwrap_or(0) as u16,
             body,
             raw,
+        }
+    }
+
+    /// Delivers one event to the streaming function and reads the response as it arrives. The
+    /// emulator passes a streamed response through as API Gateway does: the prelude's status
+    /// and headers as the HTTP response's, then the body, chunk by chunk.
+    pub fn invoke_stream(&self, event: &Value) -> StreamReply {
+        use std::io::Read;
+        let url = format!("{}/2015-03-31/functions/_/invocations", self.0.endpoint());
+        let sent = std::time::Instant::now();
+        let mut response = ureq::post(&url)
+            .header("content-type", "application/json")
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(&event.to_string())
+            .unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let mut reader = response.body_mut().as_reader();
+        // The body, and when each read of it ended.
+        let mut body = Vec::new();
+        let mut chunks = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&buf[..n]);
+            chunks.push((body.len(), sent.elapsed()));
+        }
+        let text = String::from_utf8(body).unwrap();
+        let mut events = Vec::new();
+        let mut offset = 0;
+        for block in text.split_inclusive("\n\n") {
+            offset += block.len();
+            let mut name = String::new();
+            let mut data = Value::Null;
+            for line in block.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                }
+            }
+            if name.is_empty() {
+                continue;
+            }
+            let at = chunks
+                .iter()
+                .find(|(end, _)| *end >= offset)
+                .map_or_else(|| sent.elapsed(), |(_, at)| *at);
+            events.push(Event { name, data, at });
+        }
+        StreamReply {
+            status,
+            content_type,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            events,
         }
     }
 
