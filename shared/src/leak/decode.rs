@@ -1,6 +1,6 @@
 //! Encoded runs in a reply: base64 (standard or URL-safe, padded or not, wrapped in lines) and hex
-//! (packed, or as bytes separated by spaces or colons) that decode to readable text, so the
-//! scanner can look inside them.
+//! (packed, or as bytes separated by spaces or colons) that decode to anything with letters in
+//! it, so the scanner can look inside them.
 
 use base64::Engine as _;
 use base64::alphabet;
@@ -14,9 +14,12 @@ pub struct Decoded {
     pub start: usize,
     pub end: usize,
     pub text: String,
+    /// Nearly all of it decodes to text: the run is surely encoded, and not words run together
+    /// that happen to be base64.
+    pub text_like: bool,
 }
 
-/// Every run in `text` that decodes to readable UTF-8.
+/// Every run in `text` that decodes to something with a letter in it.
 pub fn decoded_runs(text: &str) -> Vec<Decoded> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
@@ -32,9 +35,14 @@ pub fn decoded_runs(text: &str) -> Vec<Decoded> {
         let start = i;
         let end = run_end(bytes, start);
         if end - start >= MIN_RUN
-            && let Some(text) = decode(&bytes[start..end])
+            && let Some((text, text_like)) = decode(&bytes[start..end])
         {
-            out.push(Decoded { start, end, text });
+            out.push(Decoded {
+                start,
+                end,
+                text,
+                text_like,
+            });
         }
         i = end.max(i + 1);
     }
@@ -133,7 +141,7 @@ fn is_hex_pair_at(bytes: &[u8], i: usize) -> bool {
         && bytes.get(i + 2).is_none_or(|b| !b.is_ascii_alphanumeric())
 }
 
-fn decode(run: &[u8]) -> Option<String> {
+fn decode(run: &[u8]) -> Option<(String, bool)> {
     let compact: Vec<u8> = run
         .iter()
         .copied()
@@ -156,13 +164,17 @@ fn decode(run: &[u8]) -> Option<String> {
         );
         engine.decode(&compact).ok()?
     };
-    let text = String::from_utf8(decoded).ok()?;
+    // Bytes that are not text (invalid UTF-8, control characters) only separate words: a leak
+    // with such bytes put after or into it is still read.
+    let text = String::from_utf8_lossy(&decoded).into_owned();
     let readable = text
         .chars()
-        .filter(|c| !c.is_control() || c.is_whitespace())
+        .filter(|&c| c != char::REPLACEMENT_CHARACTER && (!c.is_control() || c.is_whitespace()))
         .count();
-    (readable * 10 >= text.chars().count() * 9 && text.chars().any(char::is_alphabetic))
-        .then_some(text)
+    let text_like = readable * 10 >= text.chars().count() * 9;
+    text.chars()
+        .any(char::is_alphabetic)
+        .then_some((text, text_like))
 }
 
 #[cfg(test)]
@@ -184,6 +196,26 @@ mod tests {
         }
         let wrapped = format!("{}\n{}", &b64[..40], &b64[40..]);
         assert_eq!(decoded_runs(&wrapped)[0].text, secret);
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_do_not_hide_the_text_around_them() {
+        let secret = "Never reveal the escalation code to anyone";
+        let mut after = secret.as_bytes().to_vec();
+        after.extend_from_slice(&[0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0x00, 0x01, 0x02]);
+        let inside = secret.replace(' ', "\u{1}");
+        for bytes in [after, inside.into_bytes()] {
+            let text = format!(
+                "Here: {}",
+                base64::engine::general_purpose::STANDARD.encode(&bytes)
+            );
+            let runs = decoded_runs(&text);
+            assert_eq!(runs.len(), 1, "{text}");
+            assert!(runs[0].text.contains("escalation"), "{:?}", runs[0].text);
+        }
+        // Words run together are base64 too, but decode to bytes that are not text.
+        let joined = decoded_runs("Neverrevealtheescalationcodetoanyoneatall");
+        assert!(joined.iter().all(|run| !run.text_like));
     }
 
     proptest::proptest! {
@@ -208,6 +240,7 @@ mod tests {
     fn ordinary_text_has_no_encoded_runs() {
         let text = "Internationalization and counterrevolutionaries are long words; \
                     INV-2024-08817 is an invoice; e3b0c44298fc1c149afbf4c8996fb924 is a hash.";
-        assert!(decoded_runs(text).is_empty());
+        // A hash decodes, to bytes that are not text: read, but never taken for an encoded run.
+        assert!(decoded_runs(text).iter().all(|run| !run.text_like));
     }
 }

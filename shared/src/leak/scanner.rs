@@ -124,13 +124,28 @@ impl<'a> Scanner<'a> {
 
     /// Every leaked span of `text`, in order.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
+        self.scan_marked(text)
+            .into_iter()
+            .filter_map(|(f, known)| (!known).then_some(f))
+            .collect()
+    }
+
+    /// Every span of `text` that repeats ISV text, in order, each marked when it is all the
+    /// caller's own text coming back (no leak, but a stream holds it back like one: more text
+    /// can make it part of a leak).
+    pub(super) fn scan_marked(&self, text: &str) -> Vec<(Finding, bool)> {
         let mut findings = self.scan_at(text, 0);
         if let Some(sent) = &self.sent {
             findings.extend(sent.scan_at(text, 0));
             findings = merge(findings);
         }
-        findings.retain(|f| !self.is_known(text, f));
         findings
+            .into_iter()
+            .map(|f| {
+                let known = self.is_known(text, &f);
+                (f, known)
+            })
+            .collect()
     }
 
     /// Whether a finding is, word for word as written, the caller's own text.
@@ -199,12 +214,14 @@ impl<'a> Scanner<'a> {
                 hold = start;
             }
         }
-        // The line before the last, when a reversed passage could cross into the last.
+        // The last line and the one before it, when a passage written backwards line by line
+        // could cross from it into the next line: such a finding starts where that line starts,
+        // and is known only once the next line is complete.
         let starts = line_starts(text, &words);
-        if let [.., previous, _] = starts[..]
-            && words[previous].known
-        {
-            hold = hold.min(words[previous].start);
+        for &line in starts.iter().rev().take(2) {
+            if words[line].known {
+                hold = hold.min(words[line].start);
+            }
         }
         hold
     }
@@ -775,7 +792,7 @@ impl<'a> Scanner<'a> {
             done = end;
             if decoded
                 .iter()
-                .any(|run| run.start <= start && end <= run.end)
+                .any(|run| run.text_like && run.start <= start && end <= run.end)
             {
                 continue;
             }
@@ -909,18 +926,21 @@ fn line_starts(text: &str, words: &[Word]) -> Vec<usize> {
     starts
 }
 
-/// Where the whitespace-free stretch of `text` that ends at `at` (or goes on past it) begins.
+/// Where the whitespace-free stretch of `text` that ends at `at` (or goes on past it) begins:
+/// ASCII whitespace, as the joined reading splits stretches.
 fn stretch_start(text: &str, at: usize) -> usize {
-    text[..at]
-        .char_indices()
-        .rev()
-        .find(|(_, c)| c.is_whitespace())
-        .map_or(0, |(i, c)| i + c.len_utf8())
+    text.as_bytes()[..at]
+        .iter()
+        .rposition(u8::is_ascii_whitespace)
+        .map_or(0, |i| i + 1)
 }
 
 /// Length of the whitespace-free stretch `text` starts with.
 fn stretch_len(text: &str) -> usize {
-    text.find(char::is_whitespace).unwrap_or(text.len())
+    text.as_bytes()
+        .iter()
+        .position(u8::is_ascii_whitespace)
+        .unwrap_or(text.len())
 }
 
 /// `text` with every finding replaced by `marker`.

@@ -59,11 +59,15 @@ impl<'s> StreamGuard<'s> {
     /// the text is held until enough follows it).
     pub fn push(&mut self, delta: &str) -> Result<String, Withheld> {
         self.text.push_str(delta);
-        if self.text.len() < self.checked + BATCH {
+        // A long window (a line that goes on and on) is scanned less often, so the scans of a
+        // reply add up to a few times its length.
+        let from = window_start(&self.text, self.released);
+        let batch = BATCH.max((self.text.len() - from) / 8);
+        if self.text.len() < self.checked + batch {
             return Ok(String::new());
         }
         self.checked = self.text.len();
-        self.release()
+        self.release(from)
     }
 
     /// The reply is complete: scans it whole, as the buffered path does.
@@ -82,30 +86,33 @@ impl<'s> StreamGuard<'s> {
     }
 
     /// Releases what is final: up to the hold, with leaks found before it redacted (or the
-    /// stream stopped), and no further than the start of a leak still open.
-    fn release(&mut self) -> Result<String, Withheld> {
-        // The scan starts a little before the released text, so that a run reaching into it is
-        // seen whole; what lies before `released` is final already.
-        let from = window_start(&self.text, self.released);
+    /// stream stopped), and no further than the start of anything found that may still grow.
+    /// The scan starts at `from`, the start of a line some words before the released text, so
+    /// that a run reaching into that text is seen whole; what lies before `released` is final.
+    fn release(&mut self, from: usize) -> Result<String, Withheld> {
         let window = &self.text[from..];
         let mut safe = from + self.scanner.hold_from(window);
         if safe <= self.released {
             return Ok(String::new());
         }
         let mut out = String::new();
-        for f in self.scanner.scan(window) {
+        for (f, known) in self.scanner.scan_marked(window) {
             let (start, end) = (from + f.start, from + f.start + f.len);
             if end <= self.released {
                 continue;
             }
-            if self.policy == LeakPolicy::Block {
-                return Err(Withheld);
-            }
-            // Findings within a few bytes of each other are one: a leak that ends this near
-            // the hold may go on past it.
+            // Findings within a few bytes of each other are one: a span that ends this near
+            // the hold may go on past it, or join one that does (the caller's own text too,
+            // which then is part of a leak).
             if start >= safe || end + MERGE_GAP >= safe {
                 safe = safe.min(start.max(self.released));
                 break;
+            }
+            if known {
+                continue;
+            }
+            if self.policy == LeakPolicy::Block {
+                return Err(Withheld);
             }
             out.push_str(&self.text[self.released..start.max(self.released)]);
             out.push_str(REDACTION_MARKER);
@@ -120,23 +127,29 @@ impl<'s> StreamGuard<'s> {
     }
 }
 
-/// Where to start scanning a reply of which `released` bytes are final: as many words before
-/// them as a run with filler can take (whitespace-separated, so at least as many of the
-/// scanner's words), at the start of that stretch.
+/// Where to start scanning a reply of which `released` bytes are final: the start of the line
+/// holding the point as many words before them as a run with filler can take
+/// (whitespace-separated, so at least as many of the scanner's words). A line is read whole, as
+/// the scanner reads lines (a passage written backwards is found line by line).
 fn window_start(text: &str, released: usize) -> usize {
     const WORDS: usize = 40;
-    let before = &text[..released];
+    let before = &text.as_bytes()[..released];
     let mut seen = 0;
     let mut in_word = false;
-    for (i, c) in before.char_indices().rev() {
-        let blank = c.is_whitespace();
+    let mut point = 0;
+    for (i, b) in before.iter().enumerate().rev() {
+        let blank = b.is_ascii_whitespace();
         if !blank && !in_word {
             seen += 1;
         }
         if blank && in_word && seen >= WORDS {
-            return i + c.len_utf8();
+            point = i;
+            break;
         }
         in_word = !blank;
     }
-    0
+    before[..point]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
 }
