@@ -7,8 +7,9 @@ mod common;
 
 use promptseal_devstack::{first_poll, function_environment};
 
-const FUNCTIONS: [(&str, &str); 4] = [
+const FUNCTIONS: [(&str, &str); 5] = [
     ("InvokeFunction", "invoke"),
+    ("InvokeStreamFunction", "invoke-stream"),
     ("RedactLogFunction", "redact-log"),
     ("ExportLogsFunction", "export-logs"),
     ("RetrieveContextFunction", "retrieve-context"),

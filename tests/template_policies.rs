@@ -649,3 +649,44 @@ fn a_tenants_own_context_opens_only_in_the_isvs_invoke_and_only_as_that_tenants(
         ))
     );
 }
+
+/// The streamed endpoint: every route behind the pool's authorizer (the same claims as the HTTP
+/// API's), its integration streaming through InvokeWithResponseStream, only that route allowed to
+/// invoke the function, which runs as invoke does (the same role: the same keys and tables), and
+/// streams from the configured models only.
+#[test]
+fn the_streamed_endpoint_is_authorized_like_the_buffered_one_and_streams_only_the_allowed_models() {
+    let t = template();
+    let r = resources(&t);
+    let api = &r["StreamApi"]["Properties"]["DefinitionBody"];
+    let schemes = &api["components"]["securitySchemes"];
+    for (path, item) in api["paths"].as_mapping().unwrap() {
+        for (method, operation) in item.as_mapping().unwrap() {
+            let security = text(&operation["security"]);
+            assert!(security.contains("TenantPool"), "{path:?} {method:?}");
+            let integration = &operation["x-amazon-apigateway-integration"];
+            assert_eq!(integration["responseTransferMode"], "STREAM");
+            assert!(text(&integration["uri"]).contains("/response-streaming-invocations"));
+        }
+    }
+    let pool = &schemes["TenantPool"]["x-amazon-apigateway-authorizer"];
+    assert_eq!(pool["type"], "cognito_user_pools");
+    assert!(text(&pool["providerARNs"]).contains("StreamUserPoolArn"));
+    let permission = &r["InvokeStreamPermission"]["Properties"];
+    assert!(text(&permission["SourceArn"]).contains("/*/POST/v1/invoke/stream"));
+    assert_eq!(
+        r["InvokeStreamFunction"]["Properties"]["Role"],
+        r["InvokeFunction"]["Properties"]["Role"]
+    );
+    let invoke = role_statements(&r["InvokeRole"]);
+    let streaming: Vec<_> = invoke
+        .iter()
+        .filter(|s| {
+            actions(s)
+                .iter()
+                .any(|a| a == "bedrock:InvokeModelWithResponseStream")
+        })
+        .collect();
+    assert_eq!(streaming.len(), 1);
+    assert_eq!(streaming[0]["Resource"], yaml("!Ref AllowedModelArns"));
+}

@@ -228,26 +228,37 @@ mod tests {
         assert!(Config::read(&lookup(&[("PROMPT_CACHE_MIN_TOKENS", "m=lots")])).is_err());
     }
 
-    /// template.yaml keeps invoke's timeouts in order: the model call ends (with the reserve for
-    /// the work after it) before the function's deadline, which comes before API Gateway gives
-    /// up on the integration and answers the client itself.
-    #[test]
-    fn deployed_timeouts_are_in_order() {
+    fn deployed_template() -> serde_yaml_ng::Value {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml");
-        let template: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let function = &template["Resources"]["InvokeFunction"]["Properties"];
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// The function's timeout, after checking that its model call ends (with the reserve for
+    /// the work after it) before it.
+    fn function_timeout_ms(template: &serde_yaml_ng::Value, name: &str) -> u64 {
+        let function = &template["Resources"][name]["Properties"];
         let function_ms = function["Timeout"].as_u64().expect("a function timeout") * 1000;
         let model_ms = function["Environment"]["Variables"]["MODEL_TIMEOUT_MS"]
             .as_str()
             .map_or(DEFAULT_MODEL_TIMEOUT_MS, |v| v.parse().unwrap());
         let reserve_ms = crate::handler::DEADLINE_RESERVE.as_millis() as u64;
-        for model_ms in [model_ms, DEFAULT_MODEL_TIMEOUT_MS] {
-            assert!(
-                model_ms + reserve_ms <= function_ms,
-                "model timeout {model_ms} ms + reserve {reserve_ms} ms > function timeout {function_ms} ms"
-            );
-        }
+        assert!(
+            model_ms + reserve_ms <= function_ms,
+            "{name}: model timeout {model_ms} ms + reserve {reserve_ms} ms > function timeout {function_ms} ms"
+        );
+        function_ms
+    }
+
+    /// template.yaml keeps invoke's timeouts in order: the model call ends (with the reserve for
+    /// the work after it) before the function's deadline, which comes before API Gateway gives
+    /// up on the integration and answers the client itself.
+    #[test]
+    fn deployed_timeouts_are_in_order() {
+        let template = deployed_template();
+        let function_ms = function_timeout_ms(&template, "InvokeFunction");
+        let reserve_ms = crate::handler::DEADLINE_RESERVE.as_millis() as u64;
+        assert!(DEFAULT_MODEL_TIMEOUT_MS + reserve_ms <= function_ms);
+        let function = &template["Resources"]["InvokeFunction"]["Properties"];
         let events = function["Events"].as_mapping().unwrap();
         assert!(!events.is_empty());
         for (name, event) in events {
@@ -269,6 +280,23 @@ mod tests {
                 "{name:?}: function timeout {function_ms} ms >= API timeout {api_ms} ms"
             );
         }
+    }
+
+    /// The streamed endpoint too: its REST API's integration (streaming allows up to 15
+    /// minutes) outlasts the function.
+    #[test]
+    fn the_streamed_endpoints_timeouts_are_in_order() {
+        let template = deployed_template();
+        let function_ms = function_timeout_ms(&template, "InvokeStreamFunction");
+        let post = &template["Resources"]["StreamApi"]["Properties"]["DefinitionBody"]["paths"]["/v1/invoke/stream"]
+            ["post"];
+        let integration = &post["x-amazon-apigateway-integration"];
+        assert_eq!(integration["responseTransferMode"], "STREAM");
+        let api_ms = integration["timeoutInMillis"].as_u64().unwrap();
+        assert!(
+            function_ms < api_ms && api_ms <= 900_000,
+            "{function_ms} {api_ms}"
+        );
     }
 
     #[test]

@@ -160,8 +160,7 @@ async fn a_leak_is_redacted_before_it_is_released_and_the_client_gets_what_the_b
 async fn a_leak_ends_the_stream_with_output_withheld_and_nothing_of_it_is_sent() {
     let world = World::new().await;
     seed(&world, LeakPolicy::Block).await;
-    let before = benign(60);
-    let reply = format!("{before} My rules say: {LEAKED}. {}", benign(40));
+    let reply = format!("{} My rules say: {LEAKED}. {}", benign(60), benign(40));
     streaming(&world, &reply, 0);
     let function = world.stream_function(&[]);
 
@@ -169,8 +168,9 @@ async fn a_leak_ends_the_stream_with_output_withheld_and_nothing_of_it_is_sent()
     // The answer had begun: the stream ends with the error event.
     assert_eq!(streamed.status, 200, "{}", streamed.body);
     assert!(!streamed.text().is_empty());
+    let leak_at = reply.find(LEAKED).unwrap();
     assert!(
-        before.starts_with(&streamed.text()),
+        reply[..leak_at].starts_with(&streamed.text()),
         "only text before the leak: {:?}",
         streamed.text()
     );
@@ -257,4 +257,37 @@ async fn errors_before_the_first_byte_are_http_errors_and_after_it_error_events(
             "{code}: {logs}"
         );
     }
+}
+
+/// The REST API that streams gives the tenant through its Cognito authorizer's claims: the same
+/// tenant and principal as the HTTP API's JWT authorizer gives the buffered endpoint.
+#[tokio::test]
+async fn the_streaming_apis_cognito_claims_name_the_tenant() {
+    let world = World::new().await;
+    seed(&world, LeakPolicy::Redact).await;
+    let globex = harness::tenant("globex", &["support-reply"], Quotas::default());
+    world.tenants().put(&globex).await.unwrap();
+    streaming(&world, &benign(50), 0);
+    let function = world.stream_function(&[]);
+
+    let request = with_body(
+        event("rest-api-cognito-stream"),
+        &json!({
+            "template_id": "support-reply",
+            "variables": { "product": "Ledger", "question": "When?" },
+        }),
+    );
+    let streamed = function.invoke_stream(&request);
+    assert_eq!(streamed.status, 200, "{}", streamed.body);
+    assert_eq!(streamed.last().name, "done");
+    let metadata = &world.model_requests()[0]["requestMetadata"];
+    assert_eq!(metadata["tenant_id"], "globex");
+    assert_eq!(
+        metadata["principal"],
+        "5b1c7e4a-93d2-4f0e-8a61-0c2b9d7e3f18"
+    );
+    assert_eq!(
+        world.usage().query("globex", None).await.unwrap()[0].requests,
+        1
+    );
 }
