@@ -3,16 +3,19 @@
 
 use std::collections::BTreeMap;
 
-use promptseal::assembly::ContextDocument;
+use promptseal::assembly::{ContextDocument, MAX_HISTORY_TURNS, Turn};
 use promptseal::leak::LeakReport;
 use promptseal::records::TokenUsage;
-use promptseal::template::{InferenceBounds, is_id};
+use promptseal::template::{InferenceBounds, Role, is_id};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::error::InvokeError;
 
 pub const MAX_CONTEXT_DOCUMENTS: usize = 16;
 pub const MAX_CONTEXT_CHARS: usize = 32 * 1024;
+/// Longest earlier turn of a conversation, in characters.
+pub const MAX_TURN_CHARS: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +29,17 @@ pub struct InvokeRequest {
     pub context: Vec<ContextDocumentIn>,
     #[serde(default)]
     pub inference: InferenceRequest,
+    /// A conversation's earlier turns, oldest first, after the template's own messages; the
+    /// last is the user's new message.
+    #[serde(default)]
+    pub history: Vec<TurnIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnIn {
+    pub role: Role,
+    pub text: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +130,23 @@ pub fn parse(body: &[u8]) -> Result<InvokeRequest, InvokeError> {
             )));
         }
     }
+    if request.history.len() > MAX_HISTORY_TURNS {
+        return Err(InvokeError::InvalidRequest(format!(
+            "history: at most {MAX_HISTORY_TURNS} earlier turns are accepted"
+        )));
+    }
+    for (i, turn) in request.history.iter().enumerate() {
+        if turn.text.trim().is_empty() {
+            return Err(InvokeError::InvalidRequest(format!(
+                "history[{i}].text is empty"
+            )));
+        }
+        if turn.text.chars().count() > MAX_TURN_CHARS {
+            return Err(InvokeError::InvalidRequest(format!(
+                "history[{i}].text is longer than {MAX_TURN_CHARS} characters"
+            )));
+        }
+    }
     Ok(request)
 }
 
@@ -154,6 +185,17 @@ fn refusal(body: &[u8]) -> InvokeError {
 }
 
 impl InvokeRequest {
+    /// The earlier turns, as the assembly takes them.
+    pub fn history(&self) -> Vec<Turn> {
+        self.history
+            .iter()
+            .map(|t| Turn {
+                role: t.role,
+                text: Zeroizing::new(t.text.clone()),
+            })
+            .collect()
+    }
+
     pub fn context_documents(&self) -> Vec<ContextDocument> {
         self.context
             .iter()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
-use promptseal::assembly::{Assembled, assemble};
+use promptseal::assembly::{Assembled, Turn, assemble};
 use promptseal::context::retrieval::RetrieveRequest;
 use promptseal::leak::{Fingerprints, KnownText, LeakAction, LeakPolicy, LeakReport, Scanner};
 use promptseal::metadata::RequestMetadata;
@@ -22,7 +22,7 @@ use promptseal::store::templates::{StoredVersion, TemplateStore};
 use promptseal::store::tenants::TenantRegistry;
 use promptseal::store::usage::{UsageLedger, today};
 use promptseal::telemetry::{MetricRecord, Unit};
-use promptseal::template::{VersionMeta, VersionStatus, check_variables};
+use promptseal::template::{Role, VersionMeta, VersionStatus, check_variables};
 use promptseal::tenant::{Tenant, TenantContext, TenantStatus};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -63,6 +63,8 @@ pub struct Outcome {
     logging_check_age: Option<Duration>,
     /// For a streamed reply: when its first byte went out, after the request began.
     pub first_byte: Option<Duration>,
+    /// Spans of template text replaced in the assistant's earlier turns.
+    pub history_findings: usize,
 }
 
 /// What one model call may use: the checked inference settings and the time it may take.
@@ -101,6 +103,8 @@ pub struct Answer {
     pub prompt: Option<RecordPrompt>,
     /// The retrieved chunks placed in the prompt, by id.
     pub retrieved: Vec<String>,
+    /// Spans of template text replaced in the assistant's earlier turns.
+    pub history_findings: usize,
 }
 
 pub async fn handle(deps: &Deps, request: Request) -> Result<Response<Body>, lambda_http::Error> {
@@ -274,6 +278,7 @@ async fn invoke(
         metadata,
         prompt,
         retrieved,
+        history_findings,
     } = match answer {
         Ok(answer) => answer,
         Err(e) => {
@@ -282,6 +287,7 @@ async fn invoke(
         }
     };
     outcome.usage = reply.usage;
+    outcome.history_findings = history_findings;
     outcome.guard = Some(guard.clone());
     outcome.retrieved = retrieved.clone();
     settle(
@@ -425,6 +431,8 @@ pub struct Prepared {
     entries: HashMap<String, String>,
     /// The retrieved chunks placed in the prompt, by id.
     pub retrieved: Vec<String>,
+    /// Spans of template text found (and replaced) in the assistant's earlier turns.
+    pub history_findings: usize,
 }
 
 impl Prepared {
@@ -495,7 +503,9 @@ pub async fn prepare(
     };
     let mut context = req.context_documents();
     context.extend(retrieved.tenant);
+    let (history, history_findings) = guarded_history(req, &fingerprints);
     let canary = format!("zq{}", promptseal::random_hex::<8>());
+    let salt = promptseal::random_hex::<8>();
     let text = deps.templates.decrypt(stored).await?;
     let rendered = deps.renderer.render(&text, &req.variables)?;
     let cached = deps
@@ -504,13 +514,9 @@ pub async fn prepare(
         .prefix(&text.system, &meta.settings.model_id)
         .map(|opening| Zeroizing::new(opening.to_owned()));
     drop(text);
-    let mut assembled = assemble(
-        &rendered,
-        &context,
-        retrieved.isv.as_ref(),
-        &promptseal::random_hex::<8>(),
-        &canary,
-    );
+    let mut assembled = assemble(&rendered, &context, retrieved.isv.as_ref(), &salt, &canary)
+        .with_history(&history, &salt)
+        .map_err(|e| InvokeError::InvalidRequest(e.to_string()))?;
     if let Some(opening) = cached {
         assembled = assembled.with_cache_point(&opening);
     }
@@ -540,7 +546,31 @@ pub async fn prepare(
         metadata,
         entries,
         retrieved: retrieved.ids,
+        history_findings,
     })
+}
+
+/// The request's earlier turns, each of the assistant's scanned as a reply is: a turn the
+/// client sends back as the model's own must not carry template text back into the prompt
+/// (from a leak, or forged), so any it holds is replaced before it is sent, and counted.
+fn guarded_history(req: &InvokeRequest, fingerprints: &Fingerprints) -> (Vec<Turn>, usize) {
+    let scanner = Scanner::new(fingerprints);
+    let mut findings = 0;
+    let history = req
+        .history()
+        .into_iter()
+        .map(|mut turn| {
+            if turn.role == Role::Assistant {
+                let (report, replacement) = scanner.enforce(&turn.text, LeakPolicy::Redact);
+                findings += report.findings;
+                if let Some(text) = replacement {
+                    turn.text = Zeroizing::new(text);
+                }
+            }
+            turn
+        })
+        .collect();
+    (history, findings)
 }
 
 /// From a checked request to the guarded reply: the prompt prepared, the model called, the reply
@@ -574,6 +604,7 @@ pub async fn ask_model(
     let Prepared {
         metadata,
         retrieved,
+        history_findings,
         ..
     } = prepared;
     Ok(Answer {
@@ -582,6 +613,7 @@ pub async fn ask_model(
         metadata,
         prompt,
         retrieved,
+        history_findings,
     })
 }
 
@@ -675,6 +707,7 @@ pub fn audit(
             cache_read_input_tokens = usage.cache_read_input_tokens,
             cache_write_input_tokens = usage.cache_write_input_tokens,
             retrieved_chunks, latency_ms, first_byte_ms,
+            history_findings = outcome.history_findings,
             "invoke refused"
         ),
         None => tracing::info!(
@@ -685,6 +718,7 @@ pub fn audit(
             cache_read_input_tokens = usage.cache_read_input_tokens,
             cache_write_input_tokens = usage.cache_write_input_tokens,
             guard_action, leak_findings, retrieved_chunks, latency_ms, first_byte_ms,
+            history_findings = outcome.history_findings,
             "invoke completed"
         ),
     }
@@ -708,6 +742,11 @@ pub fn audit(
             Unit::Count,
         ),
         ("LeakFindings", leak_findings as f64, Unit::Count),
+        (
+            "HistoryFindings",
+            outcome.history_findings as f64,
+            Unit::Count,
+        ),
         ("Latency", latency_ms, Unit::Milliseconds),
     ];
     if let Some(ms) = first_byte_ms {

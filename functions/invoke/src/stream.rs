@@ -165,6 +165,7 @@ async fn answer(
         }
     };
     outcome.retrieved = prepared.retrieved.clone();
+    outcome.history_findings = prepared.history_findings;
     let prompt = terms
         .record
         .then(|| RecordPrompt::of(&prepared.assembled, &meta.template_id, meta.version));
