@@ -19,6 +19,25 @@ pub struct EmulatedFunction {
     log: PathBuf,
 }
 
+/// A streamed response as its client read it.
+pub struct Streamed {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+    /// How much of the body had arrived, and when (since the request was sent), read by read.
+    pub arrivals: Vec<(usize, Duration)>,
+}
+
+impl Streamed {
+    /// When the body's first `len` bytes had all arrived.
+    pub fn arrived(&self, len: usize) -> Option<Duration> {
+        self.arrivals
+            .iter()
+            .find(|(end, _)| *end >= len)
+            .map(|(_, at)| *at)
+    }
+}
+
 /// What to run, and where.
 pub struct FunctionSpec<'a> {
     /// The venv holding `cargo-lambda`.
@@ -112,6 +131,49 @@ impl EmulatedFunction {
             .body_mut()
             .read_to_string()?;
         Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Delivers one event to a function that streams its response, and reads the response as
+    /// it arrives. The emulator passes a streamed response through as API Gateway does: the
+    /// prelude's status and headers as the HTTP response's, then the body, chunk by chunk.
+    pub fn invoke_streaming(&self, event: &Value) -> Result<Streamed> {
+        use std::io::Read;
+        let url = format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
+            self.port
+        );
+        let sent = Instant::now();
+        let mut response = ureq::post(&url)
+            .header("content-type", "application/json")
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(&event.to_string())?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let mut reader = response.body_mut().as_reader();
+        let mut body = Vec::new();
+        let mut arrivals = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&buf[..n]);
+            arrivals.push((body.len(), sent.elapsed()));
+        }
+        Ok(Streamed {
+            status,
+            content_type,
+            body: String::from_utf8(body)?,
+            arrivals,
+        })
     }
 
     /// The emulator's Lambda API (`Invoke` with the function name `_`), for a client that calls

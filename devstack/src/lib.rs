@@ -22,7 +22,7 @@ mod provision;
 pub use context::{ContextFixture, FIXTURE_DIMENSIONS, FIXTURE_MODEL};
 #[cfg(feature = "sdk")]
 pub use events::subscription_event;
-pub use function::{EmulatedFunction, FunctionSpec};
+pub use function::{EmulatedFunction, FunctionSpec, Streamed};
 #[cfg(feature = "sdk")]
 pub use lambda::{LambdaEndpoint, Route};
 #[cfg(feature = "sdk")]

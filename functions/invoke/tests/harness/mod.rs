@@ -345,44 +345,12 @@ impl Function {
         }
     }
 
-    /// Delivers one event to the streaming function and reads the response as it arrives. The
-    /// emulator passes a streamed response through as API Gateway does: the prelude's status
-    /// and headers as the HTTP response's, then the body, chunk by chunk.
+    /// Delivers one event to the streaming function and reads its events as they arrive.
     pub fn invoke_stream(&self, event: &Value) -> StreamReply {
-        use std::io::Read;
-        let url = format!("{}/2015-03-31/functions/_/invocations", self.0.endpoint());
-        let sent = std::time::Instant::now();
-        let mut response = ureq::post(&url)
-            .header("content-type", "application/json")
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .send(&event.to_string())
-            .unwrap();
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let mut reader = response.body_mut().as_reader();
-        // The body, and when each read of it ended.
-        let mut body = Vec::new();
-        let mut chunks = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = reader.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&buf[..n]);
-            chunks.push((body.len(), sent.elapsed()));
-        }
-        let text = String::from_utf8(body).unwrap();
+        let streamed = self.0.invoke_streaming(event).unwrap();
         let mut events = Vec::new();
         let mut offset = 0;
-        for block in text.split_inclusive("\n\n") {
+        for block in streamed.body.split_inclusive("\n\n") {
             offset += block.len();
             let mut name = String::new();
             let mut data = Value::Null;
@@ -393,19 +361,15 @@ impl Function {
                     data = serde_json::from_str(d).unwrap();
                 }
             }
-            if name.is_empty() {
-                continue;
+            if !name.is_empty() {
+                let at = streamed.arrived(offset).unwrap();
+                events.push(Event { name, data, at });
             }
-            let at = chunks
-                .iter()
-                .find(|(end, _)| *end >= offset)
-                .map_or_else(|| sent.elapsed(), |(_, at)| *at);
-            events.push(Event { name, data, at });
         }
         StreamReply {
-            status,
-            content_type,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            status: streamed.status,
+            content_type: streamed.content_type,
+            body: serde_json::from_str(&streamed.body).unwrap_or(Value::Null),
             events,
         }
     }
