@@ -141,7 +141,10 @@ impl<'a> InvocationLog<'a> {
         if log.schema_type != "ModelInvocationLog" || !log.schema_version.starts_with("1.") {
             return Err(Skip::UnknownSchema);
         }
-        if !matches!(log.operation.as_str(), "Converse" | "InvokeModel") {
+        if !matches!(
+            log.operation.as_str(),
+            "Converse" | "ConverseStream" | "InvokeModel"
+        ) {
             return Err(Skip::Unsupported("operation"));
         }
         Ok(log)
@@ -260,6 +263,37 @@ struct ConverseResponse {
     stop_reason: Option<String>,
 }
 
+/// A Converse reply as logged: whole, or (ConverseStream) as the events it was streamed in.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ConverseReply {
+    Whole(ConverseResponse),
+    Events(Vec<StreamEvent>),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamEvent {
+    content_block_delta: Option<StreamDelta>,
+    message_stop: Option<StreamStop>,
+}
+
+#[derive(Deserialize)]
+struct StreamDelta {
+    delta: DeltaText,
+}
+
+#[derive(Deserialize)]
+struct DeltaText {
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamStop {
+    stop_reason: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct ConverseOutput {
     message: ConverseMessage,
@@ -323,7 +357,7 @@ fn content(blocks: Vec<ConverseBlock>) -> Vec<Option<String>> {
 
 /// Reads a request body of `operation`.
 pub fn prompt(operation: &str, body: &[u8]) -> Result<Prompt, Skip> {
-    if operation == "Converse" {
+    if operation != "InvokeModel" {
         let req: ConverseRequest =
             serde_json::from_slice(body).map_err(|_| Skip::Unsupported("request body"))?;
         return Ok(Prompt {
@@ -352,9 +386,26 @@ pub fn prompt(operation: &str, body: &[u8]) -> Result<Prompt, Skip> {
 
 /// Reads a response body of `operation`.
 pub fn reply(operation: &str, body: &[u8]) -> Result<Reply, Skip> {
-    let (blocks, stop_reason) = if operation == "Converse" {
-        let res: ConverseResponse =
-            serde_json::from_slice(body).map_err(|_| Skip::Unsupported("response body"))?;
+    let (blocks, stop_reason) = if operation != "InvokeModel" {
+        let res: ConverseResponse = match serde_json::from_slice::<ConverseReply>(body) {
+            Ok(ConverseReply::Whole(res)) => res,
+            // A streamed reply logged as its events: the text deltas in order, the stop reason
+            // of messageStop.
+            Ok(ConverseReply::Events(events)) => {
+                let mut text = String::new();
+                let mut stop_reason = None;
+                for event in events {
+                    if let Some(delta) = event.content_block_delta.and_then(|d| d.delta.text) {
+                        text.push_str(&delta);
+                    }
+                    if let Some(stop) = event.message_stop {
+                        stop_reason = stop.stop_reason;
+                    }
+                }
+                return Ok(Reply { text, stop_reason });
+            }
+            Err(_) => return Err(Skip::Unsupported("response body")),
+        };
         let blocks: Vec<_> = res
             .output
             .message

@@ -266,6 +266,56 @@ async fn a_converse_log_record_becomes_a_redacted_payload_record_once() {
     assert_eq!(world.all_records().await, [record]);
 }
 
+/// A streamed call's record, logged with its reply as the events it was streamed in, and a
+/// prompt-cache point after the template's opening: the same record as the whole reply's, with
+/// the cache's tokens.
+#[tokio::test]
+async fn a_converse_stream_record_with_a_cache_point_is_redacted_the_same_way() {
+    let world = World::new().await;
+    handle(&world.deps, &event("converse")).await.unwrap();
+    let whole = world
+        .record("acme", "6f1c2d3e-9a8b-4c7d-8e6f-5a4b3c2d1e0f")
+        .await;
+
+    let mut log = fixture("converse");
+    log["operation"] = json!("ConverseStream");
+    log["requestId"] = json!("7a2b3c4d-0000-4000-8000-000000000001");
+    let system = log["input"]["inputBodyJson"]["system"]
+        .as_array_mut()
+        .unwrap();
+    system.insert(1, json!({ "cachePoint": { "type": "default" } }));
+    log["input"]["cacheReadInputTokenCount"] = json!(1200);
+    let reply = log["output"]["outputBodyJson"]["output"]["message"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut events = vec![json!({ "messageStart": { "role": "assistant" } })];
+    let chars: Vec<char> = reply.chars().collect();
+    for piece in chars.chunks(20) {
+        let text: String = piece.iter().collect();
+        events.push(
+            json!({ "contentBlockDelta": { "contentBlockIndex": 0, "delta": { "text": text } } }),
+        );
+    }
+    events.push(json!({ "contentBlockStop": { "contentBlockIndex": 0 } }));
+    events.push(json!({ "messageStop": { "stopReason": "end_turn" } }));
+    log["output"]["outputBodyJson"] = Value::Array(events);
+    let summary = handle(&world.deps, &subscription_event(&[log.to_string()]))
+        .await
+        .unwrap();
+    assert_eq!(summary.stored, 1, "{summary:?}");
+    let streamed = world
+        .record("acme", "7a2b3c4d-0000-4000-8000-000000000001")
+        .await;
+    assert_eq!(streamed.system, whole.system);
+    assert_eq!(streamed.messages, whole.messages);
+    assert_eq!(streamed.output, whole.output);
+    assert_eq!(streamed.guard, whole.guard);
+    assert_eq!(streamed.stop_reason.as_deref(), Some("end_turn"));
+    assert_eq!(streamed.usage.cache_read_input_tokens, 1200);
+    assert_no_isv_text(&serde_json::to_string(&streamed).unwrap());
+}
+
 #[tokio::test]
 async fn an_anthropic_invoke_model_record_is_read_from_its_messages_body() {
     let world = World::new().await;
