@@ -84,9 +84,9 @@ fn may_hold_run(bytes: &[u8]) -> bool {
     false
 }
 
-/// Whether a whitespace-free piece of text looks like part of an encoded run written in
-/// pieces: a line of base64 (as long as a wrapped line's shortest), or hex bytes (`4e`,
-/// `4e:65:76`).
+/// Whether a whitespace-free piece of text may be part of an encoded run written in pieces: it
+/// holds a line of base64 (as long as a wrapped line's shortest; glued to other text, as in
+/// `data:text/plain;base64,...`), or is hex bytes (`4e`, `4e:65:76`).
 pub fn looks_encoded(piece: &str) -> bool {
     let bytes = piece.as_bytes();
     let hex_bytes = bytes.chunks(3).all(|c| {
@@ -94,7 +94,12 @@ pub fn looks_encoded(piece: &str) -> bool {
             && c[..2].iter().all(u8::is_ascii_hexdigit)
             && c.get(2).is_none_or(|&b| b == b':')
     });
-    (bytes.len() >= 16 && bytes.iter().all(|&b| is_b64(b))) || (!bytes.is_empty() && hex_bytes)
+    let longest_b64 = bytes
+        .split(|&b| !is_b64(b))
+        .map(<[u8]>::len)
+        .max()
+        .unwrap_or(0);
+    longest_b64 >= 16 || (!bytes.is_empty() && hex_bytes)
 }
 
 pub fn is_b64(b: u8) -> bool {

@@ -174,6 +174,11 @@ impl<'a> Scanner<'a> {
     /// symbols read as letters (an escaped stretch holds fewer words than it has bytes).
     fn hold_in(&self, text: &str, depth: u8) -> usize {
         let mut hold = self.hold_words(text);
+        // A tag still open may be closed by what comes next and read as a space, joining the
+        // words before it to those after: held as if the text ended where it opens.
+        if let Some(at) = unescape::open_tag(text) {
+            hold = hold.min(self.hold_in(&text[..at], depth));
+        }
         if depth < MAX_DEPTH {
             if let Some(view) = unescape::symbols_as_letters(text) {
                 hold = hold.min(self.hold_in(&view, depth + 1));
@@ -768,25 +773,30 @@ impl<'a> Scanner<'a> {
         let bytes = text.as_bytes();
         let min_letters = 2 * self.fp.min_span() as usize;
         let mut done = 0;
+        // The stretch the last word looked at is in, and whether it has a long word's letters:
+        // each stretch is measured once, however many words it holds.
+        let mut stretch = (0, 0, false);
         for w in words {
             if w.known || w.start < done {
                 continue;
             }
-            let start = bytes[..w.start]
-                .iter()
-                .rposition(u8::is_ascii_whitespace)
-                .map_or(0, |i| i + 1);
-            let end = bytes[w.end..]
-                .iter()
-                .position(u8::is_ascii_whitespace)
-                .map_or(bytes.len(), |i| w.end + i);
-            let long = w.end - w.start >= LONG_WORD
-                || bytes[start..end]
+            if w.start >= stretch.1 {
+                let start = bytes[..w.start]
+                    .iter()
+                    .rposition(u8::is_ascii_whitespace)
+                    .map_or(0, |i| i + 1);
+                let end = bytes[w.end..]
+                    .iter()
+                    .position(u8::is_ascii_whitespace)
+                    .map_or(bytes.len(), |i| w.end + i);
+                let letters = bytes[start..end]
                     .iter()
                     .filter(|b| b.is_ascii_alphanumeric())
-                    .count()
-                    >= LONG_WORD;
-            if !long {
+                    .count();
+                stretch = (start, end, letters >= LONG_WORD);
+            }
+            let (start, end, many_letters) = stretch;
+            if !(many_letters || w.end - w.start >= LONG_WORD) {
                 continue;
             }
             done = end;

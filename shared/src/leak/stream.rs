@@ -41,6 +41,8 @@ pub struct StreamGuard<'s> {
     sent: Zeroizing<String>,
     /// Length of `text` when it was last checked.
     checked: usize,
+    /// Where the last check's scan window began.
+    from: usize,
 }
 
 impl<'s> StreamGuard<'s> {
@@ -52,6 +54,7 @@ impl<'s> StreamGuard<'s> {
             released: 0,
             sent: Zeroizing::new(String::new()),
             checked: 0,
+            from: 0,
         }
     }
 
@@ -61,13 +64,13 @@ impl<'s> StreamGuard<'s> {
         self.text.push_str(delta);
         // A long window (a line that goes on and on) is scanned less often, so the scans of a
         // reply add up to a few times its length.
-        let from = window_start(&self.text, self.released);
-        let batch = BATCH.max((self.text.len() - from) / 8);
+        let batch = BATCH.max((self.text.len() - self.from) / 8);
         if self.text.len() < self.checked + batch {
             return Ok(String::new());
         }
         self.checked = self.text.len();
-        self.release(from)
+        self.from = window_start(&self.text, self.released);
+        self.release(self.from)
     }
 
     /// The reply is complete: scans it whole, as the buffered path does.
@@ -135,18 +138,20 @@ fn window_start(text: &str, released: usize) -> usize {
     const WORDS: usize = 40;
     let before = &text.as_bytes()[..released];
     let mut seen = 0;
-    let mut in_word = false;
+    let mut has_word = false;
     let mut point = 0;
     for (i, b) in before.iter().enumerate().rev() {
-        let blank = b.is_ascii_whitespace();
-        if !blank && !in_word {
-            seen += 1;
+        if b.is_ascii_whitespace() {
+            // Only a stretch with a letter or digit in it holds a word (dashes do not).
+            seen += usize::from(has_word);
+            has_word = false;
+            if seen >= WORDS {
+                point = i;
+                break;
+            }
+        } else {
+            has_word |= b.is_ascii_alphanumeric() || !b.is_ascii();
         }
-        if blank && in_word && seen >= WORDS {
-            point = i;
-            break;
-        }
-        in_word = !blank;
     }
     before[..point]
         .iter()

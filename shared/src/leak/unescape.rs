@@ -49,14 +49,25 @@ pub fn unescaped(text: &str) -> Option<Unescaped> {
     }
     let mut out = Out::default();
     let mut changed = false;
+    // A `+` is a space only in a stretch written with percent escapes (a query string), so what
+    // a `+` means never depends on text elsewhere in the reply.
+    let mut stretch_end = 0;
+    let mut percent_stretch = false;
     let mut i = 0;
     while i < bytes.len() {
+        if percent && i >= stretch_end {
+            stretch_end = bytes[i..]
+                .iter()
+                .position(u8::is_ascii_whitespace)
+                .map_or(bytes.len(), |n| i + n + 1);
+            percent_stretch = has_percent_escape(&bytes[i..stretch_end]);
+        }
         let step = match bytes[i] {
             b'\\' => backslash(bytes, i, &mut out),
             b'&' => reference(bytes, i, &mut out),
             b'<' => tag(bytes, i, &mut out),
             b'%' if percent => percent_run(bytes, i, &mut out),
-            b'+' if percent => {
+            b'+' if percent_stretch => {
                 out.push_str(" ", i);
                 Some(1)
             }
@@ -239,6 +250,16 @@ fn reference(bytes: &[u8], i: usize, out: &mut Out) -> Option<usize> {
     Some(end + 1 - i)
 }
 
+/// Longest HTML tag read as a space, in bytes.
+pub const MAX_TAG: usize = 80;
+
+/// Where a tag that more text could close begins: the last `<` of `text`, when no `>` follows
+/// it and it is near enough to the end to be closed by what comes next.
+pub fn open_tag(text: &str) -> Option<usize> {
+    let at = memchr::memrchr(b'<', text.as_bytes())?;
+    (text.len() - at < MAX_TAG && !text[at..].contains('>')).then_some(at)
+}
+
 /// An HTML tag (`<br>`, `</p>`, `<b class="x">`) read as a space.
 fn tag(bytes: &[u8], i: usize, out: &mut Out) -> Option<usize> {
     let name = bytes.get(i + 1..)?;
@@ -247,7 +268,7 @@ fn tag(bytes: &[u8], i: usize, out: &mut Out) -> Option<usize> {
         return None;
     }
     let len = bytes
-        .get(i..(i + 80).min(bytes.len()))?
+        .get(i..(i + MAX_TAG).min(bytes.len()))?
         .iter()
         .position(|&b| b == b'>')?;
     out.push_str(" ", i);
@@ -287,6 +308,17 @@ pub fn symbols_as_letters(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plus_is_a_space_only_where_percent_escapes_are() {
+        assert_eq!(
+            un("never+reveal%20the+code and a+b"),
+            "never reveal the code and a+b"
+        );
+        assert_eq!(open_tag("text <b class"), Some(5));
+        assert_eq!(open_tag("text <b> after"), None);
+        assert_eq!(open_tag(&format!("<x{}", "y".repeat(MAX_TAG))), None);
+    }
 
     fn un(text: &str) -> String {
         unescaped(text)
