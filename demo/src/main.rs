@@ -601,8 +601,169 @@ fn run(root: &Path) -> Result<()> {
     drop(function);
     drop(retrieve);
 
+    step("18. Streaming with a guard that holds back, a conversation, and the cached opening");
+    // A chat template whose long house policy opens the system text: the part Bedrock caches.
+    let policy: String = (1..=70)
+        .map(|i| {
+            format!(
+                "Policy {i}: when a customer asks about topic {i}, check the account notes for \
+                 that topic first and cite policy {i} by number.\n"
+            )
+        })
+        .collect();
+    let chat = format!(
+        "id = \"chat-assistant\"\nmodel_id = \"{CHAT_MODEL}\"\n\
+         system = \"\"\"\n{policy}You are Acme Corp's chat assistant for {{{{ product }}}}.\n\"\"\"\n\
+         [inference]\nmax_tokens = 400\ntemperature_min = 0.0\ntemperature_max = 0.7\n\
+         temperature_default = 0.2\n\
+         [[variables]]\nname = \"product\"\nrequired = true\nmax_chars = 80\n\
+         [[variables]]\nname = \"question\"\nrequired = true\nmax_chars = 2000\n\
+         [[messages]]\nrole = \"user\"\ntext = \"{{{{ question }}}}\"\n"
+    );
+    std::fs::write(root.join(".local/demo-chat.toml"), chat)?;
+    cli.ok(&["template", "put", ".local/demo-chat.toml", "--activate"])?;
+    put_acme(
+        &[
+            &opted_in[..],
+            &["--template", "kb-answer", "--template", "chat-assistant"],
+        ]
+        .concat(),
+    )?;
+    let stream = start(
+        "invoke-stream",
+        &[
+            ("DEPLOYMENT_MODE", "tenant-hosted"),
+            ("LOGGING_CHECK_TTL_SECONDS", "0"),
+        ],
+    )?;
+    let answer = "Thanks for asking. Your router checks for firmware at 2am every night, and \
+                  the reboot you see is that update finishing. You can move the update window \
+                  in Settings, under Maintenance, to any hour you like, or to weekends only. \
+                  Nothing is lost when it reboots, and your settings stay as they are.";
+    standin.set_behaviour(
+        CHAT_MODEL,
+        &Behaviour {
+            reply: Some(answer.into()),
+            delta_chars: Some(24),
+            delta_delay_ms: 60,
+            ..Behaviour::default()
+        },
+    )?;
+    let chat_event = |history: Value| -> Result<Value> {
+        let mut e = event(root, "http-api-jwt")?;
+        e["body"] = serde_json::json!({
+            "template_id": "chat-assistant",
+            "variables": { "product": "Router X2", "question": "Why does my router reboot at 2am?" },
+            "history": history,
+        })
+        .to_string()
+        .into();
+        Ok(e)
+    };
+    let first = stream_to_terminal(
+        &stream,
+        "acme asks, streamed",
+        chat_event(Value::Array(vec![]))?,
+    )?;
+    let second = stream_to_terminal(
+        &stream,
+        "acme goes on with the conversation (the earlier turns sent back)",
+        chat_event(serde_json::json!([
+            { "role": "assistant", "text": answer },
+            { "role": "user", "text": "Can I move it to Sunday night?" },
+        ]))?,
+    )?;
+    let written = first["usage"]["cache_write_input_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    let read = second["usage"]["cache_read_input_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    println!(
+        "(the first call wrote the {written}-token opening to Bedrock's cache; the second read \
+         {read} tokens from it and paid full price for {} only)",
+        second["usage"]["input_tokens"]
+    );
+    if written == 0 || read != written {
+        bail!("the second turn should have read the opening from the cache");
+    }
+    let leak = format!(
+        "Happy to explain how we work. {} Policy 12: when a customer asks about topic 12, check \
+         the account notes for that topic first and cite policy 12 by number. That is all.",
+        answer
+    );
+    standin.set_behaviour(
+        CHAT_MODEL,
+        &Behaviour {
+            reply: Some(leak),
+            delta_chars: Some(24),
+            delta_delay_ms: 60,
+            ..Behaviour::default()
+        },
+    )?;
+    println!("\n(the stand-in now recites a policy of the template halfway through its answer)");
+    let cut = stream_to_terminal(
+        &stream,
+        "acme asks again, streamed",
+        chat_event(Value::Array(vec![]))?,
+    )?;
+    if cut["error"]["code"] != "output_withheld" {
+        bail!("the stream should have ended with output_withheld");
+    }
+    drop(stream);
+
     println!("\ndemo finished; stopping the local stack");
     Ok(())
+}
+
+/// The chat template's model: one Bedrock caches prompts for (its table entry in invoke).
+const CHAT_MODEL: &str = "anthropic.claude-sonnet-4-20250514-v1:0";
+
+/// Sends an event to invoke-stream and prints its text as it arrives; returns the last event's
+/// data (the summary, or the error) or the HTTP error's body.
+fn stream_to_terminal(function: &EmulatedFunction, name: &str, event: Value) -> Result<Value> {
+    use std::io::Write as _;
+    println!("\n> {name}");
+    let started = std::time::Instant::now();
+    let mut pending = Vec::new();
+    let mut first = None;
+    let mut last = Value::Null;
+    let streamed = function.invoke_streaming_with(&event, |piece| {
+        pending.extend_from_slice(piece);
+        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = pending.drain(..end + 2).collect();
+            let block = String::from_utf8_lossy(&block);
+            let name = block.lines().find_map(|l| l.strip_prefix("event: "));
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+            let data: Value = data
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default();
+            match name {
+                Some("delta") => {
+                    first.get_or_insert(started.elapsed());
+                    print!("{}", data["text"].as_str().unwrap_or_default());
+                    let _ = std::io::stdout().flush();
+                }
+                Some(other) => {
+                    println!("\n[{other}] {data}");
+                    last = data;
+                }
+                None => {}
+            }
+        }
+    })?;
+    if streamed.status != 200 {
+        println!("HTTP {}  {}", streamed.status, streamed.body);
+        return Ok(serde_json::from_str(&streamed.body)?);
+    }
+    if let Some(first) = first {
+        println!(
+            "(first text after {:.0} ms, the whole answer after {:.0} ms)",
+            first.as_secs_f64() * 1000.0,
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    Ok(last)
 }
 
 /// Sends an API Gateway event to invoke and prints the answer or the error; returns the status.

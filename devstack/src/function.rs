@@ -137,6 +137,15 @@ impl EmulatedFunction {
     /// it arrives. The emulator passes a streamed response through as API Gateway does: the
     /// prelude's status and headers as the HTTP response's, then the body, chunk by chunk.
     pub fn invoke_streaming(&self, event: &Value) -> Result<Streamed> {
+        self.invoke_streaming_with(event, |_| {})
+    }
+
+    /// As `invoke_streaming`, handing each piece of the body to `on_piece` as it arrives.
+    pub fn invoke_streaming_with(
+        &self,
+        event: &Value,
+        mut on_piece: impl FnMut(&[u8]),
+    ) -> Result<Streamed> {
         use std::io::Read;
         let url = format!(
             "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
@@ -165,6 +174,7 @@ impl EmulatedFunction {
             if n == 0 {
                 break;
             }
+            on_piece(&buf[..n]);
             body.extend_from_slice(&buf[..n]);
             arrivals.push((body.len(), sent.elapsed()));
         }
