@@ -202,6 +202,7 @@ impl Sweep {
                 ..LeakSettings::default()
             },
             retrieval: None,
+            prompt_cache: Default::default(),
             variables: [("product", true), ("question", true)]
                 .into_iter()
                 .map(|(name, required)| VariableSpec {

@@ -34,6 +34,7 @@ fn definition(id: &str) -> TemplateDefinition {
         guardrail: None,
         leak_guard: Default::default(),
         retrieval: None,
+        prompt_cache: Default::default(),
         variables: vec![VariableSpec {
             name: "question".into(),
             required: true,

@@ -277,6 +277,48 @@ fn check_block_bound(text: &TemplateText, schema: &[VariableSpec]) -> Result<(),
     Ok(())
 }
 
+/// A system part written only with plain `{{ name }}` substitutions, laid out for the prompt
+/// cache: the text as written, placeholders and all (the same for every request, so it can be
+/// cached), then each variable's value as the user's text, named by its placeholder. `None` when
+/// the part uses any other tag.
+pub fn values_after(source: &str, values: &BTreeMap<String, String>) -> Option<Vec<Segment>> {
+    let pieces = crate::syntax::plain_substitutions(source, |name| {
+        name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })?;
+    let isv = |text: String| Segment {
+        provenance: Provenance::Isv,
+        variable: None,
+        text: Zeroizing::new(text),
+    };
+    let mut segments = vec![isv(source.to_owned())];
+    let mut named: Vec<&str> = Vec::new();
+    for piece in pieces {
+        if let crate::syntax::Piece::Variable(name) = piece
+            && !named.contains(&name)
+        {
+            named.push(name);
+        }
+    }
+    if named.is_empty() {
+        return Some(segments);
+    }
+    segments.push(isv(
+        "\n\nIn the text above, each name in double braces stands for this value:".into(),
+    ));
+    for name in named {
+        segments.push(isv(format!("\n{{{{ {name} }}}} = ")));
+        match values.get(name) {
+            Some(value) => segments.push(Segment {
+                provenance: Provenance::User,
+                variable: Some(name.to_owned()),
+                text: Zeroizing::new(value.clone()),
+            }),
+            None => segments.push(isv("(not given)".into())),
+        }
+    }
+    Some(segments)
+}
+
 /// Writes `{{ … }}` output. A string equal to a value the user sent becomes a marker that `split`
 /// turns into a user segment; everything else is written as ISV text.
 fn format_value(

@@ -78,6 +78,38 @@ pub fn literal_prefix(source: &str) -> &str {
     source[..end].trim_end()
 }
 
+/// A part's source as literal text and the variables it outputs with plain `{{ name }}` tags,
+/// in order; `None` when it has any other tag (a statement, a filter, a comment, whitespace
+/// control) or a variable `declared` does not accept.
+pub fn plain_substitutions<'a>(
+    source: &'a str,
+    declared: impl Fn(&str) -> bool,
+) -> Option<Vec<Piece<'a>>> {
+    let mut pieces = Vec::new();
+    let mut rest = source;
+    while let Some((at, open)) = next_tag(rest) {
+        pieces.push(Piece::Text(&rest[..at]));
+        let after = &rest[at + 2..];
+        let end = after.find("}}")?;
+        let name = after[..end].trim_matches(' ');
+        let plain = open == "{{" && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !plain || name.is_empty() || !declared(name) {
+            return None;
+        }
+        pieces.push(Piece::Variable(name));
+        rest = &after[end + 2..];
+    }
+    pieces.push(Piece::Text(rest));
+    Some(pieces)
+}
+
+/// A piece of a part written only with plain substitutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    Variable(&'a str),
+}
+
 /// The most values a template part can output (`{{ … }}` evaluations, macro calls, filter
 /// blocks), or `None` when that cannot be known from the source. A loop runs as many rounds as
 /// its list literal has items (written in the loop or `set` to a name before), or its
@@ -496,5 +528,30 @@ mod tests {
         assert_eq!(literal_prefix("{{ x }} Rules"), "");
         assert_eq!(literal_prefix("Only rules.\n"), "Only rules.");
         assert_eq!(literal_prefix("A { b } c"), "A { b } c");
+    }
+
+    #[test]
+    fn only_plain_substitutions_of_declared_variables_are_plain() {
+        let declared = |n: &str| ["company", "tier"].contains(&n);
+        assert_eq!(
+            plain_substitutions("For {{ company }} on {{tier}}.", declared),
+            Some(vec![
+                Piece::Text("For "),
+                Piece::Variable("company"),
+                Piece::Text(" on "),
+                Piece::Variable("tier"),
+                Piece::Text("."),
+            ])
+        );
+        for source in [
+            "{{ company | upper }}",
+            "{{- company }}",
+            "{% if tier %}x{% endif %}",
+            "{# note #}",
+            "{{ other }}",
+            "{{ company",
+        ] {
+            assert_eq!(plain_substitutions(source, declared), None, "{source}");
+        }
     }
 }

@@ -118,8 +118,32 @@ pub struct TemplateDefinition {
     /// Context retrieved for each request (none unless declared).
     #[serde(default)]
     pub retrieval: Option<RetrievalSettings>,
+    /// What Bedrock's prompt cache holds of the system text (default: its literal opening).
+    #[serde(default)]
+    pub prompt_cache: CacheLayout,
     pub system: String,
     pub messages: Vec<MessagePart>,
+}
+
+/// How a version's system text is laid out for Bedrock's prompt cache. Only text that is the
+/// same for every request is ever before the cache point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheLayout {
+    /// The system text is rendered as written; its literal opening (before the first tag) is
+    /// cached when it is long enough.
+    #[default]
+    Opening,
+    /// The system text is sent as written, each `{{ name }}` left as a named placeholder, and
+    /// cached whole; the placeholders' values follow the cache point, as the user's blocks. For
+    /// system text that uses variables early (so its opening is short) and only as `{{ name }}`.
+    ValuesAfter,
+}
+
+impl CacheLayout {
+    fn is_opening(&self) -> bool {
+        *self == Self::Opening
+    }
 }
 
 impl TemplateDefinition {
@@ -132,6 +156,7 @@ impl TemplateDefinition {
             variables: self.variables,
             leak_guard: self.leak_guard,
             retrieval: self.retrieval,
+            prompt_cache: self.prompt_cache,
         };
         let text = TemplateText {
             system: self.system,
@@ -152,6 +177,8 @@ pub struct TemplateSettings {
     pub leak_guard: LeakSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<RetrievalSettings>,
+    #[serde(default, skip_serializing_if = "CacheLayout::is_opening")]
+    pub prompt_cache: CacheLayout,
 }
 
 /// Whether a version may be used, and by whom.
@@ -244,6 +271,11 @@ pub enum DefinitionError {
     RetrievalQuery(String),
     #[error("retrieval.query's variable {0:?} must have max_chars of at most {MAX_QUERY_CHARS}")]
     RetrievalQueryTooLong(String),
+    #[error(
+        "prompt_cache = \"values-after\" needs system text whose only tags are {{{{ name }}}} of \
+         declared variables (no statements, filters, comments or whitespace control)"
+    )]
+    NotValuesAfter,
 }
 
 /// Checks an operator's definition apart from its text's syntax (see `render::Renderer::check`).
@@ -427,6 +459,7 @@ mod tests {
             variables: schema(),
             leak_guard: LeakSettings::default(),
             retrieval: None,
+            prompt_cache: Default::default(),
         }
     }
 

@@ -149,6 +149,7 @@ fn inputs() -> Inputs {
             variables: specs,
             leak_guard: Default::default(),
             retrieval: None,
+            prompt_cache: Default::default(),
             system: parts["system"].as_str().unwrap().to_owned(),
             messages: vec![MessagePart {
                 role: Role::User,

@@ -16,13 +16,13 @@ use promptseal::metadata::RequestMetadata;
 use promptseal::records::{
     Exchange, PayloadRecord, RecordPrompt, Source, TokenUsage, timestamp_micros,
 };
-use promptseal::render::Renderer;
+use promptseal::render::{Renderer, values_after};
 use promptseal::store::records::{PayloadStore, Written};
 use promptseal::store::templates::{StoredVersion, TemplateStore};
 use promptseal::store::tenants::TenantRegistry;
 use promptseal::store::usage::{UsageLedger, today};
 use promptseal::telemetry::{MetricRecord, Unit};
-use promptseal::template::{Role, VersionMeta, VersionStatus, check_variables};
+use promptseal::template::{CacheLayout, Role, VersionMeta, VersionStatus, check_variables};
 use promptseal::tenant::{Tenant, TenantContext, TenantStatus};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -507,11 +507,18 @@ pub async fn prepare(
     let canary = format!("zq{}", promptseal::random_hex::<8>());
     let salt = promptseal::random_hex::<8>();
     let text = deps.templates.decrypt(stored).await?;
-    let rendered = deps.renderer.render(&text, &req.variables)?;
+    let mut rendered = deps.renderer.render(&text, &req.variables)?;
+    let layout = meta.settings.prompt_cache;
+    if layout == CacheLayout::ValuesAfter {
+        // Checked when the version was sealed; a text that is not plain stays as rendered.
+        if let Some(system) = values_after(&text.system, &req.variables) {
+            rendered.system = system;
+        }
+    }
     let cached = deps
         .config
         .prompt_cache
-        .prefix(&text.system, &meta.settings.model_id)
+        .prefix(&text.system, layout, &meta.settings.model_id)
         .map(|opening| Zeroizing::new(opening.to_owned()));
     drop(text);
     let mut assembled = assemble(&rendered, &context, retrieved.isv.as_ref(), &salt, &canary)

@@ -7,6 +7,7 @@
 //! would ignore the point.
 
 use promptseal::syntax::literal_prefix;
+use promptseal::template::CacheLayout;
 
 /// Minimum tokens per cache checkpoint, per model family, as Bedrock documents them (model ids
 /// starting with the family; a cross-region profile's `us.`/`eu.`/… prefix is looked past).
@@ -61,11 +62,20 @@ impl CacheMinimums {
     }
 
     /// The text to cache for a version whose system source is `system` on `model_id`: its
-    /// literal opening, when that is long enough to be cached.
-    pub fn prefix<'a>(&self, system: &'a str, model_id: &str) -> Option<&'a str> {
+    /// literal opening, or (laid out `values-after`) the whole text as written, when that is
+    /// long enough to be cached.
+    pub fn prefix<'a>(
+        &self,
+        system: &'a str,
+        layout: CacheLayout,
+        model_id: &str,
+    ) -> Option<&'a str> {
         let minimum = self.for_model(model_id)?;
-        let opening = literal_prefix(system);
-        (estimate_tokens(opening) >= minimum).then_some(opening)
+        let cached = match layout {
+            CacheLayout::Opening => literal_prefix(system),
+            CacheLayout::ValuesAfter => system.trim_end(),
+        };
+        (estimate_tokens(cached) >= minimum).then_some(cached)
     }
 }
 
@@ -125,22 +135,21 @@ mod tests {
     fn only_a_long_enough_literal_opening_is_cached() {
         let table = CacheMinimums::parse("m=10").unwrap();
         let long = "One two three four five six seven eight nine ten. {{ q }}";
+        let opening = CacheLayout::Opening;
         assert_eq!(
-            table.prefix(long, "m-1"),
+            table.prefix(long, opening, "m-1"),
             Some("One two three four five six seven eight nine ten.")
         );
+        let early = "One two three. {{ q }} four five six seven eight nine";
+        assert_eq!(table.prefix(early, opening, "m"), None);
+        // Laid out values-after, the whole text as written is cached.
         assert_eq!(
-            table.prefix("One two three. {{ q }} four five six seven eight nine", "m"),
-            None
+            table.prefix(early, CacheLayout::ValuesAfter, "m"),
+            Some(early)
         );
-        assert_eq!(
-            table.prefix(
-                "{{ q }} One two three four five six seven eight nine ten.",
-                "m"
-            ),
-            None
-        );
-        assert_eq!(table.prefix(long, "other"), None);
+        let first = "{{ q }} One two three four five six seven eight nine ten.";
+        assert_eq!(table.prefix(first, opening, "m"), None);
+        assert_eq!(table.prefix(long, opening, "other"), None);
     }
 
     #[test]

@@ -5,6 +5,8 @@ mod harness;
 
 use bedrock_standin::converse::{Behaviour, Intervention};
 use harness::{World, as_tenant, event, with_body};
+use promptseal::render::Renderer;
+use promptseal::template::CacheLayout;
 use promptseal::tenant::{Quotas, TenantStatus};
 use serde_json::{Value, json};
 
@@ -762,4 +764,72 @@ async fn a_conversation_goes_on_over_several_turns() {
         );
     }
     assert_eq!(world.model_requests().len(), 4);
+}
+
+/// A template that uses its variables early (its literal opening is short) and only as
+/// `{{ name }}`, laid out `values-after`: its system text is sent as written, placeholders and
+/// all, and cached whole; the values follow the cache point as the user's blocks. Two tenants
+/// with other values send the same prefix; the second reads it from the cache. A template with
+/// any other tag cannot be sealed so.
+#[tokio::test]
+async fn early_variables_are_sent_after_the_cached_text_when_the_template_asks() {
+    let world = World::new().await;
+    let mut template = harness::template("support-reply", &world.model_id, "");
+    template.system = format!(
+        "You support {{{{ product }}}}, in a {{{{ tone }}}} tone. {}",
+        long_opening()
+    );
+    template.prompt_cache = CacheLayout::ValuesAfter;
+    world
+        .templates()
+        .put(template.clone(), "e2e", true, &Renderer::default())
+        .await
+        .unwrap();
+    for id in ["acme", "globex"] {
+        world
+            .tenants()
+            .put(&harness::tenant(id, &["support-reply"], Quotas::default()))
+            .await
+            .unwrap();
+    }
+    let function = world.function(&[("PROMPT_CACHE_MIN_TOKENS", "standin.=1024")]);
+    let first = function.invoke(&event("http-api-jwt"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    let globex = json!({
+        "template_id": "support-reply",
+        "variables": { "product": "Globex Modem", "question": "Why is it slow?", "tone": "brief" },
+    });
+    let second = function.invoke(&with_body(event("rest-api-lambda-authorizer"), &globex));
+    assert_eq!(second.status, 200, "{}", second.body);
+
+    let sent = world.model_requests();
+    for (request, product) in [(&sent[0], "Acme Router X2"), (&sent[1], "Globex Modem")] {
+        let system = request["system"].as_array().unwrap();
+        assert_eq!(system[0]["text"].as_str(), Some(template.system.trim_end()));
+        assert_eq!(system[1], json!({"cachePoint": {"type": "default"}}));
+        // The value, after the point, as the user's.
+        let values = serde_json::to_string(&system[2..]).unwrap();
+        assert!(values.contains("{{ product }} = "), "{values}");
+        assert!(values.contains("{{ tone }} = "), "{values}");
+        let value = system
+            .iter()
+            .find_map(|b| b["guardContent"]["text"]["text"].as_str())
+            .unwrap();
+        assert!(value.contains(product), "{value}");
+    }
+    let written = first.body["usage"]["cache_write_input_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(written >= 1024);
+    assert_eq!(second.body["usage"]["cache_read_input_tokens"], written);
+
+    // Only plain substitutions can be laid out so.
+    template.system =
+        "{% if tone is defined %}Be {{ tone }}.{% endif %} You support {{ product }}.".into();
+    let refused = world
+        .templates()
+        .put(template, "e2e", true, &Renderer::default())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("values-after"), "{refused}");
 }

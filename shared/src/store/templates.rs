@@ -10,8 +10,9 @@ use crate::envelope::{EncryptionContext, Envelope, EnvelopeError, Sealed};
 use crate::render::Renderer;
 use crate::store::dynamo::{self, DynamoError, Item, MalformedItem, n, s};
 use crate::store::fingerprints::{FingerprintError, FingerprintStore};
+use crate::syntax::plain_substitutions;
 use crate::template::{
-    DefinitionError, TemplateDefinition, TemplateSettings, TemplateText, VersionMeta,
+    CacheLayout, DefinitionError, TemplateDefinition, TemplateSettings, TemplateText, VersionMeta,
     VersionStatus, check_settings,
 };
 
@@ -222,6 +223,12 @@ impl TemplateStore {
         let (text, settings) = definition.into_parts();
         check_settings(&id, &settings)?;
         renderer.check(&text, &settings.variables)?;
+        let declared = |name: &str| settings.variables.iter().any(|v| v.name == name);
+        if settings.prompt_cache == CacheLayout::ValuesAfter
+            && plain_substitutions(&text.system, declared).is_none()
+        {
+            return Err(DefinitionError::NotValuesAfter.into());
+        }
         let fp = FingerprintStore::compute(&text, settings.leak_guard);
         let plaintext =
             Zeroizing::new(serde_json::to_vec(&text).expect("template text always serialises"));

@@ -80,6 +80,7 @@ pub fn template(id: &str, model_id: &str, system: &str) -> TemplateDefinition {
         guardrail: None,
         leak_guard: Default::default(),
         retrieval: None,
+        prompt_cache: Default::default(),
         variables: ["product", "question", "tone"]
             .iter()
             .map(|name| VariableSpec {
