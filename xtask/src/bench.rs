@@ -15,6 +15,8 @@
 //! - `search`: the in-memory vector search over 50,000 vectors of 1,024 dimensions (criterion,
 //!   shared/benches), then numpy's exact search over the same vectors (tools/bench_vector_search.py,
 //!   numpy from a venv of its own, .local/bench-venv);
+//! - `conversation`: the input tokens billed at full price over a 10-turn conversation on the
+//!   peer's 8 KB template, with and without prompt caching (devstack's `bench-conversation`);
 //! - `retrieval`: a collection of 50,000 chunks of 1,024 dimensions ingested, loaded cold and
 //!   served by retrieve-context's release binary against a local stack of its own
 //!   (devstack's `bench-retrieval`), with the Python peer's load of the same sealed segments
@@ -39,6 +41,7 @@ pub fn run_bench(root: &Path, args: &[String]) -> Result<()> {
         Some("redact") => redact(root),
         Some("search") => search(root),
         Some("retrieval") => retrieval(root),
+        Some("conversation") => conversation(root),
         Some("export") => run(cargo().current_dir(root).args([
             "bench",
             "--package",
@@ -49,7 +52,7 @@ pub fn run_bench(root: &Path, args: &[String]) -> Result<()> {
         _ => {
             bail!(
                 "usage: cargo xtask bench cold-start [RUNS] | warm | leakscan | redact | export \
-                 | search | retrieval"
+                 | search | retrieval | conversation"
             )
         }
     }
@@ -152,6 +155,31 @@ fn leakscan(root: &Path) -> Result<()> {
         .current_dir(&peers)
         .args(["bench_leakscan.py", "--out"])
         .arg(root.join(".local/peer-leakscan.json")))
+}
+
+/// The input tokens of a 10-turn conversation on the peer's 8 KB template, with and without
+/// prompt caching, from the stand-in's accounting (devstack's `bench-conversation`).
+fn conversation(root: &Path) -> Result<()> {
+    let Some(peers) = peers(root, "the conversation (its template is the peer's)")? else {
+        return Ok(());
+    };
+    let parts = peers.join("data/conversation_template.json");
+    run(Command::new(peers.join(".venv/bin/python"))
+        .current_dir(&peers)
+        .args([
+            "-c",
+            "import json, sys, textbank; json.dump({'system': textbank.TEMPLATE_SYSTEM, \
+             'user': textbank.TEMPLATE_USER}, open(sys.argv[1], 'w'))",
+        ])
+        .arg(&parts))?;
+    run(cargo()
+        .current_dir(root)
+        .args(["build", "--package", "invoke", "--bin", "invoke"]))?;
+    run(cargo()
+        .current_dir(root)
+        .args(["run", "--package", "promptseal-devstack", "--features", "sdk"])
+        .args(["--bin", "bench-conversation", "--"])
+        .arg(&parts))
 }
 
 /// The vector search, then numpy's exact search over the vectors the benchmark wrote.
