@@ -177,7 +177,13 @@ fn conversation(root: &Path) -> Result<()> {
         .args(["build", "--package", "invoke", "--bin", "invoke"]))?;
     run(cargo()
         .current_dir(root)
-        .args(["run", "--package", "promptseal-devstack", "--features", "sdk"])
+        .args([
+            "run",
+            "--package",
+            "promptseal-devstack",
+            "--features",
+            "sdk",
+        ])
         .args(["--bin", "bench-conversation", "--"])
         .arg(&parts))
 }

@@ -43,7 +43,10 @@ fn main() -> Result<()> {
         .nth(1)
         .context("usage: bench-conversation TEMPLATE_PARTS_JSON (the peer's, from the xtask)")?;
     let parts: Value = serde_json::from_str(&std::fs::read_to_string(&parts_path)?)?;
-    let system = parts["system"].as_str().context("no system part")?.to_owned();
+    let system = parts["system"]
+        .as_str()
+        .context("no system part")?
+        .to_owned();
     let user = format!(
         "{}\n\nQuestion: {{{{ question }}}}",
         parts["user"].as_str().context("no user part")?
@@ -98,18 +101,23 @@ fn main() -> Result<()> {
         rt.block_on(templates.put(definition, "bench", true, &Renderer::default()))?;
     }
     let tenants = TenantRegistry::new(ddb, resources.table("TenantsTable"));
-    rt.block_on(tenants.put(&TenantSpec {
-        tenant_id: TENANT.into(),
-        templates: layouts.iter().map(|(id, ..)| format!("peer-{id}")).collect(),
-        payload_logging: PayloadLogging {
-            enabled: false,
-            retention_days: 30,
-        },
-        quotas: Quotas::default(),
-        export: None,
-        preview: false,
-        context: None,
-    }))?;
+    rt.block_on(
+        tenants.put(&TenantSpec {
+            tenant_id: TENANT.into(),
+            templates: layouts
+                .iter()
+                .map(|(id, ..)| format!("peer-{id}"))
+                .collect(),
+            payload_logging: PayloadLogging {
+                enabled: false,
+                retention_days: 30,
+            },
+            quotas: Quotas::default(),
+            export: None,
+            preview: false,
+            context: None,
+        }),
+    )?;
 
     let event: Value = serde_json::from_str(&std::fs::read_to_string(
         root.join("events/invoke/http-api-jwt.json"),
@@ -121,9 +129,7 @@ fn main() -> Result<()> {
         user.len(),
         names.len()
     );
-    println!(
-        "\n| layout | input tokens at full price | cache reads | cache writes | output |"
-    );
+    println!("\n| layout | input tokens at full price | cache reads | cache writes | output |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     for (id, label, _) in layouts {
         let minimums = if id == "off" { "off" } else { "" };

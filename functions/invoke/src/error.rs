@@ -83,6 +83,8 @@ pub enum InvokeError {
     ModelTimeout,
     #[error("the model's reply repeated confidential instructions and was withheld")]
     OutputWithheld,
+    #[error("an earlier turn sent as the assistant's repeats confidential instructions")]
+    HistoryWithheld,
     #[error("the template's guardrail blocked the {}", match .0 { Intervened::Input => "request's input", Intervened::Output => "model's answer" })]
     GuardrailIntervened(Intervened),
     #[error("the template version has no fingerprints")]
@@ -129,6 +131,7 @@ pub enum ErrorCode {
     ModelError,
     ModelTimeout,
     OutputWithheld,
+    HistoryWithheld,
     GuardrailIntervened,
     FingerprintsMissing,
     FingerprintsUnreadable,
@@ -171,7 +174,9 @@ impl ErrorCode {
             | FingerprintsMissing
             | FingerprintsUnreadable
             | ContextIntegrity => StatusCode::INTERNAL_SERVER_ERROR,
-            OutputWithheld | GuardrailIntervened => StatusCode::UNPROCESSABLE_ENTITY,
+            OutputWithheld | HistoryWithheld | GuardrailIntervened => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ModelError | RetrievalFailed | TenantRetrievalFailed => StatusCode::BAD_GATEWAY,
             ModelTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -236,6 +241,7 @@ impl InvokeError {
             Model(_) | ModelStream(_) => ErrorCode::ModelError,
             ModelTimeout => ErrorCode::ModelTimeout,
             OutputWithheld => ErrorCode::OutputWithheld,
+            HistoryWithheld => ErrorCode::HistoryWithheld,
             GuardrailIntervened(_) => ErrorCode::GuardrailIntervened,
             FingerprintsMissing => ErrorCode::FingerprintsMissing,
             FingerprintsUnreadable(_) => ErrorCode::FingerprintsUnreadable,
@@ -431,6 +437,7 @@ mod tests {
             ),
             (InvokeError::ModelTimeout, 504, "model_timeout"),
             (InvokeError::OutputWithheld, 422, "output_withheld"),
+            (InvokeError::HistoryWithheld, 422, "history_withheld"),
             (
                 InvokeError::from(FingerprintError::Payload(
                     promptseal::leak::MalformedFingerprints,

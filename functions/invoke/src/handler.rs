@@ -63,8 +63,6 @@ pub struct Outcome {
     logging_check_age: Option<Duration>,
     /// For a streamed reply: when its first byte went out, after the request began.
     pub first_byte: Option<Duration>,
-    /// Spans of template text replaced in the assistant's earlier turns.
-    pub history_findings: usize,
 }
 
 /// What one model call may use: the checked inference settings and the time it may take.
@@ -103,8 +101,6 @@ pub struct Answer {
     pub prompt: Option<RecordPrompt>,
     /// The retrieved chunks placed in the prompt, by id.
     pub retrieved: Vec<String>,
-    /// Spans of template text replaced in the assistant's earlier turns.
-    pub history_findings: usize,
 }
 
 pub async fn handle(deps: &Deps, request: Request) -> Result<Response<Body>, lambda_http::Error> {
@@ -278,7 +274,6 @@ async fn invoke(
         metadata,
         prompt,
         retrieved,
-        history_findings,
     } = match answer {
         Ok(answer) => answer,
         Err(e) => {
@@ -287,7 +282,6 @@ async fn invoke(
         }
     };
     outcome.usage = reply.usage;
-    outcome.history_findings = history_findings;
     outcome.guard = Some(guard.clone());
     outcome.retrieved = retrieved.clone();
     settle(
@@ -431,8 +425,6 @@ pub struct Prepared {
     entries: HashMap<String, String>,
     /// The retrieved chunks placed in the prompt, by id.
     pub retrieved: Vec<String>,
-    /// Spans of template text found (and replaced) in the assistant's earlier turns.
-    pub history_findings: usize,
 }
 
 impl Prepared {
@@ -503,7 +495,7 @@ pub async fn prepare(
     };
     let mut context = req.context_documents();
     context.extend(retrieved.tenant);
-    let (history, history_findings) = guarded_history(req, &fingerprints);
+    let history = guarded_history(req, &fingerprints)?;
     let canary = format!("zq{}", promptseal::random_hex::<8>());
     let salt = promptseal::random_hex::<8>();
     let text = deps.templates.decrypt(stored).await?;
@@ -543,7 +535,15 @@ pub async fn prepare(
         request_id: Some(request_id.to_owned()),
         block_map: assembled.block_map(),
     };
-    let entries = metadata.to_entries()?;
+    // A version sealed before conversations were bounded into its block map may not take a
+    // long history: the caller's to shorten, not the ISV's error.
+    let entries = metadata.to_entries().map_err(|e| {
+        if req.history.is_empty() {
+            InvokeError::from(e)
+        } else {
+            InvokeError::InvalidRequest("history: too many turns for this template version".into())
+        }
+    })?;
     Ok(Prepared {
         assembled,
         fingerprints,
@@ -553,31 +553,29 @@ pub async fn prepare(
         metadata,
         entries,
         retrieved: retrieved.ids,
-        history_findings,
     })
 }
 
 /// The request's earlier turns, each of the assistant's scanned as a reply is: a turn the
-/// client sends back as the model's own must not carry template text back into the prompt
-/// (from a leak, or forged), so any it holds is replaced before it is sent, and counted.
-fn guarded_history(req: &InvokeRequest, fingerprints: &Fingerprints) -> (Vec<Turn>, usize) {
+/// client sends back as the model's own must not carry template text back into the prompt (an
+/// earlier leak, or a forged turn), so a request holding one is refused before the model is
+/// called. Refused whole, and counted with the withheld replies that the probing alarm
+/// watches: replacing the text instead would show the caller, turn by turn, which of its
+/// guesses are template text.
+fn guarded_history(
+    req: &InvokeRequest,
+    fingerprints: &Fingerprints,
+) -> Result<Vec<Turn>, InvokeError> {
     let scanner = Scanner::new(fingerprints);
-    let mut findings = 0;
-    let history = req
-        .history()
-        .into_iter()
-        .map(|mut turn| {
-            if turn.role == Role::Assistant {
-                let (report, replacement) = scanner.enforce(&turn.text, LeakPolicy::Redact);
-                findings += report.findings;
-                if let Some(text) = replacement {
-                    turn.text = Zeroizing::new(text);
-                }
-            }
-            turn
-        })
-        .collect();
-    (history, findings)
+    let history = req.history();
+    let repeats = history
+        .iter()
+        .filter(|turn| turn.role == Role::Assistant)
+        .any(|turn| !scanner.scan(&turn.text).is_empty());
+    if repeats {
+        return Err(InvokeError::HistoryWithheld);
+    }
+    Ok(history)
 }
 
 /// From a checked request to the guarded reply: the prompt prepared, the model called, the reply
@@ -611,7 +609,6 @@ pub async fn ask_model(
     let Prepared {
         metadata,
         retrieved,
-        history_findings,
         ..
     } = prepared;
     Ok(Answer {
@@ -620,7 +617,6 @@ pub async fn ask_model(
         metadata,
         prompt,
         retrieved,
-        history_findings,
     })
 }
 
@@ -714,7 +710,6 @@ pub fn audit(
             cache_read_input_tokens = usage.cache_read_input_tokens,
             cache_write_input_tokens = usage.cache_write_input_tokens,
             retrieved_chunks, latency_ms, first_byte_ms,
-            history_findings = outcome.history_findings,
             "invoke refused"
         ),
         None => tracing::info!(
@@ -725,7 +720,6 @@ pub fn audit(
             cache_read_input_tokens = usage.cache_read_input_tokens,
             cache_write_input_tokens = usage.cache_write_input_tokens,
             guard_action, leak_findings, retrieved_chunks, latency_ms, first_byte_ms,
-            history_findings = outcome.history_findings,
             "invoke completed"
         ),
     }
@@ -749,11 +743,6 @@ pub fn audit(
             Unit::Count,
         ),
         ("LeakFindings", leak_findings as f64, Unit::Count),
-        (
-            "HistoryFindings",
-            outcome.history_findings as f64,
-            Unit::Count,
-        ),
         ("Latency", latency_ms, Unit::Milliseconds),
     ];
     if let Some(ms) = first_byte_ms {
@@ -765,7 +754,9 @@ pub fn audit(
     }
     // Withheld replies per tenant: a tenant that keeps making the model repeat the template is
     // probing for it, and template.yaml's alarm watches this.
-    if let (Some(InvokeError::OutputWithheld), Some(tenant_id)) = (error, tenant_id) {
+    if let (Some(InvokeError::OutputWithheld | InvokeError::HistoryWithheld), Some(tenant_id)) =
+        (error, tenant_id)
+    {
         MetricRecord {
             namespace: "promptseal",
             dimensions: &[("Function", function), ("TenantId", tenant_id)],

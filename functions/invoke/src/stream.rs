@@ -19,7 +19,7 @@ use lambda_http::http::header;
 use lambda_http::{Error, Request, RequestExt, Response};
 use lambda_runtime::streaming::{Body, Sender};
 use promptseal::leak::{StreamGuard, Withheld};
-use promptseal::records::RecordPrompt;
+use promptseal::records::{RecordPrompt, TokenUsage};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -165,7 +165,6 @@ async fn answer(
         }
     };
     outcome.retrieved = prepared.retrieved.clone();
-    outcome.history_findings = prepared.history_findings;
     let prompt = terms
         .record
         .then(|| RecordPrompt::of(&prepared.assembled, &meta.template_id, meta.version));
@@ -186,10 +185,12 @@ async fn answer(
     let mut guard = StreamGuard::new(&scanner, prepared.policy());
     // With `block`, once the guard stops the stream, the rest is read only for its usage.
     let mut withheld = false;
-    let end = loop {
-        let piece = tokio::time::timeout(left(deadline), model.next())
-            .await
-            .map_err(|_| InvokeError::ModelTimeout)??;
+    let ended = loop {
+        let piece = match tokio::time::timeout(left(deadline), model.next()).await {
+            Ok(Ok(piece)) => piece,
+            Ok(Err(e)) => break Err(e),
+            Err(_) => break Err(InvokeError::ModelTimeout),
+        };
         match piece {
             Streamed::Text(_) if withheld => {}
             Streamed::Text(text) => match guard.push(&text) {
@@ -204,25 +205,46 @@ async fn answer(
                     }
                 }
             },
-            Streamed::End(end) => break end,
+            Streamed::End(end) => break Ok(end),
         }
     };
-    let StreamEnd {
-        stop_reason,
-        usage,
-        guardrail,
-    } = end;
     let verdict = guard.finish();
-    outcome.usage = usage;
     outcome.guard = Some(verdict.report.clone());
-    let failure = match (guardrail, verdict.rest) {
-        (Some(at), _) => Some(InvokeError::GuardrailIntervened(at)),
-        (None, Err(Withheld)) => Some(InvokeError::OutputWithheld),
-        (None, Ok(rest)) => {
-            client.text(outcome, rest).await;
-            None
+    // What ends the request: a withheld reply first (whatever else happened: the probing alarm
+    // counts it), then the guardrail's intervention, then a stream the model broke off. A broken
+    // stream has no usage to meter, but the text the client got is kept in the record.
+    let (failure, stop_reason, usage, output) = match ended {
+        Ok(StreamEnd {
+            stop_reason,
+            usage,
+            guardrail,
+        }) => {
+            let failure = match (withheld, verdict.rest, guardrail) {
+                (true, _, _) | (false, Err(Withheld), _) => Some(InvokeError::OutputWithheld),
+                (false, Ok(_), Some(at)) => Some(InvokeError::GuardrailIntervened(at)),
+                (false, Ok(rest), None) => {
+                    client.text(outcome, rest).await;
+                    None
+                }
+            };
+            (failure, stop_reason, usage, verdict.guarded.to_string())
+        }
+        Err(broken) => {
+            let failure = if withheld {
+                InvokeError::OutputWithheld
+            } else {
+                broken
+            };
+            let output = if withheld {
+                String::new()
+            } else {
+                verdict.released.to_string()
+            };
+            let stop_reason = failure.code().as_str().to_owned();
+            (Some(failure), stop_reason, TokenUsage::default(), output)
         }
     };
+    outcome.usage = usage;
     if failure.is_none() {
         let done = summary(
             request_id,
@@ -242,7 +264,7 @@ async fn answer(
             started_at,
             usage,
             stop_reason,
-            output: verdict.guarded.to_string(),
+            output,
             guard: verdict.report,
             metadata: prepared.metadata.clone(),
             prompt,

@@ -247,9 +247,21 @@ async fn errors_before_the_first_byte_are_http_errors_and_after_it_error_events(
     assert_eq!(late.last().name, "error");
     assert_eq!(late.code(), "model_error");
 
-    // A throttled request is given back; the failed streams are not (the model worked).
+    // The broken streams are counted (the model worked; their tokens are unknown), and the
+    // text the client got is kept in acme's record.
     let ledger = world.usage().query("acme", None).await.unwrap();
-    assert_eq!(ledger.len(), 0, "no tokens are known for a broken stream");
+    assert_eq!((ledger[0].requests, ledger[0].output_tokens), (2, 0));
+    let records = world.records_of("acme").await;
+    let kept: Vec<_> = records.iter().map(|r| r.output.as_str()).collect();
+    assert!(
+        kept.contains(&late.text().as_str()) && kept.contains(&""),
+        "{kept:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.stop_reason.as_deref() == Some("model_error"))
+    );
     let logs = function.logs();
     for code in ["unauthenticated", "model_throttled", "model_error"] {
         assert!(

@@ -23,6 +23,8 @@ pub struct Verdict {
     /// The reply as the buffered path would return it (empty when withheld): what a payload
     /// record keeps.
     pub guarded: Zeroizing<String>,
+    /// What was released before the end, as the client has it.
+    pub released: Zeroizing<String>,
 }
 
 /// Released text is checked in batches of at least this many bytes (the per-delta cost of the
@@ -85,6 +87,7 @@ impl<'s> StreamGuard<'s> {
             report,
             rest,
             guarded,
+            released: self.sent,
         }
     }
 
