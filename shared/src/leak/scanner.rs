@@ -160,9 +160,9 @@ impl<'a> Scanner<'a> {
     /// run of `min_span` template words could take, with as much filler as the scanner allows
     /// between them; and, reaching further back, an open letter-spaced run, the whitespace-free
     /// stretch the hold falls in (words run together, escapes, an encoded run), an encoded run
-    /// wrapped in lines or written as hex bytes, and the line before the last when it starts
-    /// with a template word (a passage written backwards line by line is found across two
-    /// lines). For the ISV text as sent too.
+    /// wrapped in lines or written as hex bytes, a tag still open, and the last line and the one
+    /// before it when they open with two template words in reverse order (a passage written
+    /// backwards line by line is found across two lines). For the ISV text as sent too.
     pub fn hold_from(&self, text: &str) -> usize {
         let own = self.hold_in(text, 0);
         self.sent
@@ -220,12 +220,14 @@ impl<'a> Scanner<'a> {
             }
         }
         // The last line and the one before it, when a passage written backwards line by line
-        // could cross from it into the next line: such a finding starts where that line starts,
-        // and is known only once the next line is complete.
-        let starts = line_starts(text, &words);
-        for &line in starts.iter().rev().take(2) {
-            if words[line].known {
-                hold = hold.min(words[line].start);
+        // could cross from it into the next line (it opens with two template words in reverse
+        // order): such a finding starts where that line starts, and is known only once the
+        // next line is complete.
+        let mut starts = line_starts(text, &words);
+        starts.push(words.len());
+        for line in starts.windows(2).rev().take(2) {
+            if self.opens_backwards(&words[line[0]..line[1]]) {
+                hold = hold.min(words[line[0]].start);
             }
         }
         hold
@@ -452,6 +454,15 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Whether a line starts with two template words that follow each other in the template
+    /// read backwards: the start a passage written backwards must have to go on into the next
+    /// line (a single word of it is not looked for across lines).
+    fn opens_backwards(&self, line: &[Word]) -> bool {
+        matches!(line, [first, second, ..]
+            if first.known && second.known
+                && self.fp.pairs.contains(extend(second.hash, first.hash)))
+    }
+
     /// Each line written backwards, the lines in order (a reversed passage quoted line by line):
     /// reading the words of each line in reverse only finds more than reading the whole text
     /// backwards where a run crosses a line break, so two neighbouring lines are read that way
@@ -472,6 +483,7 @@ impl<'a> Scanner<'a> {
                 continue;
             };
             if leading + trailing < n
+                || !self.opens_backwards(first)
                 || !self
                     .fp
                     .pairs
