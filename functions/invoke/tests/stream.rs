@@ -303,3 +303,27 @@ async fn the_streaming_apis_cognito_claims_name_the_tenant() {
         1
     );
 }
+
+/// A model slower than the timeout: before the first byte, the HTTP 504 of `/v1/invoke`; after
+/// it, an `error` event with the same code, the text released so far kept in the record.
+#[tokio::test]
+async fn a_model_too_slow_times_out_before_or_after_the_first_byte() {
+    let world = World::new().await;
+    seed(&world, LeakPolicy::Redact).await;
+    let function = world.stream_function(&[("MODEL_TIMEOUT_MS", "4000")]);
+
+    streaming(&world, &benign(200), 5000);
+    let silent = function.invoke_stream(&ask("Hi"));
+    assert_eq!((silent.status, silent.code()), (504, "model_timeout"));
+
+    streaming(&world, &benign(200), 150);
+    let slow = function.invoke_stream(&ask("Hi"));
+    assert_eq!(slow.status, 200, "{}", slow.body);
+    assert!(!slow.text().is_empty());
+    assert_eq!(
+        (slow.last().name.as_str(), slow.code()),
+        ("error", "model_timeout")
+    );
+    let records = world.records_of("acme").await;
+    assert!(records.iter().any(|r| r.output == slow.text()));
+}
