@@ -29,6 +29,9 @@ use crate::handler::{
     Deps, Outcome, Settled, admit, audit, model_timeout, prepare, release, settle, summary,
 };
 
+/// Longest wait for the client to take one event.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The function's name in the audit line and the metrics.
 const FUNCTION: &str = "invoke-stream";
 
@@ -81,7 +84,10 @@ impl Client {
         }
         self.ended = matches!(name, "done" | "error");
         let event = format!("event: {name}\ndata: {data}\n\n");
-        self.gone = self.sender.send_data(Bytes::from(event)).await.is_err();
+        // A client that stops reading is let go, so that it cannot hold the task (and with it
+        // the metering and the record) until the function's deadline.
+        let sent = tokio::time::timeout(SEND_TIMEOUT, self.sender.send_data(Bytes::from(event)));
+        self.gone = !matches!(sent.await, Ok(Ok(())));
     }
 
     async fn text(&mut self, outcome: &mut Outcome, text: String) {
