@@ -13,7 +13,8 @@ use aws_sdk_bedrockruntime::types::{
     CachePointBlock, CachePointType, ContentBlock, ContentBlockDelta, ConversationRole,
     ConverseOutput as Output, ConverseStreamOutput as StreamOutput, GuardrailConfiguration,
     GuardrailConverseContentBlock, GuardrailConverseTextBlock, GuardrailStreamConfiguration,
-    GuardrailTrace, InferenceConfiguration, Message, StopReason, SystemContentBlock,
+    GuardrailTrace, GuardrailTraceAssessment, InferenceConfiguration, Message, StopReason,
+    SystemContentBlock,
 };
 use promptseal::assembly::{Assembled, Block, BlockKind};
 use promptseal::records::TokenUsage;
@@ -98,7 +99,13 @@ fn system(assembled: &Assembled) -> Vec<SystemContentBlock> {
 }
 
 /// Where the guardrail intervened, if it did: on the input when it assessed the input.
-fn intervened(stop_reason: &StopReason, assessed_input: bool) -> Option<Intervened> {
+fn intervened(
+    stop_reason: &StopReason,
+    trace: Option<&GuardrailTraceAssessment>,
+) -> Option<Intervened> {
+    let assessed_input = trace
+        .and_then(|g| g.input_assessment())
+        .is_some_and(|a| !a.is_empty());
     (stop_reason == &StopReason::GuardrailIntervened).then_some(if assessed_input {
         Intervened::Input
     } else {
@@ -196,12 +203,7 @@ pub async fn call(
             .join(""),
         _ => String::new(),
     };
-    let assessed_input = out
-        .trace()
-        .and_then(|t| t.guardrail())
-        .and_then(|g| g.input_assessment())
-        .is_some_and(|a| !a.is_empty());
-    let guardrail = intervened(out.stop_reason(), assessed_input);
+    let guardrail = intervened(out.stop_reason(), out.trace().and_then(|t| t.guardrail()));
     Ok(ModelReply {
         model_request_id: out.request_id().map(str::to_owned),
         guardrail,
@@ -268,13 +270,9 @@ impl ModelStream {
                         .stop_reason
                         .take()
                         .ok_or(InvokeError::ModelStream("metadata before messageStop"))?;
-                    let assessed_input = metadata
-                        .trace()
-                        .and_then(|t| t.guardrail())
-                        .and_then(|g| g.input_assessment())
-                        .is_some_and(|a| !a.is_empty());
+                    let trace = metadata.trace().and_then(|t| t.guardrail());
                     return Ok(Streamed::End(StreamEnd {
-                        guardrail: intervened(&stop_reason, assessed_input),
+                        guardrail: intervened(&stop_reason, trace),
                         stop_reason: stop_reason.as_str().to_owned(),
                         usage: usage(metadata.usage()),
                     }));
